@@ -1,0 +1,1 @@
+"""The ``searchlib`` command line (click). Thin: parses options, calls the library, prints."""

@@ -1,0 +1,27 @@
+"""``searchlib models``: which models can be used, and which work offline."""
+
+from __future__ import annotations
+
+import click
+
+from .main import main
+from .output import echo_json, table
+
+
+@main.command("models")
+@click.option("--all", "include_all", is_flag=True, help="List every open_clip pretrained model, not just the recommended ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of {name, available_offline, note}.")
+def models_cmd(include_all: bool, as_json: bool) -> None:
+    """List models usable with 'searchlib index --model SPEC'.
+
+    'bundled' ships with searchlib and always works offline. ARCH/TAG models come from open_clip
+    and are downloaded once into its cache; 'available_offline' says whether that already happened.
+    """
+    from searchlib.models import list_models
+
+    rows = list_models(include_all=include_all)
+    if as_json:
+        echo_json([r.__dict__ for r in rows])
+        return
+    click.echo(table(["model", "offline", "note"],
+                     [[r.name, "yes" if r.available_offline else "no", r.note] for r in rows], flex=2))

@@ -1,0 +1,253 @@
+"""``index_folder``: bring an index up to date with folders on disk, committing in batches."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from searchlib.catalog import NewImage
+from searchlib.embedding import Embedder
+from searchlib.errors import ConfigError
+from searchlib.index import Index
+from searchlib.models import parse_model_spec
+from searchlib.vectors import VectorIndex
+
+from .pipeline import Decoded, Failed, decode_stream
+from .scan import FileEntry, ScanProblem, scan
+
+log = logging.getLogger(__name__)
+
+#: Commit at least this often (seconds) and at most this many images at once: a killed run loses
+#: no more than one such batch.
+COMMIT_SECONDS = 5.0
+COMMIT_MAX = 1024
+
+
+@dataclass
+class Progress:
+    """Reported to the ``progress`` callback after each embedded batch."""
+
+    done: int
+    total: int
+    failed: int
+
+
+@dataclass
+class IndexReport:
+    """What an index run did (the CLI's ``--json`` output)."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: int = 0
+    failures: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "added": self.added, "updated": self.updated, "unchanged": self.unchanged,
+            "removed": self.removed, "failed": self.failed, "failures": list(self.failures),
+            "seconds": round(self.seconds, 3),
+        }
+
+    def fail(self, path: str, error: str) -> None:
+        self.failed += 1
+        self.failures.append({"path": path, "error": error})
+        log.warning("%s: %s", path, error)
+
+
+def _resolve_roots(paths: Sequence[str | os.PathLike]) -> list[str]:
+    if not paths:
+        raise ConfigError("no PATH given; name the folders or files to index")
+    roots = []
+    for p in paths:
+        root = os.path.abspath(os.path.expanduser(os.fspath(p)))
+        if not os.path.exists(root):
+            raise ConfigError(f"path not found: {root}")
+        roots.append(root)
+    return roots
+
+
+def _under(path: str, roots: Sequence[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def _choose_embedder(index: Index, model: str | None, checkpoint: str | None, device: str,
+                     batch_size: int | None) -> Embedder:
+    stored = index.identity
+    if model is None and checkpoint is None and stored is not None:
+        # Keep using the index's own model; its weights load (and are checked) only when a file
+        # actually needs embedding, so a run with nothing new does not pay for loading them.
+        return Embedder(stored.to_spec(), device=device, batch_size=batch_size, expected=stored)
+    embedder = Embedder(parse_model_spec(model, checkpoint), device=device, batch_size=batch_size)
+    if stored is None:
+        index.catalog.set_model_identity(embedder.identity)
+    else:
+        embedder.check_matches(stored)
+    return embedder
+
+
+def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, model: str | None = None,
+                 checkpoint: str | None = None, device: str = "auto", batch_size: int | None = None,
+                 workers: int | None = None, max_megapixels: float | None = 178.0,
+                 exclude: Sequence[str] = (), include_hidden: bool = False,
+                 follow_symlinks: bool = False,
+                 progress: Callable[[Progress], None] | None = None) -> IndexReport:
+    """Index image files under ``paths`` into the index at ``index_dir``.
+
+    New files are embedded, files whose size or mtime changed are re-embedded, unchanged files are
+    skipped without reading, and rows of files gone from disk (inside ``paths``) are removed.
+
+    Args:
+        index_dir: the index directory (created if missing).
+        paths: folders or files to index.
+        model: model spec; default: the index's model, or :data:`searchlib.config.DEFAULT_MODEL`
+            for a new index.
+        checkpoint: local weights file for ``model`` (an architecture name).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        batch_size: images per forward pass.
+        workers: decode processes (default: cores - 1; 0 decodes in this process).
+        max_megapixels: larger images are reported as failures instead of decoded.
+        exclude: glob patterns of paths to skip.
+        include_hidden: index dot-files and dot-directories too.
+        follow_symlinks: follow symbolic links.
+        progress: called with a :class:`Progress` after each batch.
+
+    Raises:
+        SearchlibError: a bad path or option, a model problem, a model mismatch, or a busy index.
+    """
+    started = time.perf_counter()
+    roots = _resolve_roots(paths)
+    report = IndexReport()
+    index = Index.open_or_create(index_dir, device=device)
+    try:
+        with index.writer():
+            embedder = _choose_embedder(index, model, checkpoint, device, batch_size)
+            _run(index, embedder, roots, report, workers, max_megapixels, exclude, include_hidden,
+                 follow_symlinks, progress)
+    finally:
+        index.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _run(index: Index, embedder: Embedder, roots: list[str], report: IndexReport,
+         workers: int | None, max_megapixels: float | None, exclude: Sequence[str],
+         include_hidden: bool, follow_symlinks: bool,
+         progress: Callable[[Progress], None] | None) -> None:
+    catalog = index.catalog
+    known = catalog.file_states()
+    todo: list[FileEntry] = []
+    seen: set[str] = set()
+    for item in scan(roots, exclude, include_hidden, follow_symlinks):
+        if isinstance(item, ScanProblem):
+            report.fail(item.path, item.error)
+            seen.add(item.path)  # a problem this time is no proof the file is gone
+            continue
+        seen.add(item.path)
+        state = known.get(item.path)
+        if state is not None and state[1:] == (item.size, item.mtime_ns):
+            report.unchanged += 1
+        elif not _storable(item.path):
+            report.fail(item.path, "file name is not valid UTF-8; rename the file to index it")
+        else:
+            todo.append(item)
+
+    vectors = index.vectors
+    gone = [state[0] for path, state in known.items() if path not in seen and _under(path, roots)]
+    if gone:
+        _, generation = catalog.write_batch([], removed=gone)
+        vectors.remove(np.asarray(gone, dtype=np.int64))
+        index.adopt_vectors(vectors, generation)
+        report.removed = len(gone)
+
+    committer = _BatchCommitter(index, vectors, embedder, known, report)
+    if not todo:
+        index.save_vectors()
+        return
+    prep = embedder.preprocess
+    max_pixels = int(max_megapixels * 1e6) if max_megapixels else None
+    done = 0
+    for result in decode_stream(todo, prep, workers=workers, max_pixels=max_pixels):
+        done += 1
+        if isinstance(result, Failed):
+            report.fail(result.path, result.error)
+        else:
+            committer.push(result)
+        if committer.ready():
+            committer.flush()
+        if progress:
+            progress(Progress(done, len(todo), report.failed))
+    committer.flush(final=True)
+    if progress:
+        progress(Progress(done, len(todo), report.failed))
+    index.save_vectors()
+
+
+def _storable(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+class _BatchCommitter:
+    """Collects decoded images, embeds them a model batch at a time, commits in batches."""
+
+    def __init__(self, index: Index, vectors: VectorIndex, embedder: Embedder, known: dict,
+                 report: IndexReport):
+        self.index, self.vectors, self.embedder = index, vectors, embedder
+        self.known, self.report = known, report
+        self.decoded: list[Decoded] = []
+        self.ready_items: list[NewImage] = []
+        self.last_commit = time.monotonic()
+
+    def push(self, item: Decoded) -> None:
+        self.decoded.append(item)
+        if len(self.decoded) >= self.embedder.batch_size:
+            self._embed()
+
+    def ready(self) -> bool:
+        pending = len(self.ready_items)
+        return pending >= COMMIT_MAX or (pending > 0 and time.monotonic() - self.last_commit >= COMMIT_SECONDS)
+
+    def _embed(self) -> None:
+        batch, self.decoded = self.decoded, []
+        if not batch:
+            return
+        # Identical bytes already in the catalog keep their stored vector: no model time spent.
+        reuse = self.index.catalog.vectors_by_hash(d.content_hash for d in batch)
+        fresh = [d for d in batch if d.content_hash not in reuse]
+        vecs = self.embedder.embed_pixels(np.stack([d.pixels for d in fresh])) if fresh else []
+        by_path = {d.path: v for d, v in zip(fresh, vecs)}
+        for d in batch:
+            vector = reuse.get(d.content_hash)
+            if vector is None:
+                vector = by_path[d.path]
+            self.ready_items.append(NewImage(d.path, d.size, d.mtime_ns, d.content_hash, d.metadata, vector))
+
+    def flush(self, final: bool = False) -> None:
+        if final:
+            self._embed()
+        items, self.ready_items = self.ready_items, []
+        if not items:
+            return
+        added = [i for i in items if i.path not in self.known]
+        updated = [(self.known[i.path][0], i) for i in items if i.path in self.known]
+        new_ids, generation = self.index.catalog.write_batch(added, updated)
+        vectors = self.vectors  # kept in step with the catalog, batch by batch
+        if updated:
+            vectors.remove(np.asarray([i for i, _ in updated], dtype=np.int64))
+        ids = np.asarray(new_ids + [i for i, _ in updated], dtype=np.int64)
+        vectors.add(ids, np.stack([i.vector for i in added] + [u.vector for _, u in updated]))
+        self.index.adopt_vectors(vectors, generation)
+        self.report.added += len(added)
+        self.report.updated += len(updated)
+        self.last_commit = time.monotonic()

@@ -1,0 +1,122 @@
+"""Finding image files under the roots given to ``searchlib index``."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+#: File name endings considered images. The content still decides the format when decoding.
+IMAGE_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
+    ".heic", ".heif", ".avif",
+})
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A candidate image file as found on disk."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class ScanProblem:
+    """A path that could not be scanned (reported as a failure, never fatal)."""
+
+    path: str
+    error: str
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".")  # also covers macOS "._*" resource-fork files
+
+
+def _excluded(path: str, patterns: Sequence[str]) -> bool:
+    name = os.path.basename(path)
+    return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def scan(roots: Sequence[str], exclude: Sequence[str] = (), include_hidden: bool = False,
+         follow_symlinks: bool = False) -> Iterator[FileEntry | ScanProblem]:
+    """Yield image files (regular files only) under ``roots``, and problems met on the way.
+
+    Args:
+        roots: absolute files or directories.
+        exclude: glob patterns matched against the full path and the file name.
+        include_hidden: also enter dot-directories and take dot-files.
+        follow_symlinks: follow symlinked directories (loops are detected and skipped).
+    """
+    seen_dirs: set[tuple[int, int]] = set()
+    for root in roots:
+        if os.path.isdir(root):
+            yield from _walk(root, exclude, include_hidden, follow_symlinks, seen_dirs)
+        else:
+            entry = _entry(root, follow_symlinks=True)
+            if entry is not None:
+                yield entry
+
+
+def _entry(path: str, follow_symlinks: bool) -> FileEntry | ScanProblem | None:
+    try:
+        st = os.stat(path, follow_symlinks=follow_symlinks)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return ScanProblem(path, "broken symbolic link")
+        return ScanProblem(path, "file vanished during the scan")
+    except OSError as e:
+        return ScanProblem(path, f"cannot stat: {e.strerror or e}")
+    if stat.S_ISLNK(st.st_mode):
+        return None  # a symlink we were told not to follow
+    if not stat.S_ISREG(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
+            return None
+        return ScanProblem(path, "not a regular file")
+    return FileEntry(path, st.st_size, st.st_mtime_ns)
+
+
+def _walk(root: str, exclude: Sequence[str], include_hidden: bool, follow: bool,
+          seen_dirs: set[tuple[int, int]]) -> Iterator[FileEntry | ScanProblem]:
+    problems: list[ScanProblem] = []
+
+    def onerror(err: OSError) -> None:
+        problems.append(ScanProblem(str(err.filename), f"cannot read directory: {err.strerror or err}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=follow):
+        try:
+            st = os.stat(dirpath)
+            key = (st.st_dev, st.st_ino)
+        except OSError:
+            key = None
+        if key is not None:
+            if key in seen_dirs:  # a symlink loop or a directory reached twice
+                dirnames[:] = []
+                continue
+            seen_dirs.add(key)
+        dirnames[:] = sorted(d for d in dirnames if (include_hidden or not _hidden(d))
+                             and not _excluded(os.path.join(dirpath, d), exclude))
+        yield from problems
+        problems.clear()
+        for name in sorted(filenames):
+            if (not include_hidden and _hidden(name)) or not is_image_name(name):
+                continue
+            path = os.path.join(dirpath, name)
+            if _excluded(path, exclude):
+                continue
+            entry = _entry(path, follow_symlinks=True)
+            if isinstance(entry, FileEntry) and not follow and os.path.islink(path):
+                continue
+            if entry is not None:
+                yield entry
+    yield from problems

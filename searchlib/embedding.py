@@ -1,0 +1,263 @@
+"""Loading CLIP models and turning text and pixels into normalized vectors.
+
+:func:`normalize` is the only place vectors are L2-normalized; everything downstream (the FAISS
+inner-product index, scores) relies on it, so inner product equals cosine similarity.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import ConfigError, ImageDecodeError, ModelError, ModelMismatchError
+from .imaging import Preprocess, decode_for_model
+from .models import (
+    RANDOM_TAG,
+    ModelIdentity,
+    ModelSpec,
+    check_pretrained,
+    file_sha256,
+    register_project_configs,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """Return ``vectors`` as C-contiguous float32 rows of unit L2 norm (zero rows stay zero)."""
+    arr = np.asarray(vectors, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(arr / norms, dtype=np.float32)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; validates explicit choices."""
+    import torch
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+        return device
+    if device == "cpu":
+        return device
+    raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
+
+
+def load_state_dict(path: Path) -> dict:
+    """Read a checkpoint safely: safetensors, else ``torch.load(weights_only=True)``."""
+    import torch
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ModelError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelError(f"checkpoint {path} holds no state dict")
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+
+
+def _create_model(spec: ModelSpec) -> torch.nn.Module:
+    import open_clip
+    import torch
+
+    register_project_configs()
+    if spec.arch not in open_clip.list_models():
+        raise ModelError(f"unknown model architecture {spec.arch!r}; run 'searchlib models --all'")
+    if spec.checkpoint is not None:
+        model = open_clip.create_model(spec.arch, pretrained=None)
+        state = load_state_dict(spec.checkpoint)
+        try:
+            model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise ModelError(f"checkpoint {spec.checkpoint} does not fit architecture {spec.arch}: {first}") from e
+        return model
+    if spec.pretrained == RANDOM_TAG:
+        log.warning("model %s has random weights: fine for tests and benchmarks, useless for search", spec.name)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # the same weights in every process, so an index stays searchable
+            return open_clip.create_model(spec.arch, pretrained=None)
+    check_pretrained(spec.arch, spec.pretrained or "")
+    try:
+        return open_clip.create_model(spec.arch, pretrained=spec.pretrained, require_pretrained=True)
+    except Exception as e:
+        raise ModelError(f"cannot load {spec.name}: {type(e).__name__}: {e}") from e
+
+
+def identity_of(spec: ModelSpec, model: torch.nn.Module) -> ModelIdentity:
+    """The :class:`ModelIdentity` of a loaded model."""
+    import open_clip
+
+    pre = open_clip.get_model_preprocess_cfg(model)
+    size = pre["size"]
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    dim = int((open_clip.get_model_config(spec.arch) or {})["embed_dim"])
+    return ModelIdentity(
+        name=spec.name,
+        arch=spec.arch,
+        pretrained=spec.pretrained,
+        checkpoint=str(spec.checkpoint) if spec.checkpoint else None,
+        weights_sha256=file_sha256(spec.checkpoint) if spec.checkpoint else None,
+        dim=dim,
+        image_size=int(size),
+        mean=tuple(float(m) for m in pre["mean"]),
+        std=tuple(float(s) for s in pre["std"]),
+        interpolation=str(pre.get("interpolation", "bicubic")),
+        resize_mode=str(pre.get("resize_mode", "shortest")),
+    )
+
+
+class Embedder:
+    """A loaded CLIP model that embeds texts and images into normalized float32 vectors.
+
+    Weights load on first use. On CUDA the model runs under fp16 autocast; pixels travel as uint8
+    and are scaled and normalized on the device.
+
+    Args:
+        spec: which model (see :func:`searchlib.models.parse_model_spec`).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        batch_size: images per forward pass (default 256 on CUDA, 32 on CPU).
+        expected: if given, the identity the loaded model must have (checked when weights load).
+    """
+
+    def __init__(self, spec: ModelSpec, device: str = "auto", batch_size: int | None = None,
+                 expected: ModelIdentity | None = None):
+        self.spec = spec
+        self.expected = expected
+        self.device = resolve_device(device)
+        self.batch_size = batch_size or (256 if self.device.startswith("cuda") else 32)
+        if self.batch_size < 1:
+            raise ConfigError("--batch-size must be at least 1")
+        self._model = None
+        self._tokenizer = None
+        self._identity: ModelIdentity | None = None
+        self._mean = self._std = None
+
+    # -- loading -----------------------------------------------------------------------------
+    def _load(self):
+        if self._model is not None:
+            return self._model
+        import open_clip
+        import torch
+
+        if self.device == "cpu" and os.environ.get("OMP_NUM_THREADS") is None:
+            torch.set_num_threads(max(1, os.cpu_count() or 1))
+        model = _create_model(self.spec)
+        model.eval().requires_grad_(False)
+        self._identity = identity_of(self.spec, model)
+        if self.expected is not None:
+            self.check_matches(self.expected)
+        self._model = model.to(self.device)
+        self._tokenizer = open_clip.get_tokenizer(self.spec.arch)
+        ident = self._identity
+        self._mean = torch.tensor(ident.mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(ident.std, device=self.device).view(1, 3, 1, 1)
+        log.info("loaded model %s on %s", ident.describe(), self.device)
+        return self._model
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """The loaded model's identity (loads the model if needed)."""
+        self._load()
+        assert self._identity is not None
+        return self._identity
+
+    @property
+    def preprocess(self) -> Preprocess:
+        ident = self.identity
+        return Preprocess(ident.image_size, ident.interpolation, ident.resize_mode)
+
+    def check_matches(self, stored: ModelIdentity) -> None:
+        """Raise :class:`ModelMismatchError` unless this model produces ``stored``'s vector space."""
+        if self._identity is None:
+            self._load()
+        assert self._identity is not None
+        if not self._identity.same_model(stored):
+            raise ModelMismatchError(
+                f"this index was built with model {stored.describe()}, not {self.identity.describe()}; "
+                "use the index's model (omit --model) or a new --index directory"
+            )
+
+    def _autocast(self):
+        import contextlib
+
+        import torch
+
+        if self.device.startswith("cuda"):
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    # -- embedding ---------------------------------------------------------------------------
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts; returns ``(len(texts), dim)`` unit-norm float32."""
+        import torch
+
+        model = self._load()
+        if not texts:
+            return np.zeros((0, self.identity.dim), dtype=np.float32)
+        out = []
+        with torch.inference_mode(), self._autocast():
+            for start in range(0, len(texts), 256):
+                tokens = self._tokenizer(list(texts[start:start + 256])).to(self.device)
+                out.append(model.encode_text(tokens).float().cpu().numpy())
+        return normalize(np.concatenate(out))
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Embed a uint8 batch ``(N, S, S, 3)`` from :func:`searchlib.imaging.to_model_pixels`."""
+        import torch
+
+        model = self._load()
+        if len(pixels) == 0:
+            return np.zeros((0, self.identity.dim), dtype=np.float32)
+        out = []
+        with torch.inference_mode(), self._autocast():
+            for start in range(0, len(pixels), self.batch_size):
+                chunk = torch.from_numpy(np.ascontiguousarray(pixels[start:start + self.batch_size]))
+                if self.device.startswith("cuda"):
+                    chunk = chunk.pin_memory().to(self.device, non_blocking=True)
+                x = chunk.permute(0, 3, 1, 2).float().div_(255.0)
+                x = (x - self._mean) / self._std
+                out.append(model.encode_image(x).float().cpu().numpy())
+        return normalize(np.concatenate(out))
+
+    def embed_images(self, images: Iterable[str | os.PathLike | bytes]) -> np.ndarray:
+        """Embed image files (paths) or encoded image bytes.
+
+        Raises:
+            ImageDecodeError: one of them is not a readable image.
+        """
+        prep = self.preprocess
+        arrays = []
+        for item in images:
+            if isinstance(item, bytes):
+                data = item
+            else:
+                try:
+                    data = Path(item).read_bytes()
+                except OSError as e:
+                    raise ImageDecodeError(f"cannot read {item}: {e.strerror or e}") from e
+            arrays.append(decode_for_model(data, prep)[0])
+        if not arrays:
+            return np.zeros((0, self.identity.dim), dtype=np.float32)
+        return self.embed_pixels(np.stack(arrays))

@@ -1,0 +1,43 @@
+"""The one error hierarchy of searchlib.
+
+Every failure the library reports to a caller is a :class:`SearchlibError`; the CLI turns each into
+a one-line message and an exit code. Messages say what happened and what to do next.
+"""
+
+from __future__ import annotations
+
+
+class SearchlibError(Exception):
+    """Base class of every error searchlib raises on purpose."""
+
+
+class ConfigError(SearchlibError):
+    """An option or argument has a value searchlib cannot use."""
+
+
+class ModelError(SearchlibError):
+    """A model spec is unknown or its weights cannot be loaded."""
+
+
+class ModelUnavailableError(ModelError):
+    """The model's weights are not on this machine and cannot be downloaded now."""
+
+
+class ModelMismatchError(SearchlibError):
+    """An index was built with one model and is being used with another."""
+
+
+class IndexNotFoundError(SearchlibError):
+    """No index exists at the given directory."""
+
+
+class IndexCorruptError(SearchlibError):
+    """The catalog cannot be read or has an unknown schema."""
+
+
+class IndexBusyError(SearchlibError):
+    """Another process holds the index for writing."""
+
+
+class ImageDecodeError(SearchlibError):
+    """A file could not be read as an image."""

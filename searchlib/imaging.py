@@ -1,0 +1,237 @@
+"""Image decoding, metadata and CLIP preprocessing to uint8 — without torch.
+
+Decode workers import only this module (Pillow + numpy), so they start fast. Pixels leave here as
+``uint8`` arrays of shape ``(size, size, 3)``; scaling to float and the model's mean/std happen on
+the model's device (``embedding.py``), which keeps the data moved between processes four times
+smaller.
+
+The geometry reproduces open_clip's eval transform exactly (torchvision ``Resize`` of the shortest
+side with PIL, then ``CenterCrop``), so vectors match open_clip's own preprocessing.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import ImageDecodeError
+
+_FILTERS = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+# EXIF tags (numbers from the EXIF 2.32 standard).
+_EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
+_MAKE, _MODEL, _ORIENTATION, _DATETIME = 0x010F, 0x0110, 0x0112, 0x0132
+_DATETIME_ORIGINAL = 0x9003
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """The model's input geometry (from its :class:`~searchlib.models.ModelIdentity`)."""
+
+    image_size: int
+    interpolation: str = "bicubic"
+    resize_mode: str = "shortest"
+
+
+@dataclass
+class ImageMetadata:
+    """What searchlib stores about an image besides its vector."""
+
+    width: int
+    height: int
+    format: str | None
+    taken_at: datetime | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
+    orientation: int | None = None
+    gps_lat: float | None = None
+    gps_lon: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _clean_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    text = str(value).replace("\x00", "").strip()
+    return text or None
+
+
+def _parse_exif_datetime(value: object) -> datetime | None:
+    text = _clean_text(value)
+    if not text:
+        return None
+    for fmt in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y:%m:%d %H:%M"):
+        try:
+            return datetime.strptime(text[:19], fmt)
+        except ValueError:
+            continue
+    return None
+
+
+def _gps_degrees(dms: object, ref: object) -> float | None:
+    try:
+        d, m, s = (float(x) for x in dms)  # type: ignore[union-attr]
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    value = d + m / 60.0 + s / 3600.0
+    if not math.isfinite(value):
+        return None
+    if _clean_text(ref) in ("S", "W"):
+        value = -value
+    return round(value, 7)
+
+
+def read_metadata(img: Image.Image) -> ImageMetadata:
+    """Size, format and EXIF facts (capture time, camera, orientation, GPS) of an opened image.
+
+    Width and height are as displayed, i.e. after the EXIF orientation is applied.
+    """
+    width, height = img.size
+    meta = ImageMetadata(width=width, height=height, format=img.format)
+    try:
+        exif = img.getexif()
+    except Exception:  # malformed EXIF must not cost the image
+        return meta
+    if not exif:
+        return meta
+    meta.camera_make = _clean_text(exif.get(_MAKE))
+    meta.camera_model = _clean_text(exif.get(_MODEL))
+    orientation = exif.get(_ORIENTATION)
+    if isinstance(orientation, int) and 1 <= orientation <= 8:
+        meta.orientation = orientation
+        if orientation in (5, 6, 7, 8):
+            meta.width, meta.height = height, width
+    try:
+        sub = exif.get_ifd(_EXIF_IFD)
+        meta.taken_at = _parse_exif_datetime(sub.get(_DATETIME_ORIGINAL)) or _parse_exif_datetime(
+            exif.get(_DATETIME)
+        )
+        gps = exif.get_ifd(_GPS_IFD)
+        if gps:
+            meta.gps_lat = _gps_degrees(gps.get(2), gps.get(1))
+            meta.gps_lon = _gps_degrees(gps.get(4), gps.get(3))
+    except Exception:
+        pass
+    return meta
+
+
+def open_image(data: bytes, max_pixels: int | None = None) -> Image.Image:
+    """Open image bytes; the content decides the format, not the file name.
+
+    Raises:
+        ImageDecodeError: not an image Pillow can read, or larger than ``max_pixels``.
+    """
+    if not data:
+        raise ImageDecodeError("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        raise ImageDecodeError(f"too large: {e}") from e
+    except Exception as e:
+        raise ImageDecodeError(f"not a readable image ({type(e).__name__}: {e})") from e
+    if max_pixels is not None and img.size[0] * img.size[1] > max_pixels:
+        raise ImageDecodeError(
+            f"too large: {img.size[0]}x{img.size[1]} exceeds {max_pixels / 1e6:g} megapixels"
+        )
+    return img
+
+
+def _resize_shortest(img: Image.Image, size: int, resample: int) -> Image.Image:
+    # torchvision.transforms.Resize(int) on a PIL image: short side -> size, long side truncated.
+    w, h = img.size
+    short, long = (w, h) if w <= h else (h, w)
+    if short == size:
+        return img
+    new_short, new_long = size, int(size * long / short)
+    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    return img.resize((new_w, new_h), resample)
+
+
+def _center_crop(img: Image.Image, size: int) -> Image.Image:
+    # torchvision CenterCrop: pads with zeros when smaller, then crops with rounded offsets.
+    w, h = img.size
+    if w < size or h < size:
+        canvas = Image.new(img.mode, (max(w, size), max(h, size)))
+        canvas.paste(img, ((max(w, size) - w) // 2, (max(h, size) - h) // 2))
+        img, (w, h) = canvas, canvas.size
+    top = int(round((h - size) / 2.0))
+    left = int(round((w - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
+
+
+def _resize_longest_pad(img: Image.Image, size: int, resample: int) -> Image.Image:
+    w, h = img.size
+    scale = size / max(w, h)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    img = img.resize((new_w, new_h), resample)
+    canvas = Image.new(img.mode, (size, size))
+    canvas.paste(img, ((size - new_w) // 2, (size - new_h) // 2))
+    return canvas
+
+
+def to_model_pixels(img: Image.Image, prep: Preprocess, reduce: bool = True) -> np.ndarray:
+    """Decode, orient and resize an opened image to the model's uint8 input ``(S, S, 3)``.
+
+    Args:
+        img: an image from :func:`open_image` (not yet loaded).
+        prep: the model's geometry.
+        reduce: let JPEG decoding skip detail the model cannot see (Pillow ``draft``: DCT scaling to
+            the smallest size that still covers the input). False gives the reference full decode.
+    """
+    size = prep.image_size
+    if reduce and img.format == "JPEG":
+        # draft keeps both sides >= the request, so the short side still covers the model input.
+        img.draft("RGB", (size, size))
+    try:
+        img.seek(0)  # first frame of animations
+        img = ImageOps.exif_transpose(img)
+    except Exception:
+        pass  # a broken orientation tag: keep the pixels as stored
+    resample = _FILTERS.get(prep.interpolation, Image.Resampling.BICUBIC)
+    if img.mode not in ("RGB", "L", "RGBA", "I;16", "I", "F"):
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("I;16", "I", "F"):
+        img = _to_8bit(img)
+    if prep.resize_mode == "squash":
+        img = img.resize((size, size), resample)
+    elif prep.resize_mode == "longest":
+        img = _resize_longest_pad(img, size, resample)
+    else:
+        img = _center_crop(_resize_shortest(img, size, resample), size)
+    # Converted to RGB after resizing, as open_clip does.
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    arr = np.asarray(img, dtype=np.float64)
+    hi = 65535.0 if img.mode == "I;16" else max(float(arr.max()), 1.0)
+    return Image.fromarray(np.clip(arr * (255.0 / hi), 0, 255).astype(np.uint8), mode="L")
+
+
+def decode_for_model(data: bytes, prep: Preprocess, max_pixels: int | None = None,
+                     reduce: bool = True) -> tuple[np.ndarray, ImageMetadata]:
+    """Bytes -> (uint8 model input, metadata). Raises :class:`ImageDecodeError` on bad input."""
+    img = open_image(data, max_pixels)
+    meta = read_metadata(img)
+    try:
+        pixels = to_model_pixels(img, prep, reduce=reduce)
+    except ImageDecodeError:
+        raise
+    except Exception as e:  # truncated data, bad codecs, ...
+        raise ImageDecodeError(f"cannot decode image ({type(e).__name__}: {e})") from e
+    return pixels, meta

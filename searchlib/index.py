@@ -1,0 +1,204 @@
+"""An index directory: the catalog, the FAISS cache, the model identity and the writer lock."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from .catalog import Catalog
+from .config import CATALOG_FILE, LOCK_FILE, VECTORS_FILE, VECTORS_STAMP_FILE
+from .errors import IndexBusyError, IndexNotFoundError, SearchlibError
+from .models import ModelIdentity
+from .query import Hit, search_vector
+from .vectors import VectorIndex
+
+log = logging.getLogger(__name__)
+
+
+class Index:
+    """One searchlib index directory.
+
+    Use :func:`open_index` to open an existing index for searching; the indexer creates them.
+    Methods that embed text load the index's own model on first use and keep it warm.
+    """
+
+    def __init__(self, directory: Path, catalog: Catalog, device: str = "auto"):
+        self.directory = directory
+        self.catalog = catalog
+        self.device = device
+        self._vectors: VectorIndex | None = None
+        self._vectors_generation: int | None = None
+        self._embedder = None
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, directory: str | os.PathLike, device: str = "auto") -> Index:
+        """Open an existing index.
+
+        Raises:
+            IndexNotFoundError: the directory holds no index.
+            IndexCorruptError: the catalog cannot be read.
+        """
+        directory = Path(directory).expanduser().resolve()
+        if not (directory / CATALOG_FILE).is_file():
+            raise IndexNotFoundError(
+                f"no index at {directory}; create one with 'searchlib index PATH' (or pass --index DIR)"
+            )
+        return cls(directory, Catalog(directory / CATALOG_FILE), device)
+
+    @classmethod
+    def open_or_create(cls, directory: str | os.PathLike, device: str = "auto") -> Index:
+        """Open the index at ``directory``, creating the directory and an empty catalog if needed."""
+        directory = Path(directory).expanduser().resolve()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SearchlibError(f"cannot create index directory {directory}: {e.strerror or e}") from e
+        return cls(directory, Catalog(directory / CATALOG_FILE, create=True), device)
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def identity(self) -> ModelIdentity | None:
+        """The model this index's vectors come from (None for an empty, new index)."""
+        return self.catalog.model_identity()
+
+    # -- the writer lock ---------------------------------------------------------------------
+    @contextmanager
+    def writer(self) -> Iterator[None]:
+        """Hold the index's exclusive writer lock (one indexer at a time; readers are never blocked).
+
+        Raises:
+            IndexBusyError: another process is writing to this index.
+        """
+        import fcntl
+
+        path = self.directory / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                raise IndexBusyError(
+                    f"another searchlib process (pid {holder}) is indexing into {self.directory}; "
+                    "wait for it to finish and run again"
+                ) from e
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    # -- vectors -----------------------------------------------------------------------------
+    @property
+    def vectors(self) -> VectorIndex:
+        """The FAISS index, loaded from its file when its stamp matches the catalog, else rebuilt."""
+        generation = self.catalog.generation()
+        if self._vectors is not None and self._vectors_generation == generation:
+            return self._vectors
+        ident = self.identity
+        dim = ident.dim if ident else 0
+        count = self.catalog.count()
+        loaded = VectorIndex.load(self.directory / VECTORS_FILE, self.directory / VECTORS_STAMP_FILE,
+                                  generation, count, dim) if ident else None
+        if loaded is None:
+            loaded, generation = self._rebuild_vectors(dim)
+        self._vectors, self._vectors_generation = loaded, generation
+        return loaded
+
+    def _rebuild_vectors(self, dim: int) -> tuple[VectorIndex, int]:
+        generation, ids, vecs = self.catalog.snapshot_vectors()
+        log.info("rebuilding vector index from %d stored vectors", len(ids))
+        vi = VectorIndex.build(dim or (vecs.shape[1] if vecs.size else 1), ids, vecs)
+        try:
+            vi.save(self.directory / VECTORS_FILE, self.directory / VECTORS_STAMP_FILE, generation)
+        except OSError as e:  # a read-only index still searches; the cache just is not saved
+            log.warning("cannot save vector index: %s", e)
+        return vi, generation
+
+    def adopt_vectors(self, vectors: VectorIndex, generation: int) -> None:
+        """Take an index the caller kept in step with the catalog (the indexer's running copy)."""
+        self._vectors, self._vectors_generation = vectors, generation
+
+    def save_vectors(self) -> None:
+        """Persist the current FAISS index with its stamp."""
+        if self._vectors is not None and self._vectors_generation is not None:
+            self._vectors.save(self.directory / VECTORS_FILE, self.directory / VECTORS_STAMP_FILE,
+                               self._vectors_generation)
+
+    # -- embedding and search ----------------------------------------------------------------
+    def embedder(self):
+        """The index's own model (loaded once, kept warm)."""
+        if self._embedder is None:
+            from .embedding import Embedder
+
+            ident = self.identity
+            if ident is None:
+                raise IndexNotFoundError(f"the index at {self.directory} is empty; index some images first")
+            self._embedder = Embedder(ident.to_spec(), device=self.device, expected=ident)
+        return self._embedder
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Normalized text vectors in this index's space."""
+        return self.embedder().embed_texts(list(texts))
+
+    def embed_images(self, paths: Sequence[str | os.PathLike]) -> np.ndarray:
+        """Normalized image vectors in this index's space."""
+        return self.embedder().embed_images(list(paths))
+
+    def search(self, text: str, k: int = 10) -> list[Hit]:
+        """The ``k`` images closest to ``text``, best first."""
+        if not text or not text.strip():
+            raise SearchlibError("the query is empty; say what to look for, e.g. 'a dog on a beach'")
+        return self.search_vector(self.embed_texts([text])[0], k)
+
+    def search_vector(self, vector: np.ndarray, k: int = 10) -> list[Hit]:
+        """The ``k`` images closest to a normalized query vector."""
+        from .embedding import normalize
+
+        return search_vector(self.catalog, self.vectors, normalize(vector)[0], k)
+
+    # -- listing -----------------------------------------------------------------------------
+    def images(self) -> Iterator[dict]:
+        """Every indexed image as ``{"id", "path", **metadata}``, ordered by path."""
+        for row in self.catalog.iter_rows():
+            yield {"id": row.id, "path": row.path, **row.metadata_dict()}
+
+    def info(self) -> dict:
+        """Counts, model, index type and sizes on disk."""
+        ident = self.identity
+        vectors = self.vectors
+        files = [CATALOG_FILE, CATALOG_FILE + "-wal", VECTORS_FILE]
+        sizes = {name: (self.directory / name).stat().st_size for name in files
+                 if (self.directory / name).exists()}
+        return {
+            "index": str(self.directory),
+            "images": self.catalog.count(),
+            "vectors": vectors.ntotal,
+            "model": ident.to_dict() if ident else None,
+            "index_type": vectors.index_type,
+            "dim": vectors.dim,
+            "schema": self.catalog.schema_revision(),
+            "bytes_on_disk": sizes,
+        }
+
+
+def open_index(path: str | os.PathLike, device: str = "auto") -> Index:
+    """Open an existing index directory for searching (see :class:`Index`)."""
+    return Index.open(path, device=device)

@@ -1,0 +1,78 @@
+"""Shared fixtures: generated images, a tiny random-init model, fresh index directories."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+
+#: A tiny open_clip architecture with seeded random weights: fast, and loaded through the same path
+#: as any real model.
+TINY = "searchlib-tiny/random"
+
+
+def make_exif(taken: str | None = None, make: str | None = None, model: str | None = None,
+              orientation: int | None = None, gps: tuple[float, float] | None = None) -> Image.Exif:
+    exif = Image.Exif()
+    if make:
+        exif[0x010F] = make
+    if model:
+        exif[0x0110] = model
+    if orientation:
+        exif[0x0112] = orientation
+    if taken:
+        exif.get_ifd(0x8769)[0x9003] = taken
+    if gps:
+        lat, lon = gps
+        ifd = exif.get_ifd(0x8825)
+
+        def dms(v: float):
+            v = abs(v)
+            d = int(v)
+            m = int((v - d) * 60)
+            s = round(((v - d) * 60 - m) * 60, 4)
+            return (float(d), float(m), float(s))
+
+        ifd[1], ifd[2] = ("N" if lat >= 0 else "S"), dms(lat)
+        ifd[3], ifd[4] = ("E" if lon >= 0 else "W"), dms(lon)
+    return exif
+
+
+def write_images(folder: Path, count: int, seed: int = 0, size: tuple[int, int] = (64, 48)) -> list[Path]:
+    """Random-content images (JPEG and PNG alternately) with distinct pixels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        img = Image.fromarray(arr)
+        ext = "jpg" if i % 2 == 0 else "png"
+        path = folder / f"img_{seed}_{i:03d}.{ext}"
+        img.save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def images_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    write_images(folder, 12)
+    return folder
+
+
+@pytest.fixture
+def index_dir(tmp_path: Path) -> Path:
+    return tmp_path / "index"
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder():
+    from searchlib.embedding import Embedder
+    from searchlib.models import parse_model_spec
+
+    return Embedder(parse_model_spec(TINY), device="cpu")
