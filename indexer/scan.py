@@ -11,11 +11,7 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-#: File name endings considered images. The content still decides the format when decoding.
-IMAGE_EXTENSIONS = frozenset({
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
-    ".heic", ".heif", ".avif",
-})
+from searchlib.imaging import IMAGE_EXTENSIONS, is_image_name  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -42,10 +38,6 @@ def _hidden(name: str) -> bool:
 def _excluded(path: str, patterns: Sequence[str]) -> bool:
     name = os.path.basename(path)
     return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(name, p) for p in patterns)
-
-
-def is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
 def scan(roots: Sequence[str], exclude: Sequence[str] = (), include_hidden: bool = False,

@@ -70,8 +70,10 @@ def load_state_dict(path: Path) -> dict:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:
         raise ModelError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    for key in ("state_dict", "model"):  # open_clip training checkpoints, searchlib train checkpoints
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
     if not isinstance(state, dict):
         raise ModelError(f"checkpoint {path} holds no state dict")
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}

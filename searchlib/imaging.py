@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +22,19 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import ImageDecodeError
+
+#: File name endings considered images when scanning folders. The content still decides the
+#: format when decoding.
+IMAGE_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
+    ".heic", ".heif", ".avif",
+})
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has an image ending."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
 
 _FILTERS = {
     "bicubic": Image.Resampling.BICUBIC,

@@ -1,0 +1,51 @@
+"""``searchlib demo``: see searchlib work offline in under a minute."""
+
+from __future__ import annotations
+
+import shlex
+
+import click
+
+from .main import main
+from .output import echo_json
+
+
+@main.command("demo")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default="searchlib-demo", show_default=True,
+              help="Where the sample photos (DIR/photos) and their index (DIR/index) go.")
+@click.option("--count", type=click.IntRange(min=10, max=5000), default=200, show_default=True,
+              help="How many sample photos to generate.")
+@click.option("-k", "--top", "k", type=click.IntRange(min=1), default=3, show_default=True, help="Hits per query.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the model runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the queries and hits as JSON.")
+def demo_cmd(directory: str, count: int, k: int, device: str, as_json: bool) -> None:
+    """Generate sample photos, index them with the bundled model and run example queries.
+
+    Works offline. The photos are drawn shapes and objects (circles, stars, houses, cars, ...) in
+    many colors; each hit is shown with the caption the photo was generated from, so you can judge
+    the results. Re-running reuses the index.
+    """
+    from indexer.demo import run_demo
+
+    result = run_demo(directory, count=count, k=k, device=device)
+    if as_json:
+        echo_json({"folder": str(result.folder), "index": str(result.index_dir), "report": result.report.to_dict(),
+                   "queries": [{"query": q, "hits": [{**h.to_dict(), "true_caption": c} for h, c in hits]}
+                               for q, hits in result.results]})
+        return
+    r = result.report
+    click.echo(f"Generated {count} photos in {result.folder}")
+    click.echo(f"Indexed with the bundled model: {r.added} new, {r.unchanged} unchanged, "
+               f"{r.failed} failed ({r.seconds:.1f}s)\n")
+    for query, hits in result.results:
+        click.echo(f'search "{query}"')
+        for hit, caption in hits:
+            click.echo(f"  {hit.rank}. {hit.score:.3f}  {hit.path.rsplit('/', 1)[-1]:<13} (drawn as: {caption})")
+        click.echo("")
+    idx = shlex.quote(str(result.index_dir))
+    click.echo("Try next:")
+    click.echo(f'  searchlib --index {idx} search "an orange flower"')
+    click.echo(f"  searchlib --index {idx} info")
+    click.echo(f"  searchlib --index {idx} list")
+    click.echo("  searchlib index ~/Pictures --model bundled    # your own photos (the bundled model only knows shapes)")
