@@ -48,4 +48,4 @@ def demo_cmd(directory: str, count: int, k: int, device: str, as_json: bool) -> 
     click.echo(f'  searchlib --index {idx} search "an orange flower"')
     click.echo(f"  searchlib --index {idx} info")
     click.echo(f"  searchlib --index {idx} list")
-    click.echo("  searchlib index ~/Pictures --model bundled    # your own photos (the bundled model only knows shapes)")
+    click.echo("  searchlib index ~/Pictures                     # your photos (default model; downloads once)")

@@ -9,7 +9,8 @@ from .output import echo_json, table
 
 
 @main.command("models")
-@click.option("--all", "include_all", is_flag=True, help="List every open_clip pretrained model, not just the recommended ones.")
+@click.option("--all", "include_all", is_flag=True,
+              help="List every open_clip pretrained model, not just the recommended ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of {name, available_offline, note}.")
 def models_cmd(include_all: bool, as_json: bool) -> None:
     """List models usable with 'searchlib index --model SPEC'.

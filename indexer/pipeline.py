@@ -2,36 +2,46 @@
 
 Workers import Pillow and numpy only (never torch), start with ``spawn`` so they inherit no
 threads from the parent, and hand back uint8 pixels, which are four times smaller than floats.
+A file whose bytes are already in the catalog (a move or a copy) is hashed but not decoded: its
+stored vector is reused. A file that hangs or crashes its decoder costs that file only: after
+``timeout`` seconds the pool is replaced and the other files go on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import multiprocessing as mp
 import os
+import stat
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from itertools import islice
 
 import numpy as np
 
 from searchlib.errors import ImageDecodeError
-from searchlib.imaging import Preprocess, decode_for_model
+from searchlib.imaging import Preprocess, decode_for_model, header_metadata
 
 from .scan import FileEntry
+
+log = logging.getLogger(__name__)
+
+#: Seconds one file may take to decode before it is reported as a failure and its worker replaced.
+DECODE_TIMEOUT = 60.0
 
 
 @dataclass
 class Decoded:
-    """A file read and preprocessed for the model."""
+    """A file read and (unless its bytes are known) preprocessed for the model."""
 
     path: str
     size: int
     mtime_ns: int
     content_hash: str
     metadata: dict
-    pixels: np.ndarray
+    pixels: np.ndarray | None  # None: the content hash is already in the catalog
 
 
 @dataclass
@@ -42,26 +52,67 @@ class Failed:
     error: str
 
 
-def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None) -> Decoded | Failed:
+def hash_key(content_hash: str) -> int:
+    """64-bit key of a hex SHA-256, for compact membership tests in workers."""
+    return int(content_hash[:16], 16)
+
+
+_known_keys = np.zeros(0, dtype=np.uint64)
+
+
+def _init_worker(known_keys: np.ndarray) -> None:
+    global _known_keys
+    _known_keys = known_keys
+
+
+def _is_known(content_hash: str) -> bool:
+    if not len(_known_keys):
+        return False
+    key = np.uint64(hash_key(content_hash))
+    pos = int(np.searchsorted(_known_keys, key))
+    return pos < len(_known_keys) and _known_keys[pos] == key
+
+
+def read_file(path: str) -> tuple[bytes, os.stat_result]:
+    """Read a regular file whole. Non-blocking open, so a FIFO swapped in cannot hang the run."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageDecodeError("not a regular file")
+        chunks = []
+        while chunk := os.read(fd, 1 << 22):
+            chunks.append(chunk)
+        return b"".join(chunks), st
+    finally:
+        os.close(fd)
+
+
+def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None,
+                skip_known: bool = True) -> Decoded | Failed:
     """Read one file completely, hash all of its bytes, decode it. Never raises."""
     try:
-        with open(entry.path, "rb") as handle:
-            st = os.fstat(handle.fileno())
-            data = handle.read()
+        data, st = read_file(entry.path)
+    except ImageDecodeError as e:
+        return Failed(entry.path, str(e))
     except OSError as e:
         return Failed(entry.path, f"cannot read: {e.strerror or e}")
+    digest = hashlib.sha256(data).hexdigest()
     try:
-        pixels, meta = decode_for_model(data, prep, max_pixels=max_pixels)
+        if skip_known and _is_known(digest):
+            pixels, meta = None, header_metadata(data, max_pixels)
+        else:
+            pixels, meta = decode_for_model(data, prep, max_pixels=max_pixels)
     except ImageDecodeError as e:
         return Failed(entry.path, str(e))
     except Exception as e:  # a decoder bug must cost one file, not the run
         return Failed(entry.path, f"cannot decode image ({type(e).__name__}: {e})")
     fields = asdict(meta)
     fields.pop("extra", None)
-    return Decoded(entry.path, len(data), st.st_mtime_ns, hashlib.sha256(data).hexdigest(), fields, pixels)
+    return Decoded(entry.path, len(data), st.st_mtime_ns, digest, fields, pixels)
 
 
-def _worker(args: tuple[FileEntry, Preprocess, int | None]) -> Decoded | Failed:
+def _decode_job(args: tuple[FileEntry, Preprocess, int | None]) -> Decoded | Failed:
     return decode_file(*args)
 
 
@@ -71,21 +122,46 @@ def default_workers() -> int:
 
 
 def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int | None = None,
-                  max_pixels: int | None = None) -> Iterator[Decoded | Failed]:
-    """Decode ``entries`` ahead of the consumer, in ``workers`` processes (0 = in this process)."""
+                  max_pixels: int | None = None, known_hashes: Iterable[str] = (),
+                  timeout: float = DECODE_TIMEOUT,
+                  worker: Callable[[tuple], Decoded | Failed] | None = None) -> Iterator[Decoded | Failed]:
+    """Decode ``entries`` ahead of the consumer, in ``workers`` processes (0 = in this process).
+
+    Args:
+        known_hashes: content hashes already in the catalog; such files are not decoded.
+        timeout: seconds a single file may take (worker processes only).
+        worker: the per-file function (module level, so spawned processes can import it);
+            default :func:`decode_file` on ``(entry, prep, max_pixels)``.
+    """
+    _worker = worker or _decode_job
     workers = default_workers() if workers is None else workers
+    keys = np.unique(np.fromiter((hash_key(h) for h in known_hashes), dtype=np.uint64))
     jobs = ((e, prep, max_pixels) for e in entries)
     if workers <= 0:
+        _init_worker(keys)
         yield from map(_worker, jobs)
         return
     # A bounded window of submitted jobs: decoding runs ahead of the model, but never so far that
     # decoded pixels pile up in memory (Pool.imap would submit the whole folder at once).
     window = workers * 8
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers) as pool:
-        pending: deque = deque(pool.apply_async(_worker, (job,)) for job in islice(jobs, window))
+    pool = ctx.Pool(workers, initializer=_init_worker, initargs=(keys,))
+    try:
+        pending: deque = deque((job, pool.apply_async(_worker, (job,))) for job in islice(jobs, window))
         while pending:
-            result = pending.popleft().get()
-            for job in islice(jobs, 1):
-                pending.append(pool.apply_async(_worker, (job,)))
-            yield result
+            job, result = pending.popleft()
+            try:
+                value = result.get(timeout)
+            except mp.TimeoutError:
+                # The decoder hangs (or its process died): give up on this file, replace the pool,
+                # and resubmit the files that were in flight with it.
+                value = Failed(job[0].path, f"decoding took longer than {timeout:g}s (skipped)")
+                log.warning("%s: %s", job[0].path, value.error)
+                pool.terminate()
+                pool = ctx.Pool(workers, initializer=_init_worker, initargs=(keys,))
+                pending = deque((j, pool.apply_async(_worker, (j,))) for j, _ in pending)
+            for nxt in islice(jobs, 1):
+                pending.append((nxt, pool.apply_async(_worker, (nxt,))))
+            yield value
+    finally:
+        pool.terminate()

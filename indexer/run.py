@@ -45,6 +45,7 @@ class IndexReport:
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
+    moved: int = 0
     failed: int = 0
     failures: list[dict] = field(default_factory=list)
     seconds: float = 0.0
@@ -52,7 +53,7 @@ class IndexReport:
     def to_dict(self) -> dict:
         return {
             "added": self.added, "updated": self.updated, "unchanged": self.unchanged,
-            "removed": self.removed, "failed": self.failed, "failures": list(self.failures),
+            "removed": self.removed, "moved": self.moved, "failed": self.failed, "failures": list(self.failures),
             "seconds": round(self.seconds, 3),
         }
 
@@ -98,7 +99,8 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, model:
                  workers: int | None = None, max_megapixels: float | None = 178.0,
                  exclude: Sequence[str] = (), include_hidden: bool = False,
                  follow_symlinks: bool = False,
-                 progress: Callable[[Progress], None] | None = None) -> IndexReport:
+                 progress: Callable[[Progress], None] | None = None,
+                 commit_seconds: float = COMMIT_SECONDS) -> IndexReport:
     """Index image files under ``paths`` into the index at ``index_dir``.
 
     New files are embedded, files whose size or mtime changed are re-embedded, unchanged files are
@@ -117,7 +119,8 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, model:
         exclude: glob patterns of paths to skip.
         include_hidden: index dot-files and dot-directories too.
         follow_symlinks: follow symbolic links.
-        progress: called with a :class:`Progress` after each batch.
+        progress: called with a :class:`Progress` after each file.
+        commit_seconds: commit at least this often; a killed run loses at most this much work.
 
     Raises:
         SearchlibError: a bad path or option, a model problem, a model mismatch, or a busy index.
@@ -130,7 +133,7 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, model:
         with index.writer():
             embedder = _choose_embedder(index, model, checkpoint, device, batch_size)
             _run(index, embedder, roots, report, workers, max_megapixels, exclude, include_hidden,
-                 follow_symlinks, progress)
+                 follow_symlinks, progress, commit_seconds)
     finally:
         index.close()
     report.seconds = time.perf_counter() - started
@@ -140,73 +143,69 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, model:
 def _run(index: Index, embedder: Embedder, roots: list[str], report: IndexReport,
          workers: int | None, max_megapixels: float | None, exclude: Sequence[str],
          include_hidden: bool, follow_symlinks: bool,
-         progress: Callable[[Progress], None] | None) -> None:
+         progress: Callable[[Progress], None] | None, commit_seconds: float) -> None:
     catalog = index.catalog
     known = catalog.file_states()
     todo: list[FileEntry] = []
     seen: set[str] = set()
     for item in scan(roots, exclude, include_hidden, follow_symlinks):
+        seen.add(item.path)  # a problem this time is no proof that the file is gone
         if isinstance(item, ScanProblem):
             report.fail(item.path, item.error)
-            seen.add(item.path)  # a problem this time is no proof the file is gone
             continue
-        seen.add(item.path)
         state = known.get(item.path)
         if state is not None and state[1:] == (item.size, item.mtime_ns):
             report.unchanged += 1
-        elif not _storable(item.path):
-            report.fail(item.path, "file name is not valid UTF-8; rename the file to index it")
         else:
             todo.append(item)
 
     vectors = index.vectors
-    gone = [state[0] for path, state in known.items() if path not in seen and _under(path, roots)]
-    if gone:
-        _, generation = catalog.write_batch([], removed=gone)
-        vectors.remove(np.asarray(gone, dtype=np.int64))
+    # Mark and sweep: rows of files gone from the roots. Their vectors may come back as moves
+    # (same bytes at a new path), so the sweep happens after the new files are placed.
+    gone = {path: state[0] for path, state in known.items() if path not in seen and _under(path, roots)}
+    committer = _BatchCommitter(index, vectors, embedder, known, report, catalog.hashes_of(gone.values()),
+                                commit_seconds)
+    if todo:
+        max_pixels = int(max_megapixels * 1e6) if max_megapixels else None
+        stream = decode_stream(todo, embedder.preprocess, workers=workers, max_pixels=max_pixels,
+                               known_hashes=catalog.all_hashes())
+        for done, result in enumerate(stream, 1):
+            if isinstance(result, Failed):
+                report.fail(result.path, result.error)
+            else:
+                committer.push(result)
+            if committer.ready():
+                committer.flush()
+            if progress:
+                progress(Progress(done, len(todo), report.failed))
+        committer.flush(final=True)
+    leftover = [i for i in gone.values() if i not in committer.moved_ids]
+    if leftover:
+        _, generation = catalog.write_batch([], removed=leftover)
+        vectors.remove(np.asarray(leftover, dtype=np.int64))
         index.adopt_vectors(vectors, generation)
-        report.removed = len(gone)
-
-    committer = _BatchCommitter(index, vectors, embedder, known, report)
-    if not todo:
-        index.save_vectors()
-        return
-    prep = embedder.preprocess
-    max_pixels = int(max_megapixels * 1e6) if max_megapixels else None
-    done = 0
-    for result in decode_stream(todo, prep, workers=workers, max_pixels=max_pixels):
-        done += 1
-        if isinstance(result, Failed):
-            report.fail(result.path, result.error)
-        else:
-            committer.push(result)
-        if committer.ready():
-            committer.flush()
-        if progress:
-            progress(Progress(done, len(todo), report.failed))
-    committer.flush(final=True)
-    if progress:
-        progress(Progress(done, len(todo), report.failed))
+        report.removed = len(leftover)
     index.save_vectors()
 
 
-def _storable(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
 class _BatchCommitter:
-    """Collects decoded images, embeds them a model batch at a time, commits in batches."""
+    """Collects decoded images, embeds them a model batch at a time, commits in batches.
+
+    A file whose bytes match a row whose file is gone is a move: that row takes the new path and
+    keeps its id and vector. Bytes matching any other row are a copy: a new row, stored vector.
+    """
 
     def __init__(self, index: Index, vectors: VectorIndex, embedder: Embedder, known: dict,
-                 report: IndexReport):
+                 report: IndexReport, gone_by_hash: dict[str, list[int]], commit_seconds: float):
         self.index, self.vectors, self.embedder = index, vectors, embedder
         self.known, self.report = known, report
+        self.gone_by_hash = gone_by_hash
+        self.moved_ids: set[int] = set()
         self.decoded: list[Decoded] = []
-        self.ready_items: list[NewImage] = []
+        self.added: list[NewImage] = []
+        self.updated: list[tuple[int, NewImage]] = []
+        self.moves = 0
+        self.commit_seconds = commit_seconds
         self.last_commit = time.monotonic()
 
     def push(self, item: Decoded) -> None:
@@ -215,32 +214,55 @@ class _BatchCommitter:
             self._embed()
 
     def ready(self) -> bool:
-        pending = len(self.ready_items)
-        return pending >= COMMIT_MAX or (pending > 0 and time.monotonic() - self.last_commit >= COMMIT_SECONDS)
+        pending = len(self.added) + len(self.updated)
+        return pending >= COMMIT_MAX or (pending > 0 and time.monotonic() - self.last_commit >= self.commit_seconds)
 
     def _embed(self) -> None:
         batch, self.decoded = self.decoded, []
         if not batch:
             return
-        # Identical bytes already in the catalog keep their stored vector: no model time spent.
         reuse = self.index.catalog.vectors_by_hash(d.content_hash for d in batch)
         fresh = [d for d in batch if d.content_hash not in reuse]
+        missing = [d for d in fresh if d.pixels is None]
+        if missing:  # a 64-bit hash-key collision in the worker: decode here after all
+            self._decode_now(missing)
+            fresh = [d for d in fresh if d.pixels is not None]
         vecs = self.embedder.embed_pixels(np.stack([d.pixels for d in fresh])) if fresh else []
         by_path = {d.path: v for d, v in zip(fresh, vecs)}
         for d in batch:
             vector = reuse.get(d.content_hash)
             if vector is None:
-                vector = by_path[d.path]
-            self.ready_items.append(NewImage(d.path, d.size, d.mtime_ns, d.content_hash, d.metadata, vector))
+                vector = by_path.get(d.path)
+            if vector is None:
+                continue
+            item = NewImage(d.path, d.size, d.mtime_ns, d.content_hash, d.metadata, vector)
+            if d.path in self.known:
+                self.updated.append((self.known[d.path][0], item))
+            elif self.gone_by_hash.get(d.content_hash):
+                self.updated.append((self.gone_by_hash[d.content_hash].pop(), item))
+                self.moved_ids.add(self.updated[-1][0])
+                self.moves += 1
+            else:
+                self.added.append(item)
+
+    def _decode_now(self, items: list[Decoded]) -> None:
+        from .pipeline import decode_file
+
+        for d in items:
+            result = decode_file(FileEntry(d.path, d.size, d.mtime_ns), self.embedder.preprocess,
+                                 None, skip_known=False)
+            if isinstance(result, Failed):
+                self.report.fail(result.path, result.error)
+            else:
+                d.pixels = result.pixels
 
     def flush(self, final: bool = False) -> None:
         if final:
             self._embed()
-        items, self.ready_items = self.ready_items, []
-        if not items:
+        added, updated = self.added, self.updated
+        self.added, self.updated = [], []
+        if not added and not updated:
             return
-        added = [i for i in items if i.path not in self.known]
-        updated = [(self.known[i.path][0], i) for i in items if i.path in self.known]
         new_ids, generation = self.index.catalog.write_batch(added, updated)
         vectors = self.vectors  # kept in step with the catalog, batch by batch
         if updated:
@@ -249,5 +271,7 @@ class _BatchCommitter:
         vectors.add(ids, np.stack([i.vector for i in added] + [u.vector for _, u in updated]))
         self.index.adopt_vectors(vectors, generation)
         self.report.added += len(added)
-        self.report.updated += len(updated)
+        self.report.updated += len(updated) - self.moves
+        self.report.moved += self.moves
+        self.moves = 0
         self.last_commit = time.monotonic()

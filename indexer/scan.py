@@ -9,9 +9,9 @@ import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-log = logging.getLogger(__name__)
-
 from searchlib.imaging import IMAGE_EXTENSIONS, is_image_name  # noqa: F401  (re-exported)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

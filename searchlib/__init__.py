@@ -40,7 +40,12 @@ _EXPORTS = {
     "ImageDecodeError": "errors",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "ConfigError", "Embedder", "Hit", "ImageDecodeError", "Index", "IndexBusyError", "IndexCorruptError",
+    "IndexNotFoundError", "ModelError", "ModelIdentity", "ModelMismatchError", "ModelSpec",
+    "ModelUnavailableError", "SearchlibError", "__version__", "embed_images", "embed_texts", "list_models",
+    "normalize", "open_index", "parse_model_spec",
+]
 
 if TYPE_CHECKING:
     from .api import embed_images, embed_texts

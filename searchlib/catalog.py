@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 from .errors import IndexCorruptError
 from .models import ModelIdentity
@@ -49,6 +51,30 @@ METADATA_FIELDS = (
 )
 
 
+class FsPath(TypeDecorator):
+    """A file path that survives names that are not valid UTF-8.
+
+    Python represents such names with surrogate escapes, which SQLite's UTF-8 text cannot hold;
+    those paths are stored as their raw bytes instead (SQLite columns accept both) and read back
+    to the same ``str``, so the file can still be opened.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return os.fsencode(value)
+
+    def process_result_value(self, value, dialect):
+        return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -59,7 +85,7 @@ class ImageRow(Base):
     __tablename__ = "images"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(String, unique=True)
+    path: Mapped[str] = mapped_column(FsPath, unique=True)
     size: Mapped[int] = mapped_column(Integer)
     mtime_ns: Mapped[int] = mapped_column(Integer)
     content_hash: Mapped[str] = mapped_column(String, index=True)
@@ -220,6 +246,22 @@ class Catalog:
             rows = s.execute(select(ImageRow.path, ImageRow.id, ImageRow.size, ImageRow.mtime_ns))
             return {p: (i, sz, mt) for p, i, sz, mt in rows}
 
+    def all_hashes(self) -> list[str]:
+        """Content hashes of every row."""
+        with self.session() as s:
+            return list(s.scalars(select(ImageRow.content_hash)))
+
+    def hashes_of(self, ids: Iterable[int]) -> dict[str, list[int]]:
+        """``content_hash -> [ids]`` for the given row ids."""
+        wanted = [int(i) for i in ids]
+        out: dict[str, list[int]] = {}
+        with self.session() as s:
+            for start in range(0, len(wanted), 900):
+                stmt = select(ImageRow.content_hash, ImageRow.id).where(ImageRow.id.in_(wanted[start:start + 900]))
+                for h, i in s.execute(stmt):
+                    out.setdefault(h, []).append(i)
+        return out
+
     def rows(self, ids: Sequence[int]) -> dict[int, ImageRow]:
         """Rows by id (missing ids are absent from the result)."""
         out: dict[int, ImageRow] = {}
@@ -260,6 +302,17 @@ class Catalog:
         return gen, ids, vectors
 
     # -- writes ------------------------------------------------------------------------------
+    def delete_ids(self, ids: Sequence[int]) -> int:
+        """Delete rows and vectors with these ids (either may be missing); returns the generation."""
+        with self.session() as s:
+            for start in range(0, len(ids), 900):
+                chunk = [int(i) for i in ids[start:start + 900]]
+                s.execute(delete(EmbeddingRow).where(EmbeddingRow.image_id.in_(chunk)))
+                s.execute(delete(ImageRow).where(ImageRow.id.in_(chunk)))
+            self._bump(s)
+            s.flush()
+            return int(self._get(s, "generation") or 0)
+
     def write_batch(self, added: Sequence[NewImage], updated: Sequence[tuple[int, NewImage]] = (),
                     removed: Sequence[int] = ()) -> tuple[list[int], int]:
         """Apply one batch in one transaction; returns (ids of added rows, new generation)."""

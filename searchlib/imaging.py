@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageDecodeError
 
@@ -142,6 +142,24 @@ def read_metadata(img: Image.Image) -> ImageMetadata:
     return meta
 
 
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif")
+_heif_state: bool | None = None
+
+
+def _heif_available() -> bool:
+    """Register pillow-heif's opener once, if the optional extra is installed."""
+    global _heif_state
+    if _heif_state is None:
+        try:
+            from pillow_heif import register_heif_opener
+
+            register_heif_opener()
+            _heif_state = True
+        except ImportError:
+            _heif_state = False
+    return _heif_state
+
+
 def open_image(data: bytes, max_pixels: int | None = None) -> Image.Image:
     """Open image bytes; the content decides the format, not the file name.
 
@@ -150,14 +168,22 @@ def open_image(data: bytes, max_pixels: int | None = None) -> Image.Image:
     """
     if not data:
         raise ImageDecodeError("empty file")
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS and data[8:12] != b"avif" and not _heif_available():
+        raise ImageDecodeError("HEIC/HEIF image needs the optional extra: pip install 'searchlib[heic]'")
+    # Pillow's own bomb guard is replaced by ``max_pixels``, checked on the header before any
+    # pixel is decoded, so the user's --max-megapixels decides.
+    saved = Image.MAX_IMAGE_PIXELS
     try:
+        Image.MAX_IMAGE_PIXELS = None
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as e:
-        raise ImageDecodeError(f"too large: {e}") from e
+    except UnidentifiedImageError as e:
+        raise ImageDecodeError("not a readable image (unknown format or corrupt header)") from e
     except Exception as e:
         raise ImageDecodeError(f"not a readable image ({type(e).__name__}: {e})") from e
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
     if max_pixels is not None and img.size[0] * img.size[1] > max_pixels:
         raise ImageDecodeError(
             f"too large: {img.size[0]}x{img.size[1]} exceeds {max_pixels / 1e6:g} megapixels"
@@ -235,6 +261,11 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     arr = np.asarray(img, dtype=np.float64)
     hi = 65535.0 if img.mode == "I;16" else max(float(arr.max()), 1.0)
     return Image.fromarray(np.clip(arr * (255.0 / hi), 0, 255).astype(np.uint8), mode="L")
+
+
+def header_metadata(data: bytes, max_pixels: int | None = None) -> ImageMetadata:
+    """Metadata from the header alone (no pixel decoding): for files whose vector is known."""
+    return read_metadata(open_image(data, max_pixels))
 
 
 def decode_for_model(data: bytes, prep: Preprocess, max_pixels: int | None = None,

@@ -35,6 +35,7 @@ class Index:
         self._vectors: VectorIndex | None = None
         self._vectors_generation: int | None = None
         self._embedder = None
+        self._writing = False
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -84,26 +85,36 @@ class Index:
         Raises:
             IndexBusyError: another process is writing to this index.
         """
-        import fcntl
-
-        path = self.directory / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._lock(blocking_error=True)
+        assert fd is not None
+        self._writing = True
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    raise
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-                raise IndexBusyError(
-                    f"another searchlib process (pid {holder}) is indexing into {self.directory}; "
-                    "wait for it to finish and run again"
-                ) from e
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
             yield
         finally:
+            self._writing = False
             os.close(fd)  # closing releases the flock
+
+    def _lock(self, blocking_error: bool) -> int | None:
+        """Take the writer lock without waiting: its fd, or None (or IndexBusyError) when held."""
+        import fcntl
+
+        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError as e:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            if not blocking_error:
+                return None
+            raise IndexBusyError(
+                f"another searchlib process (pid {holder}) is indexing into {self.directory}; "
+                "wait for it to finish and run again"
+            ) from e
 
     # -- vectors -----------------------------------------------------------------------------
     @property
@@ -126,11 +137,23 @@ class Index:
         generation, ids, vecs = self.catalog.snapshot_vectors()
         log.info("rebuilding vector index from %d stored vectors", len(ids))
         vi = VectorIndex.build(dim or (vecs.shape[1] if vecs.size else 1), ids, vecs)
+        # Only the lock holder writes the cache: two writers could pair one's file with the
+        # other's stamp. A reader that finds an indexer running just searches its in-memory copy.
+        fd = None
         try:
-            vi.save(self.directory / VECTORS_FILE, self.directory / VECTORS_STAMP_FILE, generation)
+            fd = None if self._writing else self._lock(blocking_error=False)
+            if self._writing or fd is not None:
+                vi.save(self.directory / VECTORS_FILE, self.directory / VECTORS_STAMP_FILE, generation)
         except OSError as e:  # a read-only index still searches; the cache just is not saved
             log.warning("cannot save vector index: %s", e)
+        finally:
+            if fd is not None:
+                os.close(fd)
         return vi, generation
+
+    def invalidate_vectors(self) -> None:
+        """Forget the in-memory FAISS index; the next use loads or rebuilds it."""
+        self._vectors = self._vectors_generation = None
 
     def adopt_vectors(self, vectors: VectorIndex, generation: int) -> None:
         """Take an index the caller kept in step with the catalog (the indexer's running copy)."""

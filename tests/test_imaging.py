@@ -53,7 +53,10 @@ def test_pixels_match_torchvision_resize_and_center_crop():
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "I;16", "1"])
 def test_modes_become_rgb(mode):
-    img = Image.new("RGB", (40, 40), (10, 200, 30)).convert(mode) if mode != "I;16" else Image.new("I;16", (40, 40), 30000)
+    if mode == "I;16":
+        img = Image.new("I;16", (40, 40), 30000)
+    else:
+        img = Image.new("RGB", (40, 40), (10, 200, 30)).convert(mode)
     buf = BytesIO()
     img.save(buf, "TIFF" if mode in ("CMYK", "I;16") else "PNG")
     pixels, meta = decode_for_model(buf.getvalue(), Preprocess(16))

@@ -1,0 +1,13 @@
+"""Functions spawned worker processes import by name during tests."""
+
+import time
+
+from indexer.pipeline import _decode_job
+
+
+def hanging_decode(args):
+    """Like the real decode job, but files named 'hang*' never finish (a pathological decoder)."""
+    entry = args[0]
+    if "hang" in entry.path.rsplit("/", 1)[-1]:
+        time.sleep(3600)
+    return _decode_job(args)

@@ -1,0 +1,113 @@
+"""Real processes: SIGKILL at random moments loses nothing; readers work while an indexer writes."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from indexer import index_folder
+from searchlib import open_index
+from searchlib.errors import IndexBusyError
+from tests.conftest import TINY, write_images
+
+CHILD = """
+import sys
+from indexer import index_folder
+r = index_folder(sys.argv[1], sys.argv[2], model=sys.argv[3], device="cpu", workers=1, batch_size=4,
+                 commit_seconds=0.05)
+print("DONE", r.added, flush=True)
+"""
+
+
+def _start_indexer(index_dir, folder):
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(index_dir), str(folder), TINY],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+
+
+def _check_consistent(index_dir, expected_paths):
+    with open_index(index_dir) as index:
+        rows = list(index.images())
+        paths = [r["path"] for r in rows]
+        assert len(paths) == len(set(paths)), "duplicated rows"
+        assert set(paths) == expected_paths, "lost or foreign rows"
+        assert index.vectors.ntotal == len(rows)
+        _, ids, vecs = index.catalog.snapshot_vectors()
+        assert sorted(ids.tolist()) == sorted(r["id"] for r in rows)
+        for image_id, vec in zip(ids.tolist(), vecs):  # every row is searchable and finds itself
+            hit = index.search_vector(vec, k=1)[0]
+            assert hit.id == image_id and hit.score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_sigkill_at_random_moments_loses_nothing(tmp_path):
+    folder = tmp_path / "p"
+    write_images(folder, 160, size=(96, 72))
+    expected = {str(p) for p in folder.iterdir()}
+    index_dir = tmp_path / "i"
+    rng = random.Random(1234)
+    counts = []
+    for _ in range(4):
+        proc = _start_indexer(index_dir, folder)
+        time.sleep(rng.uniform(3.0, 6.0))  # import + model load take ~3 s: kill mid-run
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if (index_dir / "catalog.sqlite").exists():
+            with open_index(index_dir) as index:
+                counts.append(index.catalog.count())
+    assert counts and max(counts) > 0, "no batch was ever committed before a kill"
+    assert min(counts) < len(expected), "no kill interrupted a run"
+    proc = _start_indexer(index_dir, folder)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and out.startswith("DONE")
+    _check_consistent(index_dir, expected)
+    assert int(out.split()[1]) == len(expected) - counts[-1]  # the last run added only what was missing
+
+
+def test_readers_work_while_an_indexer_writes_and_a_second_writer_is_refused(tmp_path):
+    folder = tmp_path / "p"
+    write_images(folder, 200, size=(96, 72))
+    index_dir = tmp_path / "i"
+    index_folder(index_dir, folder / "img_0_000.jpg", model=TINY, device="cpu", workers=0)
+    proc = _start_indexer(index_dir, folder)
+    seen, refused = [], False
+    deadline = time.time() + 120
+    try:
+        while proc.poll() is None and time.time() < deadline:
+            with open_index(index_dir) as index:
+                info = index.info()
+                hits = index.search("a photo", k=5)
+                listed = list(index.images())
+            seen.append(info["images"])
+            assert len(hits) == min(5, info["vectors"]) and len(listed) >= 1
+            if not refused and len(seen) > 2:
+                try:
+                    index_folder(index_dir, folder, device="cpu", workers=0)
+                except IndexBusyError as e:
+                    refused = "another searchlib process" in str(e)
+                else:
+                    pytest.fail("a second indexer ran concurrently")
+            time.sleep(0.05)
+    finally:
+        out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert len(seen) >= 3 and seen == sorted(seen)  # readers see committed progress, never less
+    assert refused
+    _check_consistent(index_dir, {str(p) for p in folder.iterdir()})
+
+
+def test_cli_second_indexer_message(tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import main
+    from searchlib.index import Index
+
+    folder = tmp_path / "p"
+    write_images(folder, 1)
+    index = Index.open_or_create(tmp_path / "i")
+    with index.writer():
+        result = CliRunner().invoke(main, ["--index", str(tmp_path / "i"), "index", str(folder), "--model", TINY])
+    assert result.exit_code == 1 and "is indexing into" in result.stderr

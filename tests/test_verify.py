@@ -1,0 +1,62 @@
+"""verify finds each kind of inconsistency and --repair fixes it."""
+
+import json
+
+from click.testing import CliRunner
+from sqlalchemy import text
+
+from cli.main import main
+from indexer import index_folder
+from searchlib import open_index
+from searchlib.config import VECTORS_FILE
+from searchlib.verify import verify
+from tests.conftest import TINY, write_images
+
+
+def _indexed(tmp_path, n=6):
+    folder = tmp_path / "p"
+    files = write_images(folder, n)
+    index_folder(tmp_path / "i", folder, model=TINY, device="cpu", workers=0)
+    return tmp_path / "i", files
+
+
+def test_clean_index_is_ok(tmp_path):
+    idx, _ = _indexed(tmp_path)
+    with open_index(idx) as index:
+        report = verify(index)
+    assert report.ok and report.images == report.stored_vectors == 6 and report.faiss_file == "ok"
+
+
+def test_problems_found_and_repaired(tmp_path):
+    idx, files = _indexed(tmp_path)
+    files[0].unlink()
+    (idx / VECTORS_FILE).write_bytes(b"corrupt")
+    with open_index(idx) as index:
+        with index.catalog.session() as s:
+            s.execute(text("DELETE FROM embeddings WHERE image_id = (SELECT max(id) FROM images)"))
+            s.execute(text("UPDATE embeddings SET vector = zeroblob(8) WHERE image_id = (SELECT min(id) + 1 FROM images)"))
+        report = verify(index)
+        assert not report.ok
+        assert report.missing_files == [str(files[0])]
+        assert len(report.rows_without_vector) == 1 and len(report.bad_vectors) == 1
+        assert report.faiss_file == "unreadable"
+        fixed = verify(index, repair=True)
+        assert fixed.repaired
+    with open_index(idx) as index:
+        again = verify(index)
+        assert again.ok and again.images == 3 and index.vectors.ntotal == 3
+    # The next index run brings back the files whose rows were dropped but still exist.
+    report = index_folder(idx, files[1].parent, device="cpu", workers=0)
+    assert report.added == 2
+
+
+def test_cli_verify_exit_codes(tmp_path):
+    idx, files = _indexed(tmp_path)
+    runner = CliRunner()
+    ok = runner.invoke(main, ["--index", str(idx), "verify", "--json"])
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["ok"] is True
+    (idx / VECTORS_FILE).unlink()
+    bad = runner.invoke(main, ["--index", str(idx), "verify"])
+    assert bad.exit_code == 1 and "--repair" in bad.stdout
+    fixed = runner.invoke(main, ["--index", str(idx), "verify", "--repair"])
+    assert fixed.exit_code == 0 and "rebuilt the FAISS index (6 vectors)" in fixed.stdout
