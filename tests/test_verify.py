@@ -34,7 +34,8 @@ def test_problems_found_and_repaired(tmp_path):
     with open_index(idx) as index:
         with index.catalog.session() as s:
             s.execute(text("DELETE FROM embeddings WHERE image_id = (SELECT max(id) FROM images)"))
-            s.execute(text("UPDATE embeddings SET vector = zeroblob(8) WHERE image_id = (SELECT min(id) + 1 FROM images)"))
+            s.execute(text("UPDATE embeddings SET vector = zeroblob(8) "
+                           "WHERE image_id = (SELECT min(id) + 1 FROM images)"))
         report = verify(index)
         assert not report.ok
         assert report.missing_files == [str(files[0])]
