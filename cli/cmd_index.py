@@ -27,12 +27,17 @@ from .output import echo_json
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip paths or names matching GLOB (repeatable).")
 @click.option("--include-hidden", is_flag=True, help="Also index dot-files and dot-directories.")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links to files and directories.")
+@click.option("--index-type", metavar="TYPE",
+              help="FAISS index: 'auto' (exact up to 200k images, then IVF trained from the stored "
+                   "vectors, its recall measured), 'Flat', or a factory string like 'IVF4096,Flat' or "
+                   "'HNSW32'. Remembered by the index.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as one JSON object.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 @click.pass_obj
 def index_cmd(obj: dict, paths: tuple[str, ...], model: str | None, checkpoint: str | None, device: str,
               batch_size: int | None, workers: int | None, max_megapixels: float, exclude: tuple[str, ...],
-              include_hidden: bool, follow_symlinks: bool, as_json: bool, quiet: bool) -> None:
+              include_hidden: bool, follow_symlinks: bool, index_type: str | None, as_json: bool,
+              quiet: bool) -> None:
     """Index images under PATH... (folders or files); re-runs only embed what changed.
 
     Unchanged files (same size and mtime) are skipped without reading; changed files are
@@ -60,6 +65,7 @@ def index_cmd(obj: dict, paths: tuple[str, ...], model: str | None, checkpoint: 
             obj["index_dir"], *paths, model=model, checkpoint=checkpoint, device=device,
             batch_size=batch_size, workers=workers, max_megapixels=max_megapixels, exclude=exclude,
             include_hidden=include_hidden, follow_symlinks=follow_symlinks, progress=progress,
+            index_type=index_type,
         )
     finally:
         if bar is not None:

@@ -62,6 +62,8 @@ def info_cmd(obj: dict, as_json: bool) -> None:
     click.echo(f"index:       {info['index']}")
     click.echo(f"images:      {info['images']}")
     click.echo(f"vectors:     {info['vectors']} ({info['index_type']}, dim {info['dim']})")
+    kind = "exact" if info["exact"] else f"approximate, nprobe {info['nprobe']}"
+    click.echo(f"recall@10:   {info['recall_at_10']:.3f} ({kind}; requested: {info['index_type_requested']})")
     click.echo(f"model:       {model.get('name', '-')}")
     click.echo(f"on disk:     {human_bytes(total)}")
 

@@ -100,7 +100,7 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, model:
                  exclude: Sequence[str] = (), include_hidden: bool = False,
                  follow_symlinks: bool = False,
                  progress: Callable[[Progress], None] | None = None,
-                 commit_seconds: float = COMMIT_SECONDS) -> IndexReport:
+                 commit_seconds: float = COMMIT_SECONDS, index_type: str | None = None) -> IndexReport:
     """Index image files under ``paths`` into the index at ``index_dir``.
 
     New files are embedded, files whose size or mtime changed are re-embedded, unchanged files are
@@ -121,6 +121,8 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, model:
         follow_symlinks: follow symbolic links.
         progress: called with a :class:`Progress` after each file.
         commit_seconds: commit at least this often; a killed run loses at most this much work.
+        index_type: ``auto`` (exact below 200k vectors, IVF above) or a FAISS factory string;
+            remembered by the index. None keeps the index's setting.
 
     Raises:
         SearchlibError: a bad path or option, a model problem, a model mismatch, or a busy index.
@@ -131,6 +133,10 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, model:
     index = Index.open_or_create(index_dir, device=device)
     try:
         with index.writer():
+            if index_type:
+                if index_type != "auto":
+                    VectorIndex(8, index_type)  # fails early, with a clear message, on a bad string
+                index.set_index_type(index_type)
             embedder = _choose_embedder(index, model, checkpoint, device, batch_size)
             _run(index, embedder, roots, report, workers, max_megapixels, exclude, include_hidden,
                  follow_symlinks, progress, commit_seconds)
@@ -182,10 +188,10 @@ def _run(index: Index, embedder: Embedder, roots: list[str], report: IndexReport
     leftover = [i for i in gone.values() if i not in committer.moved_ids]
     if leftover:
         _, generation = catalog.write_batch([], removed=leftover)
-        vectors.remove(np.asarray(leftover, dtype=np.int64))
+        committer.remove_vectors(leftover)
         index.adopt_vectors(vectors, generation)
         report.removed = len(leftover)
-    index.save_vectors()
+    index.finish_writing(force_rebuild=committer.rebuild)
 
 
 class _BatchCommitter:
@@ -205,6 +211,7 @@ class _BatchCommitter:
         self.added: list[NewImage] = []
         self.updated: list[tuple[int, NewImage]] = []
         self.moves = 0
+        self.rebuild = False  # set when the index type cannot remove vectors (HNSW)
         self.commit_seconds = commit_seconds
         self.last_commit = time.monotonic()
 
@@ -256,6 +263,12 @@ class _BatchCommitter:
             else:
                 d.pixels = result.pixels
 
+    def remove_vectors(self, ids: list[int]) -> None:
+        try:
+            self.vectors.remove(np.asarray(ids, dtype=np.int64))
+        except ConfigError:
+            self.rebuild = True  # rebuilt from the catalog at the end of the run
+
     def flush(self, final: bool = False) -> None:
         if final:
             self._embed()
@@ -266,7 +279,7 @@ class _BatchCommitter:
         new_ids, generation = self.index.catalog.write_batch(added, updated)
         vectors = self.vectors  # kept in step with the catalog, batch by batch
         if updated:
-            vectors.remove(np.asarray([i for i, _ in updated], dtype=np.int64))
+            self.remove_vectors([i for i, _ in updated])
         ids = np.asarray(new_ids + [i for i, _ in updated], dtype=np.int64)
         vectors.add(ids, np.stack([i.vector for i in added] + [u.vector for _, u in updated]))
         self.index.adopt_vectors(vectors, generation)

@@ -212,6 +212,15 @@ class Catalog:
     def _set(self, session: Session, key: str, value: str) -> None:
         session.merge(SettingRow(key=key, value=value))
 
+    def get_setting(self, key: str, default: str | None = None) -> str | None:
+        with self.session() as s:
+            value = self._get(s, key)
+        return default if value is None else value
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.session() as s:
+            self._set(s, key, value)
+
     def model_identity(self) -> ModelIdentity | None:
         with self.session() as s:
             raw = self._get(s, "model")

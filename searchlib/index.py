@@ -16,7 +16,7 @@ from .config import CATALOG_FILE, LOCK_FILE, VECTORS_FILE, VECTORS_STAMP_FILE
 from .errors import IndexBusyError, IndexNotFoundError, SearchlibError
 from .models import ModelIdentity
 from .query import Hit, search_vector
-from .vectors import VectorIndex
+from .vectors import VectorIndex, choose_index_type
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,17 @@ class Index:
 
     # -- vectors -----------------------------------------------------------------------------
     @property
+    def index_type(self) -> str:
+        """The requested FAISS index type: ``auto`` (by collection size) or a factory string."""
+        return self.catalog.get_setting("index_type", "auto") or "auto"
+
+    def set_index_type(self, index_type: str) -> None:
+        """Request an index type (``auto`` or a FAISS factory string); applied at the next rebuild."""
+        if index_type != self.index_type:
+            self.catalog.set_setting("index_type", index_type)
+            self.invalidate_vectors()
+
+    @property
     def vectors(self) -> VectorIndex:
         """The FAISS index, loaded from its file when its stamp matches the catalog, else rebuilt."""
         generation = self.catalog.generation()
@@ -127,16 +138,18 @@ class Index:
         dim = ident.dim if ident else 0
         count = self.catalog.count()
         loaded = VectorIndex.load(self.directory / VECTORS_FILE, self.directory / VECTORS_STAMP_FILE,
-                                  generation, count, dim) if ident else None
-        if loaded is None:
+                                  generation, count, dim, writable=self._writing) if ident else None
+        if loaded is None or (self._writing and loaded.needs_rebuild(count, self.index_type)):
             loaded, generation = self._rebuild_vectors(dim)
         self._vectors, self._vectors_generation = loaded, generation
         return loaded
 
     def _rebuild_vectors(self, dim: int) -> tuple[VectorIndex, int]:
         generation, ids, vecs = self.catalog.snapshot_vectors()
-        log.info("rebuilding vector index from %d stored vectors", len(ids))
-        vi = VectorIndex.build(dim or (vecs.shape[1] if vecs.size else 1), ids, vecs)
+        dim = dim or (vecs.shape[1] if vecs.size else 1)
+        index_type = choose_index_type(len(ids), dim, self.index_type)
+        log.info("building %s vector index from %d stored vectors", index_type, len(ids))
+        vi = VectorIndex.build(dim, ids, vecs, index_type)
         # Only the lock holder writes the cache: two writers could pair one's file with the
         # other's stamp. A reader that finds an indexer running just searches its in-memory copy.
         fd = None
@@ -150,6 +163,15 @@ class Index:
             if fd is not None:
                 os.close(fd)
         return vi, generation
+
+    def finish_writing(self, force_rebuild: bool = False) -> None:
+        """After an indexing run: retrain/rebuild if the collection outgrew its index, then save."""
+        vectors = self.vectors
+        if force_rebuild or vectors.needs_rebuild(vectors.ntotal, self.index_type):
+            self.invalidate_vectors()
+            self._vectors, self._vectors_generation = self._rebuild_vectors(vectors.dim)
+        else:
+            self.save_vectors()
 
     def invalidate_vectors(self) -> None:
         """Forget the in-memory FAISS index; the next use loads or rebuilds it."""
@@ -216,6 +238,10 @@ class Index:
             "vectors": vectors.ntotal,
             "model": ident.to_dict() if ident else None,
             "index_type": vectors.index_type,
+            "index_type_requested": self.index_type,
+            "exact": vectors.exact,
+            "recall_at_10": vectors.recall_at_10,
+            "nprobe": vectors.nprobe or None,
             "dim": vectors.dim,
             "schema": self.catalog.schema_revision(),
             "bytes_on_disk": sizes,

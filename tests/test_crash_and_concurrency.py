@@ -82,7 +82,7 @@ def test_readers_work_while_an_indexer_writes_and_a_second_writer_is_refused(tmp
                 hits = index.search("a photo", k=5)
                 listed = list(index.images())
             seen.append(info["images"])
-            assert len(hits) == min(5, info["vectors"]) and len(listed) >= 1
+            assert min(5, info["vectors"]) <= len(hits) <= 5 and len(listed) >= 1  # commits go on meanwhile
             if not refused and len(seen) > 2:
                 try:
                     index_folder(index_dir, folder, device="cpu", workers=0)

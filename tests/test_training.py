@@ -29,21 +29,36 @@ def test_loss_decreases_and_result_loads(tmp_path):
     assert emb.identity.weights_sha256 and emb.identity.checkpoint == str(final)
 
 
-def test_same_seed_same_weights_and_resume_continues(tmp_path):
-    from safetensors.numpy import load_file
+def _outputs(path):
+    """Embeddings of fixed texts and images: what reproducibility must preserve."""
+    from searchlib.embedding import Embedder
+    from searchlib.models import parse_model_spec
+    from searchlib.synthetic import generate
 
-    a = load_file(str(train(_cfg(tmp_path / "a", steps=6, checkpoint_every=3), resume=False)))
-    b = load_file(str(train(_cfg(tmp_path / "b", steps=6, checkpoint_every=3), resume=False)))
-    for key in a:  # equal up to the order of multithreaded float sums
-        np.testing.assert_allclose(a[key].astype(np.float32), b[key].astype(np.float32), atol=2e-3)
-    # A run stopped at step 3 and resumed ends exactly where an uninterrupted run does.
+    emb = Embedder(parse_model_spec("searchlib-tiny", path), device="cpu")
+    samples = generate(16, 99)
+    pixels = np.stack([np.asarray(s.image.resize((32, 32))) for s in samples])
+    return np.concatenate([emb.embed_texts([s.caption for s in samples]), emb.embed_pixels(pixels)])
+
+
+def _assert_same_model(a, b):
+    # Equal up to the order of multithreaded float sums: Adam turns the noise in zero-gradient
+    # parameters (attention key biases) into full-size steps, so weights are compared by outputs.
+    cos = (_outputs(a) * _outputs(b)).sum(axis=1)
+    assert cos.min() > 0.999, cos.min()
+
+
+def test_same_seed_same_model_and_resume_continues(tmp_path):
+    a = train(_cfg(tmp_path / "a", steps=6, checkpoint_every=3), resume=False)
+    b = train(_cfg(tmp_path / "b", steps=6, checkpoint_every=3), resume=False)
+    _assert_same_model(a, b)
+    # A run stopped at step 3 and resumed ends where an uninterrupted run does.
     train(_cfg(tmp_path / "c", steps=3, checkpoint_every=3), resume=False)
     steps_seen = []
-    c = load_file(str(train(_cfg(tmp_path / "c", steps=6, checkpoint_every=3), resume=True,
-                            progress=lambda s: steps_seen.append(s.step))))
+    c = train(_cfg(tmp_path / "c", steps=6, checkpoint_every=3), resume=True,
+              progress=lambda s: steps_seen.append(s.step))
     assert steps_seen == [4, 5, 6]
-    for key in a:
-        np.testing.assert_allclose(a[key].astype(np.float32), c[key].astype(np.float32), atol=2e-3)
+    _assert_same_model(a, c)
 
 
 def _caption_folder(folder, n=12):

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from searchlib.embedding import normalize
 from searchlib.vectors import VectorIndex
@@ -41,3 +42,69 @@ def test_save_load_checks_stamp_and_survives_corruption(tmp_path):
     assert VectorIndex.load(f, stamp, 7, 20, 16) is None  # corrupt file
     stamp.unlink()
     assert VectorIndex.load(f, stamp, 7, 20, 16) is None  # missing stamp
+
+
+def _clustered(n, d=32, clusters=50, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(clusters, d))
+    points = centers[rng.integers(0, clusters, n)] + rng.normal(scale=0.6, size=(n, d))
+    return np.arange(n, dtype=np.int64) + 1, normalize(points)
+
+
+def test_ivf_is_tuned_to_the_recall_target_and_agrees_with_exact():
+    from searchlib.vectors import RECALL_TARGET
+
+    ids, vecs = _clustered(4000)
+    vi = VectorIndex.build(32, ids, vecs, "IVF64,Flat")
+    assert vi.nprobe >= 1 and vi.recall_at_10 >= RECALL_TARGET and not vi.exact
+    q = normalize(vecs[:50] + np.random.default_rng(3).normal(scale=0.05, size=(50, 32)))
+    _, got = vi.search(q, 10)
+    truth = ids[np.argsort(-(q @ vecs.T), axis=1)[:, :10]]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)])
+    assert recall >= 0.9
+    assert vi.remove(ids[:10]) == 10 and vi.ntotal == 3990
+
+
+def test_ivf_round_trips_with_its_tuning(tmp_path):
+    ids, vecs = _clustered(3000)
+    vi = VectorIndex.build(32, ids, vecs, "IVF32,Flat")
+    vi.save(tmp_path / "v", tmp_path / "s", generation=3)
+    back = VectorIndex.load(tmp_path / "v", tmp_path / "s", 3, 3000, 32, writable=False)
+    assert (back.index_type, back.nprobe) == ("IVF32,Flat", vi.nprobe)
+    assert back.recall_at_10 == pytest.approx(vi.recall_at_10, abs=1e-4)
+    np.testing.assert_array_equal(back.search(vecs[:5], 5)[1], vi.search(vecs[:5], 5)[1])
+
+
+def test_auto_type_and_rebuild_thresholds():
+    from searchlib.vectors import FLAT_MAX, choose_index_type
+
+    assert choose_index_type(1000, 512) == "Flat"
+    assert choose_index_type(FLAT_MAX + 1, 512).startswith("IVF")
+    assert choose_index_type(1_000_000, 512) == "IVF4096,Flat"
+    assert choose_index_type(10, 512, "HNSW32") == "HNSW32"
+    ids, vecs = _clustered(3000)
+    vi = VectorIndex.build(32, ids, vecs, "IVF32,Flat")
+    assert not vi.needs_rebuild(3000, "IVF32,Flat")
+    flat = VectorIndex.build(32, ids, vecs)
+    assert not flat.needs_rebuild(3000) and flat.needs_rebuild(FLAT_MAX + 1)
+
+
+def test_too_few_vectors_for_ivf_and_bad_type_are_clear():
+
+    from searchlib.errors import ConfigError
+
+    ids, vecs = _clustered(100)
+    with pytest.raises(ConfigError, match="needs at least"):
+        VectorIndex.build(32, ids, vecs, "IVF64,Flat")
+    with pytest.raises(ConfigError, match="invalid --index-type"):
+        VectorIndex(32, "NoSuchIndex")
+
+
+def test_hnsw_removal_asks_for_a_rebuild():
+
+    from searchlib.errors import ConfigError
+
+    ids, vecs = _clustered(500)
+    vi = VectorIndex.build(32, ids, vecs, "HNSW16")
+    with pytest.raises(ConfigError, match="cannot remove"):
+        vi.remove(ids[:3])
