@@ -192,6 +192,7 @@ def _run(index: Index, embedder: Embedder, roots: list[str], report: IndexReport
         index.adopt_vectors(vectors, generation)
         report.removed = len(leftover)
     index.finish_writing(force_rebuild=committer.rebuild)
+    index.ensure_text_encoder(embedder)
 
 
 class _BatchCommitter:

@@ -35,6 +35,7 @@ class Index:
         self._vectors: VectorIndex | None = None
         self._vectors_generation: int | None = None
         self._embedder = None
+        self._text_encoder = None
         self._writing = False
 
     # -- opening -----------------------------------------------------------------------------
@@ -199,8 +200,38 @@ class Index:
             self._embedder = Embedder(ident.to_spec(), device=self.device, expected=ident)
         return self._embedder
 
+    def text_encoder(self):
+        """The exported ONNX text tower (no torch needed), or None to use the full model.
+
+        Used unless the index was opened with ``device="cuda"``, where the model runs on the GPU.
+        """
+        if self._text_encoder is None:
+            from .textenc import OnnxTextEncoder
+
+            ident = self.identity
+            found = OnnxTextEncoder.for_index(self.directory, ident) if ident and self.device != "cuda" else None
+            self._text_encoder = found or False
+        return self._text_encoder or None
+
+    def ensure_text_encoder(self, embedder) -> None:
+        """Export the text tower for fast cold queries if the index has none for its model."""
+        from .textenc import OnnxTextEncoder, export_text_encoder
+
+        ident = self.identity
+        if ident is None or OnnxTextEncoder.for_index(self.directory, ident) is not None:
+            return
+        try:
+            export_text_encoder(embedder, self.directory)
+        except Exception as e:  # queries still work through the full model
+            log.warning("could not export the text encoder (%s: %s); queries will load the full model",
+                        type(e).__name__, e)
+        self._text_encoder = None
+
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Normalized text vectors in this index's space."""
+        encoder = self.text_encoder()
+        if encoder is not None:
+            return encoder.embed_texts(list(texts))
         return self.embedder().embed_texts(list(texts))
 
     def embed_images(self, paths: Sequence[str | os.PathLike]) -> np.ndarray:
