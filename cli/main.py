@@ -61,7 +61,15 @@ def main(ctx: click.Context, index_dir: str | None, verbose: int) -> None:
 
 
 def _register() -> None:
-    from . import cmd_demo, cmd_index, cmd_models, cmd_search, cmd_train, cmd_verify  # noqa: F401  (commands attach to ``main``)
+    from . import (  # noqa: F401  (commands attach to ``main``)
+        cmd_analysis,
+        cmd_demo,
+        cmd_index,
+        cmd_models,
+        cmd_search,
+        cmd_train,
+        cmd_verify,
+    )
 
 
 _register()

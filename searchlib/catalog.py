@@ -42,7 +42,7 @@ from .models import ModelIdentity
 log = logging.getLogger(__name__)
 
 #: Alembic revision the code expects; tests check it equals the migrations' head.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 
 #: Metadata columns exposed on hits and in ``list`` (besides ``path``).
 METADATA_FIELDS = (
@@ -116,6 +116,16 @@ class EmbeddingRow(Base):
 
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TagRow(Base):
+    """A label given to an image by zero-shot classification (``searchlib tag``)."""
+
+    __tablename__ = "tags"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    label: Mapped[str] = mapped_column(String, primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
 
 
 class SettingRow(Base):
@@ -255,6 +265,14 @@ class Catalog:
             rows = s.execute(select(ImageRow.path, ImageRow.id, ImageRow.size, ImageRow.mtime_ns))
             return {p: (i, sz, mt) for p, i, sz, mt in rows}
 
+    def filtered_ids(self, filters) -> np.ndarray:
+        """Ids of rows matching :class:`~searchlib.filters.Filters`."""
+        from .filters import apply
+
+        with self.session() as s:
+            ids = list(s.scalars(apply(select(ImageRow.id), filters)))
+        return np.asarray(ids, dtype=np.int64)
+
     def all_hashes(self) -> list[str]:
         """Content hashes of every row."""
         with self.session() as s:
@@ -311,13 +329,33 @@ class Catalog:
         return gen, ids, vectors
 
     # -- writes ------------------------------------------------------------------------------
+    def replace_tags(self, labels: Sequence[str], rows: Sequence[TagRow]) -> None:
+        """Drop every tag with one of ``labels`` and store ``rows`` instead, in one transaction."""
+        with self.session() as s:
+            s.execute(delete(TagRow).where(TagRow.label.in_(list(labels))))
+            s.add_all(rows)
+
+    def tags_of(self, ids: Sequence[int]) -> dict[int, list[str]]:
+        """Labels per image id."""
+        out: dict[int, list[str]] = {}
+        with self.session() as s:
+            for start in range(0, len(ids), 900):
+                stmt = select(TagRow.image_id, TagRow.label).where(TagRow.image_id.in_(list(ids[start:start + 900])))
+                for i, label in s.execute(stmt):
+                    out.setdefault(i, []).append(label)
+        return out
+
+    @staticmethod
+    def _delete_chunk(s: Session, chunk: list[int]) -> None:
+        s.execute(delete(TagRow).where(TagRow.image_id.in_(chunk)))
+        s.execute(delete(EmbeddingRow).where(EmbeddingRow.image_id.in_(chunk)))
+        s.execute(delete(ImageRow).where(ImageRow.id.in_(chunk)))
+
     def delete_ids(self, ids: Sequence[int]) -> int:
         """Delete rows and vectors with these ids (either may be missing); returns the generation."""
         with self.session() as s:
             for start in range(0, len(ids), 900):
-                chunk = [int(i) for i in ids[start:start + 900]]
-                s.execute(delete(EmbeddingRow).where(EmbeddingRow.image_id.in_(chunk)))
-                s.execute(delete(ImageRow).where(ImageRow.id.in_(chunk)))
+                self._delete_chunk(s, [int(i) for i in ids[start:start + 900]])
             self._bump(s)
             s.flush()
             return int(self._get(s, "generation") or 0)
@@ -331,8 +369,7 @@ class Catalog:
             if removed:
                 for start in range(0, len(removed), 900):
                     chunk = [int(i) for i in removed[start:start + 900]]
-                    s.execute(delete(EmbeddingRow).where(EmbeddingRow.image_id.in_(chunk)))
-                    s.execute(delete(ImageRow).where(ImageRow.id.in_(chunk)))
+                    self._delete_chunk(s, chunk)
             for image_id, item in updated:
                 s.execute(update(ImageRow).where(ImageRow.id == image_id).values(**_row_values(item, now)))
                 s.execute(update(EmbeddingRow).where(EmbeddingRow.image_id == image_id)

@@ -13,9 +13,10 @@ import numpy as np
 
 from .catalog import Catalog
 from .config import CATALOG_FILE, LOCK_FILE, VECTORS_FILE, VECTORS_STAMP_FILE
-from .errors import IndexBusyError, IndexNotFoundError, SearchlibError
+from .errors import ImageDecodeError, IndexBusyError, IndexNotFoundError, SearchlibError
+from .filters import Filters
 from .models import ModelIdentity
-from .query import Hit, search_vector
+from .query import Hit, QueryTerm, combine, parse_query, parse_term, relevance_cut, search_vector, sort_by_date
 from .vectors import VectorIndex, choose_index_type
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ class Index:
         dim = dim or (vecs.shape[1] if vecs.size else 1)
         index_type = choose_index_type(len(ids), dim, self.index_type)
         log.info("building %s vector index from %d stored vectors", index_type, len(ids))
-        vi = VectorIndex.build(dim, ids, vecs, index_type)
+        vi = VectorIndex.build(dim, ids, vecs, index_type, fallback=True)
         # Only the lock holder writes the cache: two writers could pair one's file with the
         # other's stamp. A reader that finds an indexer running just searches its in-memory copy.
         fd = None
@@ -238,17 +239,67 @@ class Index:
         """Normalized image vectors in this index's space."""
         return self.embedder().embed_images(list(paths))
 
-    def search(self, text: str, k: int = 10) -> list[Hit]:
-        """The ``k`` images closest to ``text``, best first."""
-        if not text or not text.strip():
-            raise SearchlibError("the query is empty; say what to look for, e.g. 'a dog on a beach'")
-        return self.search_vector(self.embed_texts([text])[0], k)
+    def search(self, text: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        """The ``k`` images closest to ``text``, best first (``text`` may combine terms, see :meth:`query`)."""
+        return self.query(text, k=k, filters=filters)
 
-    def search_vector(self, vector: np.ndarray, k: int = 10) -> list[Hit]:
-        """The ``k`` images closest to a normalized query vector."""
+    def image_vector(self, path: str | os.PathLike) -> np.ndarray:
+        """The vector of an image file: the stored one if its bytes are indexed, else embedded now."""
+        import hashlib
+
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise ImageDecodeError(f"cannot read {path}: {e.strerror or e}") from e
+        stored = self.catalog.vectors_by_hash([hashlib.sha256(data).hexdigest()])
+        if stored:
+            return next(iter(stored.values()))
+        return self.embedder().embed_images([data])[0]
+
+    def query_vector(self, query: str | Sequence[QueryTerm] = "", add: Sequence[str] = (),
+                     subtract: Sequence[str] = ()) -> np.ndarray:
+        """One normalized vector for a combined query.
+
+        Args:
+            query: text such as ``"beach + sunset - people"`` (only `` + ``/`` - `` with spaces split;
+                ``2:sunset`` weighs a term; an existing file path is an image), or parsed terms.
+            add, subtract: more terms (texts or image paths, optionally ``weight:``-prefixed).
+        """
+        terms = list(parse_query(query) if isinstance(query, str) and query.strip() else (query or []))
+        terms += [parse_term(t) for t in add] + [parse_term(t, -1.0) for t in subtract]
+        if not terms:
+            raise SearchlibError("the query is empty; say what to look for, e.g. 'a dog on a beach'")
+        texts = [t.value for t in terms if not t.is_image]
+        text_vecs = iter(self.embed_texts(texts)) if texts else iter(())
+        vecs = [self.image_vector(t.value) if t.is_image else next(text_vecs) for t in terms]
+        if len(terms) == 1 and terms[0].weight > 0:
+            return vecs[0]
+        return combine(np.stack(vecs), [t.weight for t in terms])
+
+    def query(self, query: str | Sequence[QueryTerm] = "", k: int = 10, *, add: Sequence[str] = (),
+              subtract: Sequence[str] = (), filters: Filters | None = None, min_score: float | None = None,
+              relative: float | None = None, sort: str = "score") -> list[Hit]:
+        """Search with combined terms, filters inside the vector search, a relevance cut and sorting.
+
+        Args:
+            query, add, subtract: see :meth:`query_vector`.
+            k: at most this many hits; with filters, ``k`` matching hits whenever ``k`` exist.
+            filters: metadata conditions (:class:`~searchlib.filters.Filters`).
+            min_score: drop hits below this cosine similarity.
+            relative: drop hits scoring below ``best - relative * |best|``.
+            sort: ``score`` (best first) or ``date`` (the kept hits, oldest first).
+        """
+        if sort not in ("score", "date"):
+            raise SearchlibError(f"unknown sort {sort!r}; use score or date")
+        vector = self.query_vector(query, add, subtract)
+        hits = relevance_cut(self.search_vector(vector, k, filters), min_score, relative)
+        return sort_by_date(hits) if sort == "date" else hits
+
+    def search_vector(self, vector: np.ndarray, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        """The ``k`` images closest to a query vector (normalized here)."""
         from .embedding import normalize
 
-        return search_vector(self.catalog, self.vectors, normalize(vector)[0], k)
+        return search_vector(self.catalog, self.vectors, normalize(vector)[0], k, filters)
 
     # -- listing -----------------------------------------------------------------------------
     def images(self) -> Iterator[dict]:

@@ -118,12 +118,23 @@ class VectorIndex:
         return self.index_type == "Flat"
 
     @classmethod
-    def build(cls, dim: int, ids: np.ndarray, vectors: np.ndarray, index_type: str = "Flat") -> VectorIndex:
-        """A new index holding ``vectors`` under ``ids`` (trained first if the type needs it)."""
+    def build(cls, dim: int, ids: np.ndarray, vectors: np.ndarray, index_type: str = "Flat",
+              fallback: bool = False) -> VectorIndex:
+        """A new index holding ``vectors`` under ``ids`` (trained first if the type needs it).
+
+        With ``fallback``, a type that cannot be trained on this few vectors becomes ``Flat``.
+        """
         vi = cls(dim, index_type)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), dim)
         if not vi.index.is_trained:
-            vi._train(vectors)
+            try:
+                vi._train(vectors)
+            except ConfigError as e:
+                if not fallback:
+                    raise
+                # Too few vectors to train yet: search exactly until the collection has grown.
+                log.warning("%s; searching exactly for now", e)
+                return cls.build(dim, ids, vectors, "Flat")
         vi.add(ids, vectors)
         vi.trained_count = len(ids)
         if not vi.exact and len(ids):
@@ -203,11 +214,40 @@ class VectorIndex:
             return empty.astype(np.float32), empty.astype(np.int64)
         return self.index.search(queries, k)
 
+    def search_subset(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` among ``allowed`` ids only; exhaustive when the approximate pass finds too few."""
+        import faiss
+
+        allowed = np.ascontiguousarray(allowed, dtype=np.int64)
+        k = min(int(k), len(allowed), self.ntotal)
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        if k <= 0:
+            empty = np.zeros((len(queries), 0))
+            return empty.astype(np.float32), empty.astype(np.int64)
+        selector = faiss.IDSelectorBatch(allowed)
+        if _is_ivf(self.index_type):
+            ivf = faiss.extract_index_ivf(self.index)
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=max(1, self.nprobe or ivf.nprobe))
+            scores, ids = self.index.search(queries, k, params=params)
+            if (ids < 0).any():  # the probed lists held too few matches: scan every list
+                params = faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nlist)
+                scores, ids = self.index.search(queries, k, params=params)
+            return scores, ids
+        try:
+            return self.index.search(queries, k, params=faiss.SearchParameters(sel=selector))
+        except RuntimeError:  # index types without selector support (HNSW): exact over the subset
+            vecs = np.stack([self.index.reconstruct(int(i)) for i in allowed])
+            sims = queries @ vecs.T
+            order = np.argsort(-sims, axis=1)[:, :k]
+            return np.take_along_axis(sims, order, axis=1), allowed[order]
+
     def needs_rebuild(self, count: int, requested: str = "auto") -> bool:
         """Whether a collection of ``count`` vectors has outgrown (or outshrunk) this index."""
         wanted = choose_index_type(count, self.dim, requested)
-        if wanted.split(",")[0].rstrip("0123456789") != self.index_type.split(",")[0].rstrip("0123456789"):
-            return True
+        if wanted != self.index_type:
+            # A requested type this index fell back from is retried once the collection has grown.
+            return not (self.exact and count <= max(1, self.trained_count) * GROWTH_FACTOR
+                        and requested not in ("auto", "", "Flat"))
         if self.exact or requested not in ("auto", ""):
             return False
         return count > GROWTH_FACTOR * max(1, self.trained_count) or count < self.trained_count / 4

@@ -1,0 +1,176 @@
+"""CLIP's other uses over an index: zero-shot classification, tags, near-duplicate groups, export."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .embedding import normalize
+from .errors import ConfigError, SearchlibError
+
+log = logging.getLogger(__name__)
+
+#: Prompt templates averaged into one class vector (CLIP's prompt ensembling).
+TEMPLATES = (
+    "a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a close-up photo of a {}.",
+    "a photo of the {}.", "a drawing of a {}.",
+)
+#: CLIP's logit scale: probabilities are softmax(100 * cosine).
+LOGIT_SCALE = 100.0
+
+
+@dataclass
+class Classification:
+    """Zero-shot result for one image."""
+
+    path: str
+    label: str
+    scores: dict[str, float]  # probability per label (softmax over labels)
+    similarities: dict[str, float]  # cosine per label
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "label": self.label, "scores": self.scores, "similarities": self.similarities}
+
+
+def parse_labels(text: str | Sequence[str]) -> list[str]:
+    """``"cat, dog,car"`` -> ``["cat", "dog", "car"]`` (at least two, no duplicates)."""
+    items = text.split(",") if isinstance(text, str) else [p for t in text for p in t.split(",")]
+    labels = list(dict.fromkeys(x.strip() for x in items if x.strip()))
+    if len(labels) < 2:
+        raise ConfigError("--labels needs at least two comma-separated labels, e.g. 'cat,dog'")
+    return labels
+
+
+def class_vectors(embed_texts, labels: Sequence[str], templates: Sequence[str] = TEMPLATES) -> np.ndarray:
+    """One unit vector per label: the mean of its prompt embeddings, renormalized."""
+    prompts = [t.format(label) for label in labels for t in templates]
+    vecs = embed_texts(prompts).reshape(len(labels), len(templates), -1).mean(axis=1)
+    return normalize(vecs)
+
+
+def classify_vectors(image_vectors: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(probabilities, cosines)``, each ``(n_images, n_labels)``."""
+    sims = image_vectors @ classes.T
+    logits = LOGIT_SCALE * sims
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    return probs, sims
+
+
+def classify(index, paths: Sequence[str | os.PathLike], labels: Sequence[str]) -> list[Classification]:
+    """Zero-shot classify image files with the index's model (stored vectors reused when indexed)."""
+    classes = class_vectors(index.embed_texts, labels)
+    vecs = np.stack([index.image_vector(p) for p in paths])
+    probs, sims = classify_vectors(vecs, classes)
+    return [Classification(str(Path(p).resolve()), labels[int(np.argmax(pr))],
+                           {lb: round(float(x), 6) for lb, x in zip(labels, pr)},
+                           {lb: round(float(x), 6) for lb, x in zip(labels, si)})
+            for p, pr, si in zip(paths, probs, sims)]
+
+
+def tag_index(index, labels: Sequence[str], min_probability: float = 0.0) -> dict[str, int]:
+    """Give every indexed image its best label (if its probability reaches ``min_probability``).
+
+    Replaces earlier tags from the same label set. Returns how many images got each label.
+    """
+    from .catalog import TagRow
+
+    classes = class_vectors(index.embed_texts, labels)
+    _, ids, vecs = index.catalog.snapshot_vectors()
+    counts = {label.lower(): 0 for label in labels}
+    rows = []
+    if len(ids):
+        probs, _ = classify_vectors(vecs, classes)
+        best = probs.argmax(axis=1)
+        for image_id, b, pr in zip(ids.tolist(), best, probs):
+            if pr[b] >= min_probability:
+                label = labels[int(b)].lower()
+                rows.append(TagRow(image_id=image_id, label=label, score=float(pr[b])))
+                counts[label] += 1
+    index.catalog.replace_tags(list(counts), rows)
+    return counts
+
+
+def near_duplicates(index, threshold: float = 0.95, batch: int = 2048) -> list[list[dict]]:
+    """Groups of images whose vectors are within ``threshold`` cosine of each other.
+
+    Found with the FAISS index's range search (in C++, batched), joined transitively, largest
+    groups first; each member is ``{"id", "path", "score"}`` with its similarity to the group's
+    first image.
+    """
+    if not 0 < threshold <= 1:
+        raise ConfigError("--threshold must be in (0, 1]")
+    _, ids, vecs = index.catalog.snapshot_vectors()
+    if len(ids) < 2:
+        return []
+    faiss_index = index.vectors.index
+    parent = {int(i): int(i) for i in ids}
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for start in range(0, len(ids), batch):
+        lims, _, found = faiss_index.range_search(np.ascontiguousarray(vecs[start:start + batch]), threshold)
+        for row in range(len(lims) - 1):
+            a = int(ids[start + row])
+            for b in found[lims[row]:lims[row + 1]]:
+                if int(b) != a and int(b) in parent:
+                    ra, rb = find(a), find(int(b))
+                    if ra != rb:
+                        parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = {}
+    for i in parent:
+        groups.setdefault(find(i), []).append(i)
+    position = {int(i): n for n, i in enumerate(ids)}
+    rows = index.catalog.rows([i for g in groups.values() if len(g) > 1 for i in g])
+    out = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda i: rows[i].path)
+        first = vecs[position[members[0]]]
+        out.append([{"id": i, "path": rows[i].path, "score": round(float(vecs[position[i]] @ first), 6)}
+                    for i in members])
+    out.sort(key=lambda g: (-len(g), g[0]["path"]))
+    return out
+
+
+def export_embeddings(index, target: str | os.PathLike) -> dict:
+    """Write every vector with its id and path: ``.npy`` (+ ``.ids.json`` sidecar) or ``.parquet``.
+
+    Returns ``{"path", "count", "dim", "sidecar"?}``.
+    """
+    target = Path(target).expanduser().resolve()
+    _, ids, vecs = index.catalog.snapshot_vectors()
+    rows = index.catalog.rows(ids.tolist())
+    paths = [rows[int(i)].path for i in ids]
+    dim = int(vecs.shape[1]) if vecs.size else (index.identity.dim if index.identity else 0)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.suffix == ".npy":
+        np.save(target, vecs.reshape(len(ids), dim).astype(np.float32))
+        sidecar = target.with_suffix(".ids.json")
+        sidecar.write_text(json.dumps({"ids": ids.tolist(), "paths": paths,
+                                       "model": index.identity.to_dict() if index.identity else None}))
+        return {"path": str(target), "sidecar": str(sidecar), "count": len(ids), "dim": dim}
+    if target.suffix == ".parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError as e:
+            raise SearchlibError("writing .parquet needs pyarrow: pip install 'searchlib[parquet]'") from e
+        flat = pa.array(vecs.reshape(-1).astype(np.float32))
+        table = pa.table({"id": pa.array(ids), "path": pa.array(paths),
+                          "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
+        pq.write_table(table, target)
+        return {"path": str(target), "count": len(ids), "dim": dim}
+    raise ConfigError(f"cannot export to {target.name}: use a .npy or .parquet file name")
