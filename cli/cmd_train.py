@@ -20,7 +20,7 @@ from .output import echo_json, table
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Local weights for --model ARCH.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/bundled", show_default=True,
               help="Directory for checkpoint.pt (resumable) and the final model.safetensors.")
-@click.option("--steps", type=click.IntRange(min=1), default=1800, show_default=True, help="Optimizer steps.")
+@click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True, help="Optimizer steps.")
 @click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True,
               help="Image-caption pairs per step (the contrastive batch).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=7e-4, show_default=True,

@@ -80,13 +80,13 @@ def _under(path: str, roots: Sequence[str]) -> bool:
 
 
 def _choose_embedder(index: Index, model: str | None, checkpoint: str | None, device: str,
-                     batch_size: int | None) -> Embedder:
+                     batch_size: int | None, backend: str) -> Embedder:
     stored = index.identity
     if model is None and checkpoint is None and stored is not None:
         # Keep using the index's own model; its weights load (and are checked) only when a file
         # actually needs embedding, so a run with nothing new does not pay for loading them.
-        return Embedder(stored.to_spec(), device=device, batch_size=batch_size, expected=stored)
-    embedder = Embedder(parse_model_spec(model, checkpoint), device=device, batch_size=batch_size)
+        return Embedder(stored.to_spec(), device=device, batch_size=batch_size, expected=stored, backend=backend)
+    embedder = Embedder(parse_model_spec(model, checkpoint), device=device, batch_size=batch_size, backend=backend)
     if stored is None:
         index.catalog.set_model_identity(embedder.identity)
     else:
@@ -100,7 +100,8 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, model:
                  exclude: Sequence[str] = (), include_hidden: bool = False,
                  follow_symlinks: bool = False,
                  progress: Callable[[Progress], None] | None = None,
-                 commit_seconds: float = COMMIT_SECONDS, index_type: str | None = None) -> IndexReport:
+                 commit_seconds: float = COMMIT_SECONDS, index_type: str | None = None,
+                 backend: str = "auto") -> IndexReport:
     """Index image files under ``paths`` into the index at ``index_dir``.
 
     New files are embedded, files whose size or mtime changed are re-embedded, unchanged files are
@@ -123,6 +124,7 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, model:
         commit_seconds: commit at least this often; a killed run loses at most this much work.
         index_type: ``auto`` (exact below 200k vectors, IVF above) or a FAISS factory string;
             remembered by the index. None keeps the index's setting.
+        backend: how the image tower runs (``auto``, ``torch``, ``bf16``, ``onnx``, ``onnx-int8``).
 
     Raises:
         SearchlibError: a bad path or option, a model problem, a model mismatch, or a busy index.
@@ -137,7 +139,7 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, model:
                 if index_type != "auto":
                     VectorIndex(8, index_type)  # fails early, with a clear message, on a bad string
                 index.set_index_type(index_type)
-            embedder = _choose_embedder(index, model, checkpoint, device, batch_size)
+            embedder = _choose_embedder(index, model, checkpoint, device, batch_size, backend)
             _run(index, embedder, roots, report, workers, max_megapixels, exclude, include_hidden,
                  follow_symlinks, progress, commit_seconds)
     finally:

@@ -141,20 +141,25 @@ class Embedder:
         device: ``auto``, ``cpu`` or ``cuda``.
         batch_size: images per forward pass (default 256 on CUDA, 32 on CPU).
         expected: if given, the identity the loaded model must have (checked when weights load).
+        backend: how the image tower runs (:mod:`searchlib.backends`); ``auto`` picks the fastest
+            measured for the device.
     """
 
     def __init__(self, spec: ModelSpec, device: str = "auto", batch_size: int | None = None,
-                 expected: ModelIdentity | None = None):
+                 expected: ModelIdentity | None = None, backend: str = "auto"):
+        from .backends import resolve_backend
+
         self.spec = spec
         self.expected = expected
         self.device = resolve_device(device)
+        self.backend = resolve_backend(backend, self.device)
+        self._tower = None
         self.batch_size = batch_size or (256 if self.device.startswith("cuda") else 32)
         if self.batch_size < 1:
             raise ConfigError("--batch-size must be at least 1")
         self._model = None
         self._tokenizer = None
         self._identity: ModelIdentity | None = None
-        self._mean = self._std = None
 
     # -- loading -----------------------------------------------------------------------------
     def _load(self):
@@ -172,11 +177,12 @@ class Embedder:
             self.check_matches(self.expected)
         self._model = model.to(self.device)
         self._tokenizer = open_clip.get_tokenizer(self.spec.arch)
-        ident = self._identity
-        self._mean = torch.tensor(ident.mean, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(ident.std, device=self.device).view(1, 3, 1, 1)
-        log.info("loaded model %s on %s", ident.describe(), self.device)
+        log.info("loaded model %s on %s", self._identity.describe(), self.device)
         return self._model
+
+    def reference_model(self):
+        """The eager PyTorch model (for fidelity checks against the chosen backend)."""
+        return self._load()
 
     @property
     def identity(self) -> ModelIdentity:
@@ -210,6 +216,13 @@ class Embedder:
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
+    def _image_tower(self):
+        if self._tower is None:
+            from .backends import image_tower
+
+            self._tower = image_tower(self.backend, self._load(), self.identity, self.device)
+        return self._tower
+
     # -- embedding ---------------------------------------------------------------------------
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts; returns ``(len(texts), dim)`` unit-norm float32."""
@@ -227,20 +240,10 @@ class Embedder:
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Embed a uint8 batch ``(N, S, S, 3)`` from :func:`searchlib.imaging.to_model_pixels`."""
-        import torch
-
-        model = self._load()
         if len(pixels) == 0:
             return np.zeros((0, self.identity.dim), dtype=np.float32)
-        out = []
-        with torch.inference_mode(), self._autocast():
-            for start in range(0, len(pixels), self.batch_size):
-                chunk = torch.from_numpy(np.ascontiguousarray(pixels[start:start + self.batch_size]))
-                if self.device.startswith("cuda"):
-                    chunk = chunk.pin_memory().to(self.device, non_blocking=True)
-                x = chunk.permute(0, 3, 1, 2).float().div_(255.0)
-                x = (x - self._mean) / self._std
-                out.append(model.encode_image(x).float().cpu().numpy())
+        tower = self._image_tower()
+        out = [tower(pixels[start:start + self.batch_size]) for start in range(0, len(pixels), self.batch_size)]
         return normalize(np.concatenate(out))
 
     def embed_images(self, images: Iterable[str | os.PathLike | bytes]) -> np.ndarray:

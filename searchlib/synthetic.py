@@ -134,20 +134,29 @@ def _background(rng: random.Random, kind: str, color: tuple[int, int, int], size
     return img
 
 
-def _caption(rng: random.Random, s: Sample) -> str:
+def _caption(rng: random.Random, s: Sample, partial: bool = False) -> str:
     color = rng.choice(COLOR_SYNONYMS[s.color])
     noun = rng.choice(SHAPE_SYNONYMS[s.shape])
-    noun = noun if s.count == 1 else _plural(noun)
     mentioned = {"shape", "color", "count"}
+    # Partial captions (training only) teach the text tower each concept on its own, which is
+    # what zero-shot prompts like "a photo of a star" or "a red object" ask about.
+    omit = rng.random() if partial else 1.0
+    if omit < 0.12:
+        color = ""
+        mentioned.discard("color")
+    elif omit < 0.22:
+        noun = rng.choice(["object", "thing", "shape"])
+        mentioned.discard("shape")
+    noun = noun if s.count == 1 else _plural(noun)
     parts = []
     if s.count > 1:
         parts.append(NUMBERS[s.count])
     elif rng.random() < 0.8:
-        parts.append("an" if (rng.random() < 0.0) else "a")
+        parts.append("a")
     if rng.random() < 0.5:
         parts.append(s.size)
         mentioned.add("size")
-    parts += [color, noun]
+    parts += [w for w in (color, noun) if w]
     phrase = " ".join(parts)
     if phrase.startswith("a ") and phrase[2] in "aeiou":
         phrase = "an " + phrase[2:]
@@ -167,8 +176,11 @@ def _caption(rng: random.Random, s: Sample) -> str:
 
 
 def make_sample(rng: random.Random, size: int = 128, count: int | None = None, shape: str | None = None,
-                color: str | None = None, artefacts: bool = True) -> Sample:
-    """One random captioned image of ``size`` pixels."""
+                color: str | None = None, artefacts: bool = True, partial: bool = False) -> Sample:
+    """One random captioned image of ``size`` pixels.
+
+    ``partial`` lets some captions leave out the color or the shape (used for training).
+    """
     shape = shape or rng.choice(SHAPES)
     color = color or rng.choice(list(COLORS))
     count = count or rng.choice([1, 1, 1, 2, 3])
@@ -197,7 +209,7 @@ def make_sample(rng: random.Random, size: int = 128, count: int | None = None, s
             img.save(buf, "JPEG", quality=rng.randint(30, 80))
             img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
     sample = Sample(img, "", shape, color, count, size_word, position, background, bg_color)
-    sample.caption = _caption(rng, sample)
+    sample.caption = _caption(rng, sample, partial)
     return sample
 
 

@@ -49,7 +49,7 @@ class TrainConfig:
     checkpoint: str | None = None
     data: str = "synthetic"
     out_dir: str = "runs/bundled"
-    steps: int = 1800
+    steps: int = 2000
     batch_size: int = 128
     lr: float = 7e-4
     warmup: int = 100
@@ -76,7 +76,7 @@ def _synthetic_batches(prep: Preprocess, batch_size: int, seed: int, start_step:
     step = start_step
     while True:
         rng = random.Random(seed * 1_000_003 + step)  # batch k is the same however the run resumes
-        samples = [make_sample(rng, 128) for _ in range(batch_size)]
+        samples = [make_sample(rng, 128, partial=True) for _ in range(batch_size)]
         pixels = np.stack([to_model_pixels(s.image, prep) for s in samples])
         yield pixels, [s.caption for s in samples]
         step += 1

@@ -10,6 +10,10 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+if "SEARCHLIB_CACHE" not in os.environ:  # exported ONNX towers go to a throwaway place
+    import tempfile
+
+    os.environ["SEARCHLIB_CACHE"] = tempfile.mkdtemp(prefix="searchlib-test-cache-")
 
 #: A tiny open_clip architecture with seeded random weights: fast, and loaded through the same path
 #: as any real model.
