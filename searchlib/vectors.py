@@ -33,6 +33,21 @@ FLAT_MAX = 200_000
 RECALL_TARGET = 0.95
 #: Rebuild/retrain once the collection is this many times the size the index was trained for.
 GROWTH_FACTOR = 2.0
+#: Searches over at least this many vectors use the GPUs when faiss sees any (smaller ones are
+#: faster on the CPU than the copy to the GPU is worth). ``SEARCHLIB_FAISS_GPU=0`` turns GPUs off.
+GPU_MIN_VECTORS = 50_000
+
+
+def gpu_count() -> int:
+    """GPUs faiss can use (0 for CPU builds, machines without GPUs, or SEARCHLIB_FAISS_GPU=0)."""
+    import faiss
+
+    if os.environ.get("SEARCHLIB_FAISS_GPU", "1") == "0":
+        return 0
+    try:
+        return int(faiss.get_num_gpus())
+    except AttributeError:
+        return 0
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,7 @@ class VectorIndex:
                 raise ConfigError(f"invalid --index-type {index_type!r}: {str(e).splitlines()[0]}") from e
             index = inner if _is_ivf(index_type) else faiss.IndexIDMap2(inner)
         self.index = index
+        self._gpu_index = None  # a GPU copy for searching, dropped on every change
         self.trained_count = stamp.trained_count if stamp else 0
         self.nprobe = stamp.nprobe if stamp else 0
         self.recall_at_10 = stamp.recall_at_10 if stamp else 1.0
@@ -153,7 +169,13 @@ class VectorIndex:
         sample = vectors[rng.choice(len(vectors), min(len(vectors), 64 * need), replace=False)] \
             if ivf is not None else vectors
         log.info("training %s on %d vectors", self.index_type, len(sample))
-        self.index.train(np.ascontiguousarray(sample))
+        if gpu_count() > 0 and ivf is not None:
+            # k-means on the GPUs, then the trained index comes back to the CPU for storage.
+            gpu = faiss.index_cpu_to_all_gpus(self.index)
+            gpu.train(np.ascontiguousarray(sample))
+            self.index = faiss.index_gpu_to_cpu(gpu)
+        else:
+            self.index.train(np.ascontiguousarray(sample))
 
     def _tune(self, ids: np.ndarray, vectors: np.ndarray, queries: int = 200) -> None:
         """Pick the smallest nprobe reaching the recall target; measure recall@10 vs exact."""
@@ -189,6 +211,7 @@ class VectorIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         self.index.add_with_ids(vectors, ids)
+        self._gpu_index = None
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove ids; returns how many were present.
@@ -200,6 +223,7 @@ class VectorIndex:
 
         if len(ids) == 0:
             return 0
+        self._gpu_index = None
         try:
             return int(self.index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))))
         except RuntimeError as e:
@@ -212,7 +236,21 @@ class VectorIndex:
         if k <= 0:
             empty = np.zeros((len(queries), 0))
             return empty.astype(np.float32), empty.astype(np.int64)
-        return self.index.search(queries, k)
+        return self._searcher().search(queries, k)
+
+    def _searcher(self):
+        """The GPU copy when GPUs are present and the index is large enough, else the index itself."""
+        if self._gpu_index is None and self.ntotal >= GPU_MIN_VECTORS and gpu_count() > 0:
+            import faiss
+
+            try:
+                self._gpu_index = faiss.index_cpu_to_all_gpus(self.index)
+                if self.nprobe and _is_ivf(self.index_type):
+                    faiss.GpuParameterSpace().set_index_parameter(self._gpu_index, "nprobe", self.nprobe)
+            except Exception as e:  # an index type without a GPU version: stay on the CPU
+                log.info("searching %s on the CPU (%s)", self.index_type, e)
+                self._gpu_index = self.index
+        return self._gpu_index or self.index
 
     def search_subset(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` among ``allowed`` ids only; exhaustive when the approximate pass finds too few."""
