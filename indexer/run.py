@@ -8,24 +8,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from searchlib.catalog import NewImage
 from searchlib.embedding import Embedder
 from searchlib.errors import ConfigError
 from searchlib.index import Index
 from searchlib.models import parse_model_spec
 from searchlib.vectors import VectorIndex
 
-from .pipeline import Decoded, Failed, decode_stream
+from .commit import BatchCommitter
+from .pipeline import Failed, decode_stream
 from .scan import FileEntry, ScanProblem, scan
 
 log = logging.getLogger(__name__)
 
-#: Commit at least this often (seconds) and at most this many images at once: a killed run loses
-#: no more than one such batch.
+#: Commit at least this often (seconds): a killed run loses no more than this much work.
 COMMIT_SECONDS = 5.0
-COMMIT_MAX = 1024
 
 
 @dataclass
@@ -171,123 +167,36 @@ def _run(index: Index, embedder: Embedder, roots: list[str], report: IndexReport
     # Mark and sweep: rows of files gone from the roots. Their vectors may come back as moves
     # (same bytes at a new path), so the sweep happens after the new files are placed.
     gone = {path: state[0] for path, state in known.items() if path not in seen and _under(path, roots)}
-    committer = _BatchCommitter(index, vectors, embedder, known, report, catalog.hashes_of(gone.values()),
-                                commit_seconds)
-    if todo:
-        max_pixels = int(max_megapixels * 1e6) if max_megapixels else None
-        stream = decode_stream(todo, embedder.preprocess, workers=workers, max_pixels=max_pixels,
-                               known_hashes=catalog.all_hashes())
-        for done, result in enumerate(stream, 1):
-            if isinstance(result, Failed):
-                report.fail(result.path, result.error)
-            else:
-                committer.push(result)
-            if committer.ready():
-                committer.flush()
-            if progress:
-                progress(Progress(done, len(todo), report.failed))
-        committer.flush(final=True)
+    committer = BatchCommitter(index, vectors, embedder, known, report, catalog.hashes_of(gone.values()),
+                               commit_seconds)
+    try:
+        if todo:
+            _embed_all(todo, committer, embedder, catalog, report, workers, max_megapixels, progress)
+    finally:
+        committer.close()  # waits for the writer thread: every batch handed over is committed
     leftover = [i for i in gone.values() if i not in committer.moved_ids]
     if leftover:
         _, generation = catalog.write_batch([], removed=leftover)
-        committer.remove_vectors(leftover)
+        committer.writer.remove_vectors(leftover)
         index.adopt_vectors(vectors, generation)
         report.removed = len(leftover)
     index.finish_writing(force_rebuild=committer.rebuild)
     index.ensure_text_encoder(embedder)
 
 
-class _BatchCommitter:
-    """Collects decoded images, embeds them a model batch at a time, commits in batches.
-
-    A file whose bytes match a row whose file is gone is a move: that row takes the new path and
-    keeps its id and vector. Bytes matching any other row are a copy: a new row, stored vector.
-    """
-
-    def __init__(self, index: Index, vectors: VectorIndex, embedder: Embedder, known: dict,
-                 report: IndexReport, gone_by_hash: dict[str, list[int]], commit_seconds: float):
-        self.index, self.vectors, self.embedder = index, vectors, embedder
-        self.known, self.report = known, report
-        self.gone_by_hash = gone_by_hash
-        self.moved_ids: set[int] = set()
-        self.decoded: list[Decoded] = []
-        self.added: list[NewImage] = []
-        self.updated: list[tuple[int, NewImage]] = []
-        self.moves = 0
-        self.rebuild = False  # set when the index type cannot remove vectors (HNSW)
-        self.commit_seconds = commit_seconds
-        self.last_commit = time.monotonic()
-
-    def push(self, item: Decoded) -> None:
-        self.decoded.append(item)
-        if len(self.decoded) >= self.embedder.batch_size:
-            self._embed()
-
-    def ready(self) -> bool:
-        pending = len(self.added) + len(self.updated)
-        return pending >= COMMIT_MAX or (pending > 0 and time.monotonic() - self.last_commit >= self.commit_seconds)
-
-    def _embed(self) -> None:
-        batch, self.decoded = self.decoded, []
-        if not batch:
-            return
-        reuse = self.index.catalog.vectors_by_hash(d.content_hash for d in batch)
-        fresh = [d for d in batch if d.content_hash not in reuse]
-        missing = [d for d in fresh if d.pixels is None]
-        if missing:  # a 64-bit hash-key collision in the worker: decode here after all
-            self._decode_now(missing)
-            fresh = [d for d in fresh if d.pixels is not None]
-        vecs = self.embedder.embed_pixels(np.stack([d.pixels for d in fresh])) if fresh else []
-        by_path = {d.path: v for d, v in zip(fresh, vecs)}
-        for d in batch:
-            vector = reuse.get(d.content_hash)
-            if vector is None:
-                vector = by_path.get(d.path)
-            if vector is None:
-                continue
-            item = NewImage(d.path, d.size, d.mtime_ns, d.content_hash, d.metadata, vector)
-            if d.path in self.known:
-                self.updated.append((self.known[d.path][0], item))
-            elif self.gone_by_hash.get(d.content_hash):
-                self.updated.append((self.gone_by_hash[d.content_hash].pop(), item))
-                self.moved_ids.add(self.updated[-1][0])
-                self.moves += 1
-            else:
-                self.added.append(item)
-
-    def _decode_now(self, items: list[Decoded]) -> None:
-        from .pipeline import decode_file
-
-        for d in items:
-            result = decode_file(FileEntry(d.path, d.size, d.mtime_ns), self.embedder.preprocess,
-                                 None, skip_known=False)
-            if isinstance(result, Failed):
-                self.report.fail(result.path, result.error)
-            else:
-                d.pixels = result.pixels
-
-    def remove_vectors(self, ids: list[int]) -> None:
-        try:
-            self.vectors.remove(np.asarray(ids, dtype=np.int64))
-        except ConfigError:
-            self.rebuild = True  # rebuilt from the catalog at the end of the run
-
-    def flush(self, final: bool = False) -> None:
-        if final:
-            self._embed()
-        added, updated = self.added, self.updated
-        self.added, self.updated = [], []
-        if not added and not updated:
-            return
-        new_ids, generation = self.index.catalog.write_batch(added, updated)
-        vectors = self.vectors  # kept in step with the catalog, batch by batch
-        if updated:
-            self.remove_vectors([i for i, _ in updated])
-        ids = np.asarray(new_ids + [i for i, _ in updated], dtype=np.int64)
-        vectors.add(ids, np.stack([i.vector for i in added] + [u.vector for _, u in updated]))
-        self.index.adopt_vectors(vectors, generation)
-        self.report.added += len(added)
-        self.report.updated += len(updated) - self.moves
-        self.report.moved += self.moves
-        self.moves = 0
-        self.last_commit = time.monotonic()
+def _embed_all(todo: list[FileEntry], committer: BatchCommitter, embedder: Embedder, catalog,
+               report: IndexReport, workers: int | None, max_megapixels: float | None,
+               progress: Callable[[Progress], None] | None) -> None:
+    max_pixels = int(max_megapixels * 1e6) if max_megapixels else None
+    stream = decode_stream(todo, embedder.preprocess, workers=workers, max_pixels=max_pixels,
+                           known_hashes=catalog.all_hashes())
+    for done, result in enumerate(stream, 1):
+        if isinstance(result, Failed):
+            report.fail(result.path, result.error)
+        else:
+            committer.push(result)
+        if committer.ready():
+            committer.flush()
+        if progress:
+            progress(Progress(done, len(todo), report.failed))
+    committer.flush(final=True)
