@@ -43,6 +43,9 @@ def make_demo_folder(folder: Path, count: int = 200, seed: int = 7) -> dict[str,
     Returns ``path -> true caption``. File names say nothing about content.
     """
     folder.mkdir(parents=True, exist_ok=True)
+    existing = _read_captions(folder)
+    if len(existing) == count and all(os.path.exists(p) for p in existing):
+        return existing  # made before: leave the files (and their mtimes) alone
     rng = random.Random(seed)
     truth: dict[str, str] = {}
     start = datetime(2019, 1, 1)
@@ -64,6 +67,14 @@ def make_demo_folder(folder: Path, count: int = 200, seed: int = 7) -> dict[str,
         for path, caption in truth.items():
             writer.writerow([os.path.basename(path), caption])
     return truth
+
+
+def _read_captions(folder: Path) -> dict[str, str]:
+    try:
+        with open(folder / "captions.csv", newline="", encoding="utf-8") as handle:
+            return {str((folder / row["path"]).resolve()): row["caption"] for row in csv.DictReader(handle)}
+    except (OSError, KeyError, csv.Error):
+        return {}
 
 
 def run_demo(directory: str | os.PathLike, count: int = 200, k: int = 3, device: str = "auto",

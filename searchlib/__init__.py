@@ -21,6 +21,8 @@ _EXPORTS = {
     "open_index": "index",
     "Index": "index",
     "Hit": "query",
+    "Filters": "filters",
+    "parse_date": "filters",
     "Embedder": "embedding",
     "normalize": "embedding",
     "ModelSpec": "models",
@@ -41,10 +43,10 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "ConfigError", "Embedder", "Hit", "ImageDecodeError", "Index", "IndexBusyError", "IndexCorruptError",
+    "ConfigError", "Embedder", "Filters", "Hit", "ImageDecodeError", "Index", "IndexBusyError", "IndexCorruptError",
     "IndexNotFoundError", "ModelError", "ModelIdentity", "ModelMismatchError", "ModelSpec",
     "ModelUnavailableError", "SearchlibError", "__version__", "embed_images", "embed_texts", "list_models",
-    "normalize", "open_index", "parse_model_spec",
+    "normalize", "open_index", "parse_date", "parse_model_spec",
 ]
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
         ModelUnavailableError,
         SearchlibError,
     )
+    from .filters import Filters, parse_date
     from .index import Index, open_index
     from .models import ModelIdentity, ModelSpec, list_models, parse_model_spec
     from .query import Hit

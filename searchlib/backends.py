@@ -70,6 +70,19 @@ class TorchImageTower:
             return self.model.encode_image(x).float().cpu().numpy()
 
 
+@contextlib.contextmanager
+def mha_fastpath_off():
+    """PyTorch's fused attention kernel has no ONNX form; export through the plain ops."""
+    import torch
+
+    previous = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(previous)
+
+
 def cache_dir() -> Path:
     """Where exported ONNX towers are kept (``$SEARCHLIB_CACHE`` or the user cache dir)."""
     env = os.environ.get("SEARCHLIB_CACHE")
@@ -126,7 +139,7 @@ class OnnxImageTower:
             dummy = torch.zeros((1, size, size, 3), dtype=torch.uint8)
             tmp = fp32.with_suffix(f".{os.getpid()}.tmp")
             log.info("exporting the image tower to %s (once)", fp32)
-            with torch.inference_mode(), warnings.catch_warnings():
+            with torch.no_grad(), mha_fastpath_off(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(Tower(model).float().cpu().eval(), (dummy,), str(tmp),
                                   input_names=["pixels"], output_names=["features"],

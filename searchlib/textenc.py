@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .backends import mha_fastpath_off
 from .models import ModelIdentity
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def export_text_encoder(embedder, directory: Path) -> bool:
     was_device = embedder.device
     try:
         tower = TextTower(model).to("cpu").float().eval()
-        with torch.inference_mode(), warnings.catch_warnings():
+        with torch.no_grad(), mha_fastpath_off(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's notes about ops it rewrites
             torch.onnx.export(tower, (tokens,), str(tmp), input_names=["tokens"], output_names=["embedding"],
                               dynamic_axes={"tokens": {0: "batch"}, "embedding": {0: "batch"}},

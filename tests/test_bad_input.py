@@ -195,3 +195,23 @@ def test_unreadable_file(tmp_path):
     report = index_folder(tmp_path / "i", folder, model=TINY, device="cpu", workers=0)
     assert report.failed == 1 and "cannot read" in report.failures[0]["error"]
     assert sys.platform  # keep flake quiet
+
+
+def test_file_vanishing_between_scan_and_decode(tmp_path):
+    folder = tmp_path / "p"
+    paths = write_images(folder, 3)
+    entries = [FileEntry(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+    paths[1].unlink()
+    results = list(decode_stream(entries, Preprocess(32), workers=0))
+    failed = [r for r in results if isinstance(r, Failed)]
+    assert len(failed) == 1 and "cannot read" in failed[0].error and failed[0].path == str(paths[1])
+
+
+def test_file_changing_between_scan_and_decode_is_stored_as_read(tmp_path):
+    folder = tmp_path / "p"
+    paths = write_images(folder, 2)
+    entry = FileEntry(str(paths[0]), paths[0].stat().st_size, paths[0].stat().st_mtime_ns)
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(paths[0], "JPEG")  # rewritten after the scan
+    (result,) = decode_stream([entry], Preprocess(32), workers=0)
+    assert isinstance(result, Decoded) and result.size == paths[0].stat().st_size != entry.size
+    assert result.metadata["width"] == 10
