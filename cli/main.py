@@ -50,6 +50,10 @@ def main(ctx: click.Context, index_dir: str | None, verbose: int) -> None:
       searchlib search "a dog on a beach"  # best matches first
       searchlib info                       # what the index holds
     """
+    for stream in (sys.stdout, sys.stderr):
+        # File names that are not valid UTF-8 print as their original bytes, as ls does.
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="searchlib: %(message)s", stream=sys.stderr)
     if verbose == 0:

@@ -311,7 +311,7 @@ class Index:
         """Counts, model, index type and sizes on disk."""
         ident = self.identity
         vectors = self.vectors
-        files = [CATALOG_FILE, CATALOG_FILE + "-wal", VECTORS_FILE]
+        files = [CATALOG_FILE, CATALOG_FILE + "-wal", VECTORS_FILE, "text_encoder.onnx"]
         sizes = {name: (self.directory / name).stat().st_size for name in files
                  if (self.directory / name).exists()}
         return {

@@ -127,6 +127,14 @@ def test_non_utf8_file_name_is_indexed_and_searchable(tmp_path):
         assert os.path.exists(os.fsdecode(raw))
     again = index_folder(tmp_path / "i", folder, device="cpu", workers=0)
     assert again.unchanged == 3 and again.added == 0
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    for args in (["list"], ["list", "--json"], ["search", "x", "--json"], ["search", "x"]):
+        result = CliRunner().invoke(main, ["--index", str(tmp_path / "i"), *args])
+        assert result.exit_code == 0, result.output
+        assert b"caf\xe9_\xff.jpg" in result.stdout_bytes
 
 
 def test_symlinks_followed_only_when_asked(tmp_path):
