@@ -113,3 +113,10 @@ def test_cli_help_does_not_import_torch():
 
     code = "import sys; from cli.main import main; assert 'torch' not in sys.modules and 'faiss' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_corrupt_catalog_is_one_line_exit_1(runner, tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "catalog.sqlite").write_bytes(b"this is not sqlite" * 300)
+    result = run(runner, tmp_path / "bad", "info")
+    assert result.exit_code == 1 and "cannot be read" in result.stderr and "Traceback" not in result.output
