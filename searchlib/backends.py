@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -150,7 +151,8 @@ class OnnxImageTower:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             tmp = final.with_suffix(f".{os.getpid()}.tmp")
-            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+            with contextlib.redirect_stdout(io.StringIO()):  # the quantizer prints the graph's inputs
+                quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
             os.replace(tmp, final)
         return final
 
