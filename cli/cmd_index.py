@@ -25,7 +25,8 @@ from .output import echo_json
               help="How the image model runs: auto = PyTorch fp16 on GPU, ONNX Runtime on CPU (fastest "
                    "measured here); torch, bf16 (CPU autocast), onnx, onnx-int8 (int8 weights) force one.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per model pass (default 256 on GPU, 32 on CPU).")
-@click.option("--workers", type=click.IntRange(min=0), help="Decode processes (default: cores - 1; 0 = none).")
+@click.option("--workers", type=click.IntRange(min=0),
+              help="Decode processes (default: one per core; 0 = decode in the main process).")
 @click.option("--max-megapixels", type=click.FloatRange(min=0, min_open=True), default=178.0, show_default=True,
               help="Images larger than this are reported as failures instead of decoded.")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip paths or names matching GLOB (repeatable).")

@@ -14,6 +14,7 @@ import logging
 import multiprocessing as mp
 import os
 import stat
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -116,25 +117,38 @@ def _decode_job(args: tuple[FileEntry, Preprocess, int | None]) -> Decoded | Fai
     return decode_file(*args)
 
 
+def _main_importable() -> bool:
+    """Spawned workers re-import ``__main__`` from its file; a script piped on stdin has none."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    return main_file is None or os.path.exists(main_file)
+
+
 def default_workers() -> int:
-    """Decode processes: every core but one for the model, at least one."""
-    return max(1, (os.cpu_count() or 1) - 1)
+    """Decode processes: one per core. Measured on 2 cores: 23 camera JPEGs/s with 2 workers
+    against 18 with 1 (the workers and the model's threads share the cores well)."""
+    return max(1, os.cpu_count() or 1)
 
 
 def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int | None = None,
                   max_pixels: int | None = None, known_hashes: Iterable[str] = (),
-                  timeout: float = DECODE_TIMEOUT,
+                  timeout: float = DECODE_TIMEOUT, ahead: int = 64,
                   worker: Callable[[tuple], Decoded | Failed] | None = None) -> Iterator[Decoded | Failed]:
     """Decode ``entries`` ahead of the consumer, in ``workers`` processes (0 = in this process).
 
     Args:
         known_hashes: content hashes already in the catalog; such files are not decoded.
         timeout: seconds a single file may take (worker processes only).
+        ahead: files decoded ahead of the consumer; at least two model batches, so the workers
+            keep decoding while the model runs.
         worker: the per-file function (module level, so spawned processes can import it);
             default :func:`decode_file` on ``(entry, prep, max_pixels)``.
     """
     _worker = worker or _decode_job
     workers = default_workers() if workers is None else workers
+    if workers > 0 and not _main_importable():
+        log.warning("decoding in this process: worker processes cannot import this program's main "
+                    "module (run from a file, not standard input, to decode in parallel)")
+        workers = 0
     keys = np.unique(np.fromiter((hash_key(h) for h in known_hashes), dtype=np.uint64))
     jobs = ((e, prep, max_pixels) for e in entries)
     if workers <= 0:
@@ -143,7 +157,7 @@ def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int |
         return
     # A bounded window of submitted jobs: decoding runs ahead of the model, but never so far that
     # decoded pixels pile up in memory (Pool.imap would submit the whole folder at once).
-    window = workers * 8
+    window = max(workers * 8, ahead)
     ctx = mp.get_context("spawn")
     pool = ctx.Pool(workers, initializer=_init_worker, initargs=(keys,))
     try:

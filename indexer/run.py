@@ -111,7 +111,7 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, model:
         checkpoint: local weights file for ``model`` (an architecture name).
         device: ``auto``, ``cpu`` or ``cuda``.
         batch_size: images per forward pass.
-        workers: decode processes (default: cores - 1; 0 decodes in this process).
+        workers: decode processes (default: one per core; 0 decodes in this process).
         max_megapixels: larger images are reported as failures instead of decoded.
         exclude: glob patterns of paths to skip.
         include_hidden: index dot-files and dot-directories too.
@@ -189,7 +189,7 @@ def _embed_all(todo: list[FileEntry], committer: BatchCommitter, embedder: Embed
                progress: Callable[[Progress], None] | None) -> None:
     max_pixels = int(max_megapixels * 1e6) if max_megapixels else None
     stream = decode_stream(todo, embedder.preprocess, workers=workers, max_pixels=max_pixels,
-                           known_hashes=catalog.all_hashes())
+                           known_hashes=catalog.all_hashes(), ahead=2 * embedder.batch_size)
     for done, result in enumerate(stream, 1):
         if isinstance(result, Failed):
             report.fail(result.path, result.error)

@@ -108,6 +108,8 @@ class OnnxImageTower:
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, os.cpu_count() or 1)
         options.log_severity_level = 3
+        # Idle ORT threads must sleep, not spin: decode workers share these cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     @staticmethod
