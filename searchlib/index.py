@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -291,7 +292,13 @@ class Index:
         """
         if sort not in ("score", "date"):
             raise SearchlibError(f"unknown sort {sort!r}; use score or date")
-        vector = self.query_vector(query, add, subtract)
+        # Load (or map) the FAISS index while the query is embedded: a cold query pays for one.
+        loader = threading.Thread(target=lambda: self.vectors, name="searchlib-load-vectors")
+        loader.start()
+        try:
+            vector = self.query_vector(query, add, subtract)
+        finally:
+            loader.join()
         hits = relevance_cut(self.search_vector(vector, k, filters), min_score, relative)
         return sort_by_date(hits) if sort == "date" else hits
 
