@@ -125,8 +125,6 @@ def warm_latency(directory: Path, reps: int) -> dict:
 
 # Peak memory from VmHWM: ru_maxrss would carry over the forking parent's size across exec.
 HWM = "int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
-CHILD = ("import sys\nfrom cli.main import main\ntry:\n    main(sys.argv[1:], standalone_mode=False)\n"
-         f"finally:\n    print('MAXRSS', {HWM}, file=sys.stderr)\n")
 
 BASELINE = """
 import sqlite3, sys, time
@@ -152,17 +150,22 @@ print("BASE", t2 - t1, HWM)
 
 
 def cold_cli(directory: Path, reps: int) -> dict:
+    """The installed console script, timed from the outside like a user would see it."""
+    exe = Path(sys.executable).with_name("searchlib")
+    timer = shutil.which("time") or "/usr/bin/time"
     times, rss = [], []
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     for i in range(reps):
+        cmd = [str(exe), "--index", str(directory), "search", QUERIES[i], "--json"]
+        if os.path.exists(timer):
+            cmd = [timer, "-f", "MAXRSS %M"] + cmd
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", CHILD, "--index", str(directory), "search", QUERIES[i],
-                              "--json"], capture_output=True, text=True, env=env)
+        out = subprocess.run(cmd, capture_output=True, text=True)
         times.append(time.perf_counter() - t0)
         assert out.returncode == 0, out.stderr
         assert len(json.loads(out.stdout)) == 10
-        rss.append(int(out.stderr.split("MAXRSS")[1].split()[0]) / 1024)
-    return {"cold_s": statistics.median(times), "cold_rss_mb": max(rss)}
+        if "MAXRSS" in out.stderr:
+            rss.append(int(out.stderr.split("MAXRSS")[1].split()[0]) / 1024)
+    return {"cold_s": statistics.median(times), "cold_rss_mb": max(rss) if rss else float("nan")}
 
 
 def baseline(directory: Path, reps: int) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .main import main
+from .main import exit_now, main
 from .output import echo_json, human_bytes, table
 
 
@@ -76,12 +76,12 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
                            min_score=min_score, relative=relative, sort=sort)
     if as_json:
         echo_json([h.to_dict() for h in hits])
-        return
-    if not hits:
+    elif not hits:
         click.echo("no matching images", err=True)
-        return
-    rows = [[str(h.rank), f"{h.score:.3f}", _date(h.metadata), h.path] for h in hits]
-    click.echo(table(["rank", "score", "date", "path"], rows))
+    else:
+        rows = [[str(h.rank), f"{h.score:.3f}", _date(h.metadata), h.path] for h in hits]
+        click.echo(table(["rank", "score", "date", "path"], rows))
+    exit_now()
 
 
 @main.command("info")

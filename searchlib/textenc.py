@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -111,8 +112,24 @@ class OnnxTextEncoder:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         options.intra_op_num_threads = max(1, os.cpu_count() or 1)
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.tokenizer = ClipTokenizer(context_length)
+        # The session loads (in C++, without the GIL) while the tokenizer builds its tables here.
+        created: dict = {}
+
+        def create() -> None:
+            try:
+                created["session"] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            except Exception as e:  # re-raised below, in the caller's thread
+                created["error"] = e
+
+        loader = threading.Thread(target=create, name="searchlib-load-text-encoder")
+        loader.start()
+        try:
+            self.tokenizer = ClipTokenizer(context_length)
+        finally:
+            loader.join()
+        if "error" in created:
+            raise created["error"]
+        self.session = created["session"]
 
     @classmethod
     def for_index(cls, directory: Path, identity: ModelIdentity) -> OnnxTextEncoder | None:

@@ -237,20 +237,26 @@ class VectorIndex:
             empty = np.zeros((len(queries), 0))
             return empty.astype(np.float32), empty.astype(np.int64)
         if self.exact and len(queries) <= 4 and self._gpu_index is None and gpu_count() == 0:
-            return self._search_flat_blas(queries, k)
+            found = self._search_flat_blas(queries, k)
+            if found is not None:
+                return found
         return self._searcher().search(queries, k)
 
-    def _search_flat_blas(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _search_flat_blas(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Exact search for a few queries as one BLAS matrix product over the stored codes.
 
         FAISS scans a flat index one query at a time on one core; numpy's product uses every
-        core (100k x 512: 6 ms instead of 18 ms here). Same results: both are exact.
+        core (100k x 512: 5.8 ms instead of 12.7 ms here). Same results: both are exact. None when
+        the codes are not float-aligned (a memory-mapped file), where numpy would not use BLAS.
         """
         import faiss
 
         inner = faiss.downcast_index(self.index.index)
         n = self.ntotal
-        base = faiss.rev_swig_ptr(inner.get_xb(), n * self.dim).reshape(n, self.dim)
+        base = faiss.rev_swig_ptr(inner.get_xb(), n * self.dim)
+        if not base.flags.aligned:
+            return None
+        base = base.reshape(n, self.dim)
         ids = faiss.vector_to_array(self.index.id_map)
         sims = queries @ base.T
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(queries), 1))

@@ -62,3 +62,16 @@ def test_cli_search_in_a_new_process_never_imports_torch(images_dir, index_dir):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "10"
+
+
+def test_console_script_search_exits_cleanly_with_its_output(images_dir, index_dir):
+    from pathlib import Path
+
+    index_folder(index_dir, images_dir, model=TINY, device="cpu", workers=0)
+    exe = Path(sys.executable).with_name("searchlib")
+    out = subprocess.run([str(exe), "--index", str(index_dir), "search", "a red circle", "-k", "4", "--json"],
+                         capture_output=True, text=True, check=True)
+    assert len(json.loads(out.stdout)) == 4  # flushed before the quick exit
+    table = subprocess.run([str(exe), "--index", str(index_dir), "search", "a red circle", "-k", "2"],
+                           capture_output=True, text=True, check=True)
+    assert len(table.stdout.strip().splitlines()) == 3
