@@ -13,7 +13,7 @@ from PIL import Image
 
 from searchlib import open_index
 from searchlib.query import Hit
-from searchlib.synthetic import generate
+from searchlib.synthetic import generate, make_sample
 
 from .run import IndexReport, index_folder
 
@@ -22,9 +22,13 @@ DEMO_QUERIES = (
     "two blue stars",
     "a yellow sun",
     "a green tree",
-    "a purple car on a white background",
-    "three small triangles",
+    "a purple car",
+    "three triangles",
 )
+#: (shape, color, count) the folder holds a few of for each query, so every query has answers
+#: among the random others.
+_SEEDED = [("circle", "red", 1), ("star", "blue", 2), ("sun", "yellow", 1), ("tree", "green", 1),
+           ("car", "purple", 1), ("triangle", None, 3)]
 
 
 @dataclass
@@ -49,7 +53,7 @@ def make_demo_folder(folder: Path, count: int = 200, seed: int = 7) -> dict[str,
     rng = random.Random(seed)
     truth: dict[str, str] = {}
     start = datetime(2019, 1, 1)
-    for i, sample in enumerate(generate(count, seed, size=256)):
+    for i, sample in enumerate(_demo_samples(count, seed)):
         name = f"IMG_{i + 1:04d}." + ("png" if i % 10 == 9 else "jpg")
         path = folder / name
         if name.endswith(".jpg"):
@@ -67,6 +71,15 @@ def make_demo_folder(folder: Path, count: int = 200, seed: int = 7) -> dict[str,
         for path, caption in truth.items():
             writer.writerow([os.path.basename(path), caption])
     return truth
+
+
+def _demo_samples(count: int, seed: int) -> list:
+    rng = random.Random(seed)
+    seeded = [make_sample(rng, 256, shape=shape, color=color, count=n)
+              for shape, color, n in _SEEDED for _ in range(3)][: count // 2]
+    samples = seeded + generate(count - len(seeded), seed, size=256)
+    random.Random(seed + 1).shuffle(samples)
+    return samples
 
 
 def _read_captions(folder: Path) -> dict[str, str]:
