@@ -4,8 +4,7 @@ Quick use::
 
     import searchlib
     index = searchlib.open_index("~/.local/share/searchlib/index")
-    for hit in index.search("a dog on a beach", k=5):
-        print(hit.score, hit.path, hit.metadata["taken_at"])
+    hits = index.search("a dog on a beach", k=5)   # [Hit(rank, id, path, score, metadata), ...]
 
 Names are imported lazily (PEP 562) so that ``import searchlib`` does not pay for torch or FAISS.
 """
