@@ -84,5 +84,5 @@ def index_cmd(obj: dict, paths: tuple[str, ...], model: str | None, checkpoint: 
         echo_json(report.to_dict())
     elif not quiet:
         r = report
-        click.echo(f"indexed {r.added} new, {r.updated} updated, {r.unchanged} unchanged, "
+        click.echo(f"indexed {r.added} new, {r.updated} updated, {r.moved} moved, {r.unchanged} unchanged, "
                    f"{r.removed} removed, {r.failed} failed in {r.seconds:.1f}s")
