@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .main import main
+from .main import index_option, main
 from .output import echo_json, table
 
 
@@ -15,6 +15,7 @@ def _open(obj: dict):
 
 
 @main.command("classify")
+@index_option
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--labels", required=True, metavar="A,B,...", help="Comma-separated class names, e.g. 'cat,dog,car'.")
 @click.option("--json", "as_json", is_flag=True,
@@ -39,6 +40,7 @@ def classify_cmd(obj: dict, paths: tuple[str, ...], labels: str, as_json: bool) 
 
 
 @main.command("tag")
+@index_option
 @click.option("--labels", required=True, metavar="A,B,...", help="Comma-separated labels to choose from.")
 @click.option("--min-prob", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Only tag images whose best label has at least this probability.")
@@ -61,6 +63,7 @@ def tag_cmd(obj: dict, labels: str, min_prob: float, as_json: bool) -> None:
 
 
 @main.command("duplicates")
+@index_option
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
               help="Cosine similarity at or above which two images count as near-duplicates.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of groups, each a list of {id, path, score}.")
@@ -85,6 +88,7 @@ def duplicates_cmd(obj: dict, threshold: float, as_json: bool) -> None:
 
 
 @main.command("export")
+@index_option
 @click.argument("target", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @click.pass_obj
@@ -105,6 +109,7 @@ def export_cmd(obj: dict, target: str, as_json: bool) -> None:
 
 
 @main.command("embed-text")
+@index_option
 @click.argument("texts", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of {text, vector}.")
 @click.pass_obj

@@ -6,11 +6,12 @@ import sys
 
 import click
 
-from .main import main
+from .main import index_option, main
 from .output import echo_json
 
 
 @main.command("index")
+@index_option
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--model", "model", metavar="SPEC",
               help="Model: ARCH/TAG (open_clip, e.g. ViT-B-32/laion2b_s34b_b79k), 'bundled', or ARCH "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .main import exit_now, main
+from .main import exit_now, index_option, main
 from .output import echo_json, human_bytes, table
 
 
@@ -24,6 +24,7 @@ def _open(obj: dict):
 
 
 @main.command("search")
+@index_option
 @click.argument("query", required=False, default="")
 @click.option("--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Search by example: images like this file (indexed or not). Repeatable.")
@@ -85,6 +86,7 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
 
 
 @main.command("info")
+@index_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def info_cmd(obj: dict, as_json: bool) -> None:
@@ -106,6 +108,7 @@ def info_cmd(obj: dict, as_json: bool) -> None:
 
 
 @main.command("list")
+@index_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of objects with path and metadata.")
 @click.pass_obj
 def list_cmd(obj: dict, as_json: bool) -> None:

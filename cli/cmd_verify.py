@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from .main import main
+from .main import index_option, main
 from .output import echo_json
 
 
 @main.command("verify")
+@index_option
 @click.option("--repair", is_flag=True,
               help="Fix what is found: drop rows without a valid vector or whose file is gone, drop "
                    "orphan vectors, rebuild the FAISS file from the catalog.")

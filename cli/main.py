@@ -64,6 +64,17 @@ def main(ctx: click.Context, index_dir: str | None, verbose: int) -> None:
     ctx.obj = {"index_dir": index_dir or str(default_index_dir())}
 
 
+def index_option(command):
+    """Accept ``--index DIR`` after the command name too (``searchlib search --index DIR cat``)."""
+
+    def override(ctx: click.Context, _param, value: str | None) -> None:
+        if value:
+            ctx.ensure_object(dict)["index_dir"] = value
+
+    return click.option("--index", "index_dir_override", type=click.Path(file_okay=False), expose_value=False,
+                        callback=override, help="Index directory (the same as the global --index).")(command)
+
+
 _state = {"fast_exit": False}
 
 

@@ -120,3 +120,10 @@ def test_corrupt_catalog_is_one_line_exit_1(runner, tmp_path):
     (tmp_path / "bad" / "catalog.sqlite").write_bytes(b"this is not sqlite" * 300)
     result = run(runner, tmp_path / "bad", "info")
     assert result.exit_code == 1 and "cannot be read" in result.stderr and "Traceback" not in result.output
+
+
+def test_index_option_after_the_command_name(runner, indexed, index_dir):
+    result = runner.invoke(main, ["info", "--index", str(index_dir), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["images"] == 12
+    result = runner.invoke(main, ["search", "a cat", "--index", str(index_dir), "-k", "2", "--json"])
+    assert len(json.loads(result.stdout)) == 2
