@@ -20,7 +20,7 @@ from .output import echo_json, table
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Local weights for --model ARCH.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/bundled", show_default=True,
               help="Directory for checkpoint.pt (resumable) and the final model.safetensors.")
-@click.option("--steps", type=click.IntRange(min=1), default=2400, show_default=True, help="Optimizer steps.")
+@click.option("--steps", type=click.IntRange(min=1), default=3600, show_default=True, help="Optimizer steps.")
 @click.option("--batch-size", type=click.IntRange(min=2), default=128, show_default=True,
               help="Image-caption pairs per step (the contrastive batch).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=7e-4, show_default=True,
@@ -33,7 +33,7 @@ def train_cmd(data: str, model: str, checkpoint: str | None, out_dir: str, steps
     """Train or fine-tune a CLIP model with CLIP's symmetric contrastive (InfoNCE) loss.
 
     The default trains the bundled model's architecture from scratch on synthetic captioned images
-    (about 14 minutes on 2 CPU cores). Use the result with
+    (about 20 minutes on 2 CPU cores). Use the result with
     'searchlib index PATH --model searchlib-mini --checkpoint OUT/model.safetensors'.
     Interrupted runs continue from OUT/checkpoint.pt.
     """

@@ -49,7 +49,7 @@ class TrainConfig:
     checkpoint: str | None = None
     data: str = "synthetic"
     out_dir: str = "runs/bundled"
-    steps: int = 2400
+    steps: int = 3600
     batch_size: int = 128
     lr: float = 7e-4
     warmup: int = 100
