@@ -108,9 +108,7 @@ def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None,
         return Failed(entry.path, str(e))
     except Exception as e:  # a decoder bug must cost one file, not the run
         return Failed(entry.path, f"cannot decode image ({type(e).__name__}: {e})")
-    fields = asdict(meta)
-    fields.pop("extra", None)
-    return Decoded(entry.path, len(data), st.st_mtime_ns, digest, fields, pixels)
+    return Decoded(entry.path, len(data), st.st_mtime_ns, digest, asdict(meta), pixels)
 
 
 def _decode_job(args: tuple[FileEntry, Preprocess, int | None]) -> Decoded | Failed:

@@ -15,7 +15,7 @@ import io
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -71,7 +71,6 @@ class ImageMetadata:
     orientation: int | None = None
     gps_lat: float | None = None
     gps_lon: float | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def _clean_text(value: object) -> str | None:

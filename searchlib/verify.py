@@ -51,7 +51,7 @@ def _faiss_state(index: Index, generation: int, count: int, dim: int) -> str:
         json.loads(stamp.read_text())
     except (OSError, ValueError):
         return "unreadable"
-    loaded = VectorIndex.load(path, stamp, generation, count, dim)
+    loaded = VectorIndex.load(path, stamp, generation, count, dim, writable=False)  # mapped, not copied
     if loaded is None:
         try:
             import faiss as _faiss
