@@ -238,6 +238,12 @@ def to_model_pixels(img: Image.Image, prep: Preprocess, reduce: bool = True) -> 
         img.draft("RGB", (size, size))
     try:
         img.seek(0)  # first frame of animations
+    except EOFError:
+        pass
+    # Decode here, outside the guard below: Pillow clears a failed image's tiles, so a decode error
+    # swallowed there would let a corrupt file through as partly grey pixels on the next load.
+    img.load()
+    try:
         img = ImageOps.exif_transpose(img)
     except Exception:
         pass  # a broken orientation tag: keep the pixels as stored

@@ -56,6 +56,10 @@ def _bad_files(folder):
     (folder / "zero.jpg").write_bytes(b"")
     (folder / "truncated.jpg").write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
     (folder / "truncated.png").write_bytes(png.getvalue()[: len(png.getvalue()) // 2])
+    broken = bytearray(good.getvalue())
+    dht = broken.index(b"\xff\xc4")
+    broken[dht + 5:dht + 21] = b"\xff" * 16  # a corrupt Huffman table: the header reads fine
+    (folder / "bad_huffman.jpg").write_bytes(bytes(broken))
     (folder / "random.jpg").write_bytes(os.urandom(5000))
     (folder / "text.png").write_text("just some text\n" * 20)
     (folder / "page.jpg").write_text("<!doctype html><html><body>not a photo</body></html>")
@@ -64,7 +68,8 @@ def _bad_files(folder):
     (folder / "loop_a.jpg").symlink_to(folder / "loop_b.jpg")
     (folder / "loop_b.jpg").symlink_to(folder / "loop_a.jpg")
     os.mkfifo(folder / "fifo.jpg")
-    return {"zero.jpg": "empty", "truncated.jpg": "", "truncated.png": "", "random.jpg": "not a readable image",
+    return {"zero.jpg": "empty", "truncated.jpg": "", "truncated.png": "", "bad_huffman.jpg": "broken data stream",
+            "random.jpg": "not a readable image",
             "text.png": "not a readable image", "page.jpg": "not a readable image", "bomb.png": "too large",
             "broken_link.jpg": "broken symbolic link", "loop_a.jpg": "", "loop_b.jpg": "",
             "fifo.jpg": "not a regular file"}
