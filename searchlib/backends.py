@@ -1,8 +1,8 @@
 """How the image tower runs: eager PyTorch (fp16 autocast on CUDA), bf16 autocast on CPU, or the
 tower exported to ONNX and run by onnxruntime on CPU (optionally with int8 weights).
 
-Every backend takes the same uint8 ``(N, S, S, 3)`` batch and returns raw (unnormalized) image
-features; :func:`searchlib.embedding.normalize` is applied by the caller. Backends other than
+Every backend takes the same uint8 ``(N, S, S, 3)`` batch (numpy or torch) and returns raw
+(unnormalized) image features; :func:`searchlib.embedding.normalize` is applied by the caller. Backends other than
 ``torch`` must keep fidelity (mean cosine to eager fp32) at or above 0.99; the benchmark in
 ``benchmarks/bench_index.py`` measures it, and the results picked :data:`CPU_DEFAULT`.
 """
@@ -59,13 +59,16 @@ class TorchImageTower:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+    def __call__(self, pixels) -> np.ndarray:
         import torch
 
         with torch.inference_mode(), self._autocast():
-            chunk = torch.from_numpy(np.ascontiguousarray(pixels))
-            if self.device.startswith("cuda"):
-                chunk = chunk.pin_memory().to(self.device, non_blocking=True)
+            if isinstance(pixels, torch.Tensor):  # e.g. decoded on the device already
+                chunk = pixels.to(self.device, non_blocking=True)
+            else:
+                chunk = torch.from_numpy(np.ascontiguousarray(pixels))
+                if self.device.startswith("cuda"):
+                    chunk = chunk.pin_memory().to(self.device, non_blocking=True)
             x = chunk.permute(0, 3, 1, 2).float().div_(255.0)
             x = (x - self.mean) / self.std
             return self.model.encode_image(x).float().cpu().numpy()
@@ -158,7 +161,9 @@ class OnnxImageTower:
             os.replace(tmp, final)
         return final
 
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+    def __call__(self, pixels) -> np.ndarray:
+        if not isinstance(pixels, np.ndarray):  # a torch tensor (CPU) from the device decoder
+            pixels = pixels.cpu().numpy()
         return self.session.run(None, {"pixels": np.ascontiguousarray(pixels, dtype=np.uint8)})[0]
 
 

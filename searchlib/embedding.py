@@ -238,13 +238,35 @@ class Embedder:
                 out.append(model.encode_text(tokens).float().cpu().numpy())
         return normalize(np.concatenate(out))
 
-    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """Embed a uint8 batch ``(N, S, S, 3)`` from :func:`searchlib.imaging.to_model_pixels`."""
+    def embed_pixels(self, pixels: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Embed a uint8 batch ``(N, S, S, 3)`` from :func:`searchlib.imaging.to_model_pixels`.
+
+        ``pixels`` may also be a uint8 torch tensor, e.g. already on the model's device (from
+        :class:`searchlib.devicedecode.DeviceJpegDecoder`).
+        """
         if len(pixels) == 0:
             return np.zeros((0, self.identity.dim), dtype=np.float32)
         tower = self._image_tower()
         out = [tower(pixels[start:start + self.batch_size]) for start in range(0, len(pixels), self.batch_size)]
         return normalize(np.concatenate(out))
+
+    def embed_mixed(self, on_device: torch.Tensor | None, host: Sequence[np.ndarray]) -> np.ndarray:
+        """Embed a uint8 tensor ``on_device`` and then host uint8 images, as one batch.
+
+        Rows of the result follow ``on_device``'s rows, then ``host``.
+        """
+        import torch
+
+        size = self.identity.image_size
+        host_arr = np.stack(host) if len(host) else None
+        if on_device is None or len(on_device) == 0:
+            return self.embed_pixels(host_arr if host_arr is not None else np.zeros((0, size, size, 3), np.uint8))
+        if host_arr is None:
+            return self.embed_pixels(on_device)
+        if on_device.device.type == "cpu":
+            return self.embed_pixels(np.concatenate([on_device.numpy(), host_arr]))
+        moved = torch.from_numpy(host_arr).pin_memory().to(on_device.device, non_blocking=True)
+        return self.embed_pixels(torch.cat([on_device, moved]))
 
     def embed_images(self, images: Iterable[str | os.PathLike | bytes]) -> np.ndarray:
         """Embed image files (paths) or encoded image bytes.
