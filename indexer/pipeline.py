@@ -15,6 +15,7 @@ import multiprocessing as mp
 import os
 import stat
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -24,6 +25,7 @@ import numpy as np
 
 from searchlib.errors import ImageDecodeError
 from searchlib.imaging import Preprocess, decode_for_model, header_metadata
+from searchlib.jpeginfo import jpeg_info
 
 from .scan import FileEntry
 
@@ -35,14 +37,21 @@ DECODE_TIMEOUT = 60.0
 
 @dataclass
 class Decoded:
-    """A file read and (unless its bytes are known) preprocessed for the model."""
+    """A file read and (unless its bytes are known) preprocessed for the model.
+
+    ``pixels`` is None when the content hash is already in the catalog, or when the file's bytes
+    travel in ``encoded`` to the device decoder instead (a JPEG offered to it that it can handle).
+    """
 
     path: str
     size: int
     mtime_ns: int
     content_hash: str
     metadata: dict
-    pixels: np.ndarray | None  # None: the content hash is already in the catalog
+    pixels: np.ndarray | None
+    encoded: bytes | None = None
+    seconds: float = 0.0  # worker time spent on this file (feeds the CPU/device decode split)
+    offered: bool = False  # the file was offered to the device decoder
 
 
 @dataclass
@@ -90,8 +99,13 @@ def read_file(path: str) -> tuple[bytes, os.stat_result]:
 
 
 def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None,
-                skip_known: bool = True) -> Decoded | Failed:
-    """Read one file completely, hash all of its bytes, decode it. Never raises."""
+                skip_known: bool = True, offer_device: bool = False) -> Decoded | Failed:
+    """Read one file completely, hash all of its bytes, decode it. Never raises.
+
+    With ``offer_device``, a JPEG the device decoder handles (:mod:`searchlib.jpeginfo`) is not
+    decoded here: its metadata is read from the header and its bytes are handed back.
+    """
+    started = time.perf_counter()
     try:
         data, st = read_file(entry.path)
     except ImageDecodeError as e:
@@ -100,19 +114,29 @@ def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None,
         return Failed(entry.path, f"cannot read: {e.strerror or e}")
     digest = hashlib.sha256(data).hexdigest()
     try:
+        encoded = None
         if skip_known and _is_known(digest):
             pixels, meta = None, header_metadata(data, max_pixels)
+        elif offer_device and (info := jpeg_info(data)) is not None and info.device_decodable:
+            pixels, meta, encoded = None, header_metadata(data, max_pixels), data
         else:
             pixels, meta = decode_for_model(data, prep, max_pixels=max_pixels)
     except ImageDecodeError as e:
         return Failed(entry.path, str(e))
     except Exception as e:  # a decoder bug must cost one file, not the run
         return Failed(entry.path, f"cannot decode image ({type(e).__name__}: {e})")
-    return Decoded(entry.path, len(data), st.st_mtime_ns, digest, asdict(meta), pixels)
+    return Decoded(entry.path, len(data), st.st_mtime_ns, digest, asdict(meta), pixels, encoded,
+                   time.perf_counter() - started, offer_device)
 
 
-def _decode_job(args: tuple[FileEntry, Preprocess, int | None]) -> Decoded | Failed:
-    return decode_file(*args)
+def _decode_job(args: tuple) -> Decoded | Failed:
+    """``args``: ``(entry, prep, max_pixels)`` or ``(entry, prep, max_pixels, offer_device)``."""
+    entry, prep, max_pixels, *rest = args
+    return decode_file(entry, prep, max_pixels, offer_device=bool(rest and rest[0]))
+
+
+def _decode_chunk(worker: Callable[[tuple], Decoded | Failed], jobs: list[tuple]) -> list[Decoded | Failed]:
+    return [worker(job) for job in jobs]
 
 
 def _main_importable() -> bool:
@@ -127,11 +151,38 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+#: Worker time one pool task should carry: small files travel in chunks, so that the pool's
+#: per-task cost (pickling, two handler threads, a pipe round trip) stays small against the work.
+CHUNK_SECONDS = 0.004
+MAX_CHUNK = 32
+
+
+class _Chunker:
+    """Files per pool task, from the measured worker time per file (one until measured)."""
+
+    def __init__(self) -> None:
+        self.mean: float | None = None
+
+    def observe(self, values: list) -> None:
+        for v in values:
+            if isinstance(v, Decoded) and v.seconds > 0:
+                self.mean = v.seconds if self.mean is None else 0.9 * self.mean + 0.1 * v.seconds
+
+    @property
+    def size(self) -> int:
+        if self.mean is None:
+            return 1
+        return max(1, min(MAX_CHUNK, int(CHUNK_SECONDS / max(self.mean, 1e-6))))
+
+
 def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int | None = None,
                   max_pixels: int | None = None, known_hashes: Iterable[str] = (),
                   timeout: float = DECODE_TIMEOUT, ahead: int = 64,
-                  worker: Callable[[tuple], Decoded | Failed] | None = None) -> Iterator[Decoded | Failed]:
+                  worker: Callable[[tuple], Decoded | Failed] | None = None,
+                  route: Callable[[], bool] | None = None) -> Iterator[Decoded | Failed]:
     """Decode ``entries`` ahead of the consumer, in ``workers`` processes (0 = in this process).
+
+    Results come in the order of ``entries``.
 
     Args:
         known_hashes: content hashes already in the catalog; such files are not decoded.
@@ -139,7 +190,9 @@ def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int |
         ahead: files decoded ahead of the consumer; at least two model batches, so the workers
             keep decoding while the model runs.
         worker: the per-file function (module level, so spawned processes can import it);
-            default :func:`decode_file` on ``(entry, prep, max_pixels)``.
+            default :func:`decode_file` on ``(entry, prep, max_pixels, offer_device)``.
+        route: called as each file is handed to a worker; True offers the file to the device
+            decoder (its bytes come back in :attr:`Decoded.encoded` if it is a JPEG it handles).
     """
     _worker = worker or _decode_job
     workers = default_workers() if workers is None else workers
@@ -148,32 +201,55 @@ def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int |
                     "module (run from a file, not standard input, to decode in parallel)")
         workers = 0
     keys = np.unique(np.fromiter((hash_key(h) for h in known_hashes), dtype=np.uint64))
-    jobs = ((e, prep, max_pixels) for e in entries)
+    # Lazy: the route is decided when a file is handed out, so the split can follow measurements.
+    jobs = ((e, prep, max_pixels, bool(route and route())) for e in entries)
     if workers <= 0:
         _init_worker(keys)
         yield from map(_worker, jobs)
         return
-    # A bounded window of submitted jobs: decoding runs ahead of the model, but never so far that
+    # A bounded window of files in flight: decoding runs ahead of the model, but never so far that
     # decoded pixels pile up in memory (Pool.imap would submit the whole folder at once).
     window = max(workers * 8, ahead)
     ctx = mp.get_context("spawn")
     pool = ctx.Pool(workers, initializer=_init_worker, initargs=(keys,))
+    chunker = _Chunker()
+
+    def submit(chunk: list[tuple]) -> tuple[list[tuple], object]:
+        return chunk, pool.apply_async(_decode_chunk, (_worker, chunk))
+
+    def refill(pending: deque, in_flight: int) -> int:
+        while in_flight < window:
+            chunk = list(islice(jobs, min(chunker.size, window - in_flight)))
+            if not chunk:
+                break
+            pending.append(submit(chunk))
+            in_flight += len(chunk)
+        return in_flight
+
     try:
-        pending: deque = deque((job, pool.apply_async(_worker, (job,))) for job in islice(jobs, window))
+        pending: deque = deque()
+        in_flight = refill(pending, 0)
         while pending:
-            job, result = pending.popleft()
+            chunk, result = pending.popleft()
             try:
-                value = result.get(timeout)
+                values = result.get(timeout)
             except mp.TimeoutError:
-                # The decoder hangs (or its process died): give up on this file, replace the pool,
-                # and resubmit the files that were in flight with it.
-                value = Failed(job[0].path, f"decoding took longer than {timeout:g}s (skipped)")
-                log.warning("%s: %s", job[0].path, value.error)
+                # A decoder hangs (or its process died): replace the pool and resubmit the files
+                # in flight. In a chunk of several, the culprit is not known: each of them is
+                # retried alone, so only the one that hangs again is given up.
                 pool.terminate()
                 pool = ctx.Pool(workers, initializer=_init_worker, initargs=(keys,))
-                pending = deque((j, pool.apply_async(_worker, (j,))) for j, _ in pending)
-            for nxt in islice(jobs, 1):
-                pending.append((nxt, pool.apply_async(_worker, (nxt,))))
-            yield value
+                rest = [c for c, _ in pending]
+                if len(chunk) > 1:
+                    pending = deque(submit([job]) for job in chunk)
+                    pending.extend(submit(c) for c in rest)
+                    continue
+                values = [Failed(chunk[0][0].path, f"decoding took longer than {timeout:g}s (skipped)")]
+                log.warning("%s: %s", chunk[0][0].path, values[0].error)
+                pending = deque(submit(c) for c in rest)
+            in_flight -= len(chunk)
+            chunker.observe(values)
+            in_flight = refill(pending, in_flight)
+            yield from values
     finally:
         pool.terminate()
