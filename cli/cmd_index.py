@@ -25,6 +25,12 @@ from .output import echo_json
               show_default=True,
               help="How the image model runs: auto = PyTorch fp16 on GPU, ONNX Runtime on CPU (fastest "
                    "measured here); torch, bf16 (CPU autocast), onnx, onnx-int8 (int8 weights) force one.")
+@click.option("--jpeg-decoder", type=click.Choice(["auto", "cpu", "device", "split"]), default="auto",
+              show_default=True,
+              help="Where JPEGs are decoded: cpu = the decode workers; device = the model's device "
+                   "(nvJPEG on a GPU) for every JPEG it handles; split = both at once, shared by "
+                   "their measured speed; auto = split when the model runs on CUDA, else cpu. "
+                   "Progressive/CMYK JPEGs, other formats and device failures decode on the CPU.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per model pass (default 256 on GPU, 32 on CPU).")
 @click.option("--workers", type=click.IntRange(min=0),
               help="Decode processes (default: one per core; 0 = decode in the main process).")
@@ -41,7 +47,7 @@ from .output import echo_json
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 @click.pass_obj
 def index_cmd(obj: dict, paths: tuple[str, ...], model: str | None, checkpoint: str | None, device: str,
-              backend: str, batch_size: int | None, workers: int | None, max_megapixels: float,
+              backend: str, jpeg_decoder: str, batch_size: int | None, workers: int | None, max_megapixels: float,
               exclude: tuple[str, ...], include_hidden: bool, follow_symlinks: bool, index_type: str | None,
               as_json: bool, quiet: bool) -> None:
     """Index images under PATH... (folders or files); re-runs only embed what changed.
@@ -49,7 +55,7 @@ def index_cmd(obj: dict, paths: tuple[str, ...], model: str | None, checkpoint: 
     Unchanged files (same size and mtime) are skipped without reading; changed files are
     re-embedded; files gone from disk under PATH are removed from the index. Bad files are
     reported and skipped, never fatal. The JSON report has added, updated, unchanged, removed,
-    failed, failures [{path, error}] and seconds.
+    moved, failed, failures [{path, error}], seconds and device_decoded (JPEGs decoded on the GPU).
     """
     from indexer import index_folder
 
@@ -71,7 +77,7 @@ def index_cmd(obj: dict, paths: tuple[str, ...], model: str | None, checkpoint: 
             obj["index_dir"], *paths, model=model, checkpoint=checkpoint, device=device,
             batch_size=batch_size, workers=workers, max_megapixels=max_megapixels, exclude=exclude,
             include_hidden=include_hidden, follow_symlinks=follow_symlinks, progress=progress,
-            index_type=index_type, backend=backend,
+            index_type=index_type, backend=backend, jpeg_decoder=jpeg_decoder,
         )
     finally:
         if bar is not None:

@@ -19,6 +19,7 @@ from searchlib.errors import ConfigError
 from searchlib.index import Index
 from searchlib.vectors import VectorIndex
 
+from .embedstage import EmbedStage
 from .pipeline import Decoded, Failed, decode_file
 from .scan import FileEntry
 
@@ -78,12 +79,15 @@ class CatalogWriter:
 class BatchCommitter:
     """Collects decoded images, embeds them a model batch at a time, commits in batches.
 
-    A file whose bytes match a row whose file is gone is a move: that row takes the new path and
-    keeps its id and vector. Bytes matching any other row are a copy: a new row, stored vector.
+    Embedding runs on an :class:`~indexer.embedstage.EmbedStage` thread; files whose bytes are
+    already in the catalog skip it. A file whose bytes match a row whose file is gone is a move:
+    that row takes the new path and keeps its id and vector. Bytes matching any other row are a
+    copy: a new row, stored vector.
     """
 
     def __init__(self, index: Index, vectors: VectorIndex, embedder: Embedder, known: dict, report,
-                 gone_by_hash: dict[str, list[int]], commit_seconds: float):
+                 gone_by_hash: dict[str, list[int]], commit_seconds: float,
+                 stage: EmbedStage | None = None):
         self.index, self.embedder = index, embedder
         self.known, self.report = known, report
         self.gone_by_hash = gone_by_hash
@@ -92,8 +96,10 @@ class BatchCommitter:
         self.added: list[NewImage] = []
         self.updated: list[tuple[int, NewImage]] = []
         self.moves = 0
+        self.placed = 0  # files given a vector so far
         self.commit_seconds = commit_seconds
         self.last_commit = time.monotonic()
+        self.stage = stage or EmbedStage(embedder)
         self.writer = CatalogWriter(index, vectors)
 
     @property
@@ -104,38 +110,47 @@ class BatchCommitter:
         self.decoded.append(item)
         if len(self.decoded) >= self.embedder.batch_size:
             self._embed()
+        self._place_finished(wait=False)
 
     def ready(self) -> bool:
         pending = len(self.added) + len(self.updated)
         return pending >= COMMIT_MAX or (pending > 0 and time.monotonic() - self.last_commit >= self.commit_seconds)
 
     def _embed(self) -> None:
+        """Place files with known bytes now; hand the rest to the device stage."""
         batch, self.decoded = self.decoded, []
         if not batch:
             return
         reuse = self.index.catalog.vectors_by_hash(d.content_hash for d in batch)
+        for d in batch:
+            if d.content_hash in reuse:
+                self._place(d, reuse[d.content_hash])
         fresh = [d for d in batch if d.content_hash not in reuse]
-        missing = [d for d in fresh if d.pixels is None]
+        missing = [d for d in fresh if d.pixels is None and d.encoded is None]
         if missing:  # a 64-bit hash-key collision in the worker: decode here after all
             self._decode_now(missing)
-            fresh = [d for d in fresh if d.pixels is not None]
-        vecs = self.embedder.embed_pixels(np.stack([d.pixels for d in fresh])) if fresh else []
-        by_path = {d.path: v for d, v in zip(fresh, vecs)}
-        for d in batch:
-            vector = reuse.get(d.content_hash)
-            if vector is None:
-                vector = by_path.get(d.path)
-            if vector is None:
-                continue
-            item = NewImage(d.path, d.size, d.mtime_ns, d.content_hash, d.metadata, vector)
-            if d.path in self.known:
-                self.updated.append((self.known[d.path][0], item))
-            elif self.gone_by_hash.get(d.content_hash):
-                self.updated.append((self.gone_by_hash[d.content_hash].pop(), item))
-                self.moved_ids.add(self.updated[-1][0])
-                self.moves += 1
-            else:
-                self.added.append(item)
+            fresh = [d for d in fresh if d.pixels is not None or d.encoded is not None]
+        if fresh:
+            self.stage.submit(fresh)
+
+    def _place_finished(self, wait: bool) -> None:
+        for done in self.stage.collect(wait=wait):
+            for failure in done.failures:
+                self.report.fail(failure.path, failure.error)
+            for d, vector in zip(done.items, done.vectors):
+                self._place(d, vector)
+
+    def _place(self, d: Decoded, vector: np.ndarray) -> None:
+        item = NewImage(d.path, d.size, d.mtime_ns, d.content_hash, d.metadata, vector)
+        self.placed += 1
+        if d.path in self.known:
+            self.updated.append((self.known[d.path][0], item))
+        elif self.gone_by_hash.get(d.content_hash):
+            self.updated.append((self.gone_by_hash[d.content_hash].pop(), item))
+            self.moved_ids.add(self.updated[-1][0])
+            self.moves += 1
+        else:
+            self.added.append(item)
 
     def _decode_now(self, items: list[Decoded]) -> None:
         for d in items:
@@ -150,6 +165,7 @@ class BatchCommitter:
         """Hand the embedded images to the writer thread (and, if ``final``, embed the rest first)."""
         if final:
             self._embed()
+        self._place_finished(wait=final)
         added, updated = self.added, self.updated
         self.added, self.updated = [], []
         if not added and not updated:
@@ -163,4 +179,7 @@ class BatchCommitter:
 
     def close(self) -> None:
         """Wait for every batch to be committed."""
-        self.writer.close()
+        try:
+            self.stage.close()
+        finally:
+            self.writer.close()

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from searchlib.devicedecode import DeviceJpegDecoder, device_decoding_supported, device_jpeg_available
 from searchlib.embedding import Embedder
 from searchlib.errors import ConfigError
 from searchlib.index import Index
@@ -15,18 +16,29 @@ from searchlib.models import parse_model_spec
 from searchlib.vectors import VectorIndex
 
 from .commit import BatchCommitter
-from .pipeline import Failed, decode_stream
+from .embedstage import EmbedStage
+from .pipeline import Failed, decode_stream, default_workers
 from .scan import FileEntry, ScanProblem, scan
+from .split import DecodeSplit
 
 log = logging.getLogger(__name__)
 
 #: Commit at least this often (seconds): a killed run loses no more than this much work.
 COMMIT_SECONDS = 5.0
 
+#: Where JPEGs are decoded: ``cpu``: in the worker processes only; ``device``: every JPEG the
+#: device decoder handles goes there (nvJPEG on CUDA; on a CPU device, torchvision's decoder in
+#: this process); ``split``: both at once, shared in proportion to their measured speed
+#: (:mod:`indexer.split`); ``auto``: ``split`` when the model runs on CUDA, else ``cpu``.
+JPEG_DECODERS = ("auto", "cpu", "device", "split")
+
 
 @dataclass
 class Progress:
-    """Reported to the ``progress`` callback after each embedded batch."""
+    """Reported to the ``progress`` callback as files come in from the decoders.
+
+    ``done`` counts files finished: embedded (or given a stored vector) or failed.
+    """
 
     done: int
     total: int
@@ -45,12 +57,13 @@ class IndexReport:
     failed: int = 0
     failures: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    device_decoded: int = 0  # JPEGs decoded by the device decoder rather than the CPU workers
 
     def to_dict(self) -> dict:
         return {
             "added": self.added, "updated": self.updated, "unchanged": self.unchanged,
             "removed": self.removed, "moved": self.moved, "failed": self.failed, "failures": list(self.failures),
-            "seconds": round(self.seconds, 3),
+            "seconds": round(self.seconds, 3), "device_decoded": self.device_decoded,
         }
 
     def fail(self, path: str, error: str) -> None:
@@ -97,7 +110,7 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, model:
                  follow_symlinks: bool = False,
                  progress: Callable[[Progress], None] | None = None,
                  commit_seconds: float = COMMIT_SECONDS, index_type: str | None = None,
-                 backend: str = "auto") -> IndexReport:
+                 backend: str = "auto", jpeg_decoder: str = "auto") -> IndexReport:
     """Index image files under ``paths`` into the index at ``index_dir``.
 
     New files are embedded, files whose size or mtime changed are re-embedded, unchanged files are
@@ -116,16 +129,22 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, model:
         exclude: glob patterns of paths to skip.
         include_hidden: index dot-files and dot-directories too.
         follow_symlinks: follow symbolic links.
-        progress: called with a :class:`Progress` after each file.
+        progress: called with a :class:`Progress` after each file read, and once at the end.
         commit_seconds: commit at least this often; a killed run loses at most this much work.
         index_type: ``auto`` (exact below 200k vectors, IVF above) or a FAISS factory string;
             remembered by the index. None keeps the index's setting.
         backend: how the image tower runs (``auto``, ``torch``, ``bf16``, ``onnx``, ``onnx-int8``).
+        jpeg_decoder: where JPEGs are decoded (:data:`JPEG_DECODERS`): ``auto`` splits them
+            between the CPU workers and nvJPEG on a CUDA device, in proportion to measured speed,
+            and uses the workers alone on a CPU device.
 
     Raises:
         SearchlibError: a bad path or option, a model problem, a model mismatch, or a busy index.
     """
     started = time.perf_counter()
+    jpeg_decoder = (jpeg_decoder or "auto").lower()
+    if jpeg_decoder not in JPEG_DECODERS:
+        raise ConfigError(f"unknown JPEG decoder {jpeg_decoder!r}; use one of {', '.join(JPEG_DECODERS)}")
     roots = _resolve_roots(paths)
     report = IndexReport()
     index = Index.open_or_create(index_dir, device=device)
@@ -137,7 +156,7 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, model:
                 index.set_index_type(index_type)
             embedder = _choose_embedder(index, model, checkpoint, device, batch_size, backend)
             _run(index, embedder, roots, report, workers, max_megapixels, exclude, include_hidden,
-                 follow_symlinks, progress, commit_seconds)
+                 follow_symlinks, progress, commit_seconds, jpeg_decoder)
     finally:
         index.close()
     report.seconds = time.perf_counter() - started
@@ -147,7 +166,7 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, model:
 def _run(index: Index, embedder: Embedder, roots: list[str], report: IndexReport,
          workers: int | None, max_megapixels: float | None, exclude: Sequence[str],
          include_hidden: bool, follow_symlinks: bool,
-         progress: Callable[[Progress], None] | None, commit_seconds: float) -> None:
+         progress: Callable[[Progress], None] | None, commit_seconds: float, jpeg_decoder: str) -> None:
     catalog = index.catalog
     known = catalog.file_states()
     todo: list[FileEntry] = []
@@ -167,13 +186,18 @@ def _run(index: Index, embedder: Embedder, roots: list[str], report: IndexReport
     # Mark and sweep: rows of files gone from the roots. Their vectors may come back as moves
     # (same bytes at a new path), so the sweep happens after the new files are placed.
     gone = {path: state[0] for path, state in known.items() if path not in seen and _under(path, roots)}
+    workers = default_workers() if workers is None else workers
+    decoder, split = _device_decoding(embedder, jpeg_decoder, workers) if todo else (None, None)
     committer = BatchCommitter(index, vectors, embedder, known, report, catalog.hashes_of(gone.values()),
-                               commit_seconds)
+                               commit_seconds, stage=EmbedStage(embedder, decoder, split))
     try:
         if todo:
-            _embed_all(todo, committer, embedder, catalog, report, workers, max_megapixels, progress)
+            _embed_all(todo, committer, embedder, catalog, report, workers, max_megapixels, progress, split)
     finally:
         committer.close()  # waits for the writer thread: every batch handed over is committed
+    if split is not None:
+        report.device_decoded = split.device_files
+        log.info("%s", split.summary())
     leftover = [i for i in gone.values() if i not in committer.moved_ids]
     if leftover:
         _, generation = catalog.write_batch([], removed=leftover)
@@ -184,19 +208,46 @@ def _run(index: Index, embedder: Embedder, roots: list[str], report: IndexReport
     index.ensure_text_encoder(embedder)
 
 
+def _device_decoding(embedder: Embedder, mode: str, workers: int
+                     ) -> tuple[DeviceJpegDecoder | None, DecodeSplit | None]:
+    """The device JPEG decoder and the CPU/device split for this run (None, None: workers only)."""
+    if mode == "cpu" or (mode == "auto" and not embedder.device.startswith("cuda")):
+        return None, None
+    prep = embedder.preprocess
+    if not device_decoding_supported(prep):
+        if mode != "auto":
+            raise ConfigError(f"the device JPEG decoder cannot reproduce this model's preprocessing "
+                              f"({prep.interpolation}, {prep.resize_mode}); use --jpeg-decoder cpu")
+        return None, None
+    if not device_jpeg_available(embedder.device):
+        if mode != "auto":
+            raise ConfigError(f"torchvision cannot decode JPEGs on {embedder.device} here; use --jpeg-decoder cpu")
+        return None, None
+    # 'device' sends every JPEG it can; 'split' starts at half and follows the measured costs.
+    split = DecodeSplit(workers, start=1.0, fixed=True) if mode == "device" else DecodeSplit(workers)
+    return DeviceJpegDecoder(prep, embedder.device), split
+
+
 def _embed_all(todo: list[FileEntry], committer: BatchCommitter, embedder: Embedder, catalog,
-               report: IndexReport, workers: int | None, max_megapixels: float | None,
-               progress: Callable[[Progress], None] | None) -> None:
+               report: IndexReport, workers: int, max_megapixels: float | None,
+               progress: Callable[[Progress], None] | None, split: DecodeSplit | None) -> None:
     max_pixels = int(max_megapixels * 1e6) if max_megapixels else None
+    # On CUDA the model outruns the workers: decode several batches ahead so they never idle.
+    ahead = (4 if embedder.device.startswith("cuda") else 2) * embedder.batch_size
     stream = decode_stream(todo, embedder.preprocess, workers=workers, max_pixels=max_pixels,
-                           known_hashes=catalog.all_hashes(), ahead=2 * embedder.batch_size)
-    for done, result in enumerate(stream, 1):
+                           known_hashes=catalog.all_hashes(), ahead=ahead, route=split)
+    failed_before = report.failed
+    for result in stream:
         if isinstance(result, Failed):
             report.fail(result.path, result.error)
         else:
+            if split is not None and (result.pixels is not None or result.encoded is not None):
+                split.observe_file(result.seconds, result.offered, result.encoded is not None)
             committer.push(result)
         if committer.ready():
             committer.flush()
         if progress:
-            progress(Progress(done, len(todo), report.failed))
+            progress(Progress(committer.placed + report.failed - failed_before, len(todo), report.failed))
     committer.flush(final=True)
+    if progress:
+        progress(Progress(committer.placed + report.failed - failed_before, len(todo), report.failed))
