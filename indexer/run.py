@@ -232,8 +232,8 @@ def _embed_all(todo: list[FileEntry], committer: BatchCommitter, embedder: Embed
                report: IndexReport, workers: int, max_megapixels: float | None,
                progress: Callable[[Progress], None] | None, split: DecodeSplit | None) -> None:
     max_pixels = int(max_megapixels * 1e6) if max_megapixels else None
-    # On CUDA the model outruns the workers: decode several batches ahead so they never idle.
-    ahead = (4 if embedder.device.startswith("cuda") else 2) * embedder.batch_size
+    # Two model batches in flight keep the device fed; more would hold more 12 MP files' bytes.
+    ahead = 2 * embedder.batch_size
     stream = decode_stream(todo, embedder.preprocess, workers=workers, max_pixels=max_pixels,
                            known_hashes=catalog.all_hashes(), ahead=ahead, route=split)
     failed_before = report.failed

@@ -33,3 +33,53 @@ def test_faiss_gpu_search_matches_cpu():
     assert vi._gpu_index is not None and vi._gpu_index is not vi.index
     truth = np.argsort(-(q @ vecs.T), axis=1)[:, :10]
     np.testing.assert_array_equal(np.sort(got, axis=1), np.sort(ids[truth], axis=1))
+
+
+def _photos(folder, count=24):
+    from tests.test_device_decode import smooth_jpeg
+
+    folder.mkdir()
+    for i in range(count):
+        size = [(640, 480), (480, 640), (1200, 900)][i % 3]
+        (folder / f"{i:02d}.jpg").write_bytes(smooth_jpeg(*size, seed=i, orientation=(i % 8) + 1))
+    return folder
+
+
+def test_nvjpeg_decoder_matches_pillow(tmp_path):
+    from searchlib.devicedecode import DeviceJpegDecoder, device_jpeg_available
+    from searchlib.imaging import Preprocess, decode_for_model
+
+    assert device_jpeg_available("cuda")
+    folder = _photos(tmp_path / "p")
+    datas = [p.read_bytes() for p in sorted(folder.iterdir())]
+    orientations = [(i % 8) + 1 for i in range(len(datas))]
+    prep = Preprocess(224)
+    result = DeviceJpegDecoder(prep, "cuda").decode(datas, orientations)
+    assert result.ok == list(range(len(datas))) and result.pixels.is_cuda
+    got = result.pixels.cpu().numpy().astype(int)
+    ref = np.stack([decode_for_model(d, prep, reduce=False)[0] for d in datas]).astype(int)
+    assert np.abs(got - ref).mean() < 1.0
+
+
+def test_gpu_indexing_split_matches_cpu_indexing(tmp_path):
+    from indexer import index_folder
+    from searchlib import open_index
+
+    folder = _photos(tmp_path / "p", 48)
+
+    def vectors(index_dir):
+        index = open_index(index_dir)
+        try:
+            _, ids, vecs = index.catalog.snapshot_vectors()
+            rows = index.catalog.rows([int(i) for i in ids])
+            return {rows[int(i)].path: v for i, v in zip(ids, vecs)}
+        finally:
+            index.close()
+
+    cpu = index_folder(tmp_path / "cpu", folder, model="bundled", device="cpu", jpeg_decoder="cpu")
+    for mode in ("split", "device"):
+        gpu = index_folder(tmp_path / mode, folder, model="bundled", device="cuda", jpeg_decoder=mode)
+        assert gpu.added == cpu.added == 48 and gpu.failed == 0
+        assert gpu.device_decoded > 0
+        a, b = vectors(tmp_path / "cpu"), vectors(tmp_path / mode)
+        assert min(float(a[p] @ b[p]) for p in a) > 0.99
