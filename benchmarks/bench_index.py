@@ -164,10 +164,12 @@ def end_to_end(paths_dir: Path, work: Path, model: str, device: str, batch: int 
                           progress=lambda p: marks.append((time.perf_counter(), p.done)))
     total = time.perf_counter() - t0
     assert report.failed == 0, report.failures[:3]
-    # Steady state: from the first finished batch (pipeline full, model loaded) to the last.
-    # Too few files for two distinct marks: the whole-run rate is all there is.
-    started = [m for m in marks if m[1] > 0]
-    (ta, da), (tb, db) = started[0], started[-1]
+    # Steady state: files finished per second while the pipeline is full at both ends, i.e. from
+    # the first finished batch (model loaded, workers busy) to the last file the decoders deliver
+    # (after it, the batches still buffered drain without decoding going on beside them). Too few
+    # files for two distinct marks: the whole-run rate is all there is.
+    running = [m for m in marks[:-1] if m[1] > 0]  # the last mark comes after the final flush
+    (ta, da), (tb, db) = (running[0], running[-1]) if running else (marks[-1], marks[-1])
     steady = (db - da) / (tb - ta) if tb > ta and db > da else report.added / total
     return steady, report.added / total
 

@@ -30,7 +30,9 @@ from .output import echo_json
               help="Where JPEGs are decoded: cpu = the decode workers; device = the model's device "
                    "(nvJPEG on a GPU) for every JPEG it handles; split = both at once, shared by "
                    "their measured speed; auto = split when the model runs on CUDA, else cpu. "
-                   "Progressive/CMYK JPEGs, other formats and device failures decode on the CPU.")
+                   "Progressive/CMYK JPEGs, other formats and device failures decode on the CPU. "
+                   "Without a GPU, device and split use torchvision's decoder in the main process, "
+                   "which is slower than the workers.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per model pass (default 256 on GPU, 32 on CPU).")
 @click.option("--workers", type=click.IntRange(min=0),
               help="Decode processes (default: one per core; 0 = decode in the main process).")

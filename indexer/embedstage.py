@@ -43,11 +43,12 @@ class EmbedStage:
         decoder: decodes files that arrive as JPEG bytes (``Decoded.encoded``); None when every
             file arrives as pixels.
         split: told the measured device costs, so the CPU/device decode split can follow them.
-        depth: batches that may wait for the device before :meth:`submit` blocks.
+        depth: batches that may wait for the device before :meth:`submit` blocks (one is
+            enough to keep it busy; each holds up to a batch of 12 MP files' bytes).
     """
 
     def __init__(self, embedder: Embedder, decoder: DeviceJpegDecoder | None = None,
-                 split: DecodeSplit | None = None, depth: int = 2):
+                 split: DecodeSplit | None = None, depth: int = 1):
         self.embedder, self.decoder, self.split = embedder, decoder, split
         self._in: queue.Queue = queue.Queue(maxsize=depth)
         self._out: queue.Queue = queue.Queue()

@@ -151,6 +151,9 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+#: Bytes of files in flight at most: 12 MP JPEGs passed to the device travel as ~4 MB of bytes each.
+MAX_BYTES_IN_FLIGHT = 1 << 30
+
 #: Worker time one pool task should carry: small files travel in chunks, so that the pool's
 #: per-task cost (pickling, two handler threads, a pipe round trip) stays small against the work.
 CHUNK_SECONDS = 0.004
@@ -179,7 +182,8 @@ def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int |
                   max_pixels: int | None = None, known_hashes: Iterable[str] = (),
                   timeout: float = DECODE_TIMEOUT, ahead: int = 64,
                   worker: Callable[[tuple], Decoded | Failed] | None = None,
-                  route: Callable[[], bool] | None = None) -> Iterator[Decoded | Failed]:
+                  route: Callable[[], bool] | None = None,
+                  max_bytes: int = MAX_BYTES_IN_FLIGHT) -> Iterator[Decoded | Failed]:
     """Decode ``entries`` ahead of the consumer, in ``workers`` processes (0 = in this process).
 
     Results come in the order of ``entries``.
@@ -193,6 +197,8 @@ def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int |
             default :func:`decode_file` on ``(entry, prep, max_pixels, offer_device)``.
         route: called as each file is handed to a worker; True offers the file to the device
             decoder (its bytes come back in :attr:`Decoded.encoded` if it is a JPEG it handles).
+        max_bytes: at most this many bytes of files in flight (by their size on disk; at least
+            one file), which bounds memory when files come back as bytes for the device.
     """
     _worker = worker or _decode_job
     workers = default_workers() if workers is None else workers
@@ -217,13 +223,17 @@ def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int |
     def submit(chunk: list[tuple]) -> tuple[list[tuple], object]:
         return chunk, pool.apply_async(_decode_chunk, (_worker, chunk))
 
+    flying_bytes = 0
+
     def refill(pending: deque, in_flight: int) -> int:
-        while in_flight < window:
+        nonlocal flying_bytes
+        while in_flight < window and (in_flight == 0 or flying_bytes < max_bytes):
             chunk = list(islice(jobs, min(chunker.size, window - in_flight)))
             if not chunk:
                 break
             pending.append(submit(chunk))
             in_flight += len(chunk)
+            flying_bytes += sum(job[0].size for job in chunk)
         return in_flight
 
     try:
@@ -248,6 +258,7 @@ def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int |
                 log.warning("%s: %s", chunk[0][0].path, values[0].error)
                 pending = deque(submit(c) for c in rest)
             in_flight -= len(chunk)
+            flying_bytes -= sum(job[0].size for job in chunk)
             chunker.observe(values)
             in_flight = refill(pending, in_flight)
             yield from values

@@ -139,6 +139,11 @@ class DeviceJpegDecoder:
         import torch
         from torchvision.io import ImageReadMode, decode_jpeg
 
+        if self.device.startswith("cuda"):
+            # torchvision's CUDA decoder allocates its outputs on the caller's stream but writes
+            # them from a stream of its own without waiting (pytorch/vision#9606): a block freed
+            # while queued kernels still read it could be overwritten. Nothing may be pending.
+            torch.cuda.current_stream().synchronize()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # frombuffer on bytes (never written) and deprecations
             tensors = [torch.frombuffer(d, dtype=torch.uint8) for d in datas]

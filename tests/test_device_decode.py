@@ -240,6 +240,35 @@ def test_small_files_travel_in_chunks_and_keep_their_order(tmp_path):
     assert all(isinstance(r, Decoded) and r.pixels.shape == (16, 16, 3) for r in results)
 
 
+def test_byte_budget_limits_files_in_flight_but_never_stalls(tmp_path):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"{i:02d}.jpg").write_bytes(smooth_jpeg(24, 16, seed=i))
+    entries = [_entry(p) for p in sorted(folder.iterdir())]
+
+    def run(max_bytes: int) -> tuple[list, str]:
+        events: list[str] = []
+
+        def route() -> bool:  # called as each file is handed to a worker
+            events.append("S")
+            return True
+
+        results = []
+        for r in decode_stream(entries, Preprocess(16), workers=2, max_bytes=max_bytes, route=route):
+            events.append("Y")
+            results.append(r)
+        return results, "".join(events)
+
+    results, events = run(max_bytes=1)  # below one file: one file in flight at a time
+    assert [r.path for r in results] == [e.path for e in entries]
+    assert all(r.encoded is not None for r in results)  # offered baseline JPEGs come back as bytes
+    # The next file is handed out as the previous one's result comes in, just before it is yielded.
+    assert events == "S" + "SY" * 11 + "Y"
+    _, unbounded = run(max_bytes=1 << 30)
+    assert unbounded.startswith("S" * 12)  # the whole (small) folder in flight at once
+
+
 def test_a_hang_inside_a_chunk_costs_that_file_only(tmp_path):
     from tests.helpers import hanging_decode
 
