@@ -19,7 +19,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
-from itertools import islice
 
 import numpy as np
 
@@ -227,13 +226,20 @@ def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int |
 
     def refill(pending: deque, in_flight: int) -> int:
         nonlocal flying_bytes
-        while in_flight < window and (in_flight == 0 or flying_bytes < max_bytes):
-            chunk = list(islice(jobs, min(chunker.size, window - in_flight)))
+        while in_flight < window:
+            chunk: list[tuple] = []
+            limit = min(chunker.size, window - in_flight)
+            # Within the byte budget, but always at least one file when nothing is in flight.
+            while len(chunk) < limit and (in_flight + len(chunk) == 0 or flying_bytes < max_bytes):
+                job = next(jobs, None)
+                if job is None:
+                    break
+                chunk.append(job)
+                flying_bytes += job[0].size
             if not chunk:
                 break
             pending.append(submit(chunk))
             in_flight += len(chunk)
-            flying_bytes += sum(job[0].size for job in chunk)
         return in_flight
 
     try:
