@@ -126,10 +126,10 @@ class BatchCommitter:
             if d.content_hash in reuse:
                 self._place(d, reuse[d.content_hash])
         fresh = [d for d in batch if d.content_hash not in reuse]
-        missing = [d for d in fresh if d.pixels is None and d.encoded is None]
+        missing = [d for d in fresh if d.pixels is None and not d.for_device]
         if missing:  # a 64-bit hash-key collision in the worker: decode here after all
             self._decode_now(missing)
-            fresh = [d for d in fresh if d.pixels is not None or d.encoded is not None]
+            fresh = [d for d in fresh if d.pixels is not None or d.for_device]
         if fresh:
             self.stage.submit(fresh)
 

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from itertools import islice
 
 import numpy as np
 
@@ -38,8 +39,10 @@ DECODE_TIMEOUT = 60.0
 class Decoded:
     """A file read and (unless its bytes are known) preprocessed for the model.
 
-    ``pixels`` is None when the content hash is already in the catalog, or when the file's bytes
-    travel in ``encoded`` to the device decoder instead (a JPEG offered to it that it can handle).
+    ``pixels`` is None when the content hash is already in the catalog, or when ``for_device``:
+    the file is a JPEG the device decoder handles, and the device stage reads and decodes it (from
+    the page cache: passing 4 MB of bytes back through the pool's pipe is slower than that, and
+    would cap 12 MP files at a few hundred per second).
     """
 
     path: str
@@ -48,7 +51,7 @@ class Decoded:
     content_hash: str
     metadata: dict
     pixels: np.ndarray | None
-    encoded: bytes | None = None
+    for_device: bool = False
     seconds: float = 0.0  # worker time spent on this file (feeds the CPU/device decode split)
     offered: bool = False  # the file was offered to the device decoder
 
@@ -102,7 +105,7 @@ def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None,
     """Read one file completely, hash all of its bytes, decode it. Never raises.
 
     With ``offer_device``, a JPEG the device decoder handles (:mod:`searchlib.jpeginfo`) is not
-    decoded here: its metadata is read from the header and its bytes are handed back.
+    decoded here: its metadata is read from the header and it is marked ``for_device``.
     """
     started = time.perf_counter()
     try:
@@ -113,18 +116,18 @@ def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None,
         return Failed(entry.path, f"cannot read: {e.strerror or e}")
     digest = hashlib.sha256(data).hexdigest()
     try:
-        encoded = None
+        for_device = False
         if skip_known and _is_known(digest):
             pixels, meta = None, header_metadata(data, max_pixels)
         elif offer_device and (info := jpeg_info(data)) is not None and info.device_decodable:
-            pixels, meta, encoded = None, header_metadata(data, max_pixels), data
+            pixels, meta, for_device = None, header_metadata(data, max_pixels), True
         else:
             pixels, meta = decode_for_model(data, prep, max_pixels=max_pixels)
     except ImageDecodeError as e:
         return Failed(entry.path, str(e))
     except Exception as e:  # a decoder bug must cost one file, not the run
         return Failed(entry.path, f"cannot decode image ({type(e).__name__}: {e})")
-    return Decoded(entry.path, len(data), st.st_mtime_ns, digest, asdict(meta), pixels, encoded,
+    return Decoded(entry.path, len(data), st.st_mtime_ns, digest, asdict(meta), pixels, for_device,
                    time.perf_counter() - started, offer_device)
 
 
@@ -149,9 +152,6 @@ def default_workers() -> int:
     against 18 with 1 (the workers and the model's threads share the cores well)."""
     return max(1, os.cpu_count() or 1)
 
-
-#: Bytes of files in flight at most: 12 MP JPEGs passed to the device travel as ~4 MB of bytes each.
-MAX_BYTES_IN_FLIGHT = 1 << 30
 
 #: Worker time one pool task should carry: small files travel in chunks, so that the pool's
 #: per-task cost (pickling, two handler threads, a pipe round trip) stays small against the work.
@@ -181,8 +181,7 @@ def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int |
                   max_pixels: int | None = None, known_hashes: Iterable[str] = (),
                   timeout: float = DECODE_TIMEOUT, ahead: int = 64,
                   worker: Callable[[tuple], Decoded | Failed] | None = None,
-                  route: Callable[[], bool] | None = None,
-                  max_bytes: int = MAX_BYTES_IN_FLIGHT) -> Iterator[Decoded | Failed]:
+                  route: Callable[[], bool] | None = None) -> Iterator[Decoded | Failed]:
     """Decode ``entries`` ahead of the consumer, in ``workers`` processes (0 = in this process).
 
     Results come in the order of ``entries``.
@@ -195,9 +194,7 @@ def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int |
         worker: the per-file function (module level, so spawned processes can import it);
             default :func:`decode_file` on ``(entry, prep, max_pixels, offer_device)``.
         route: called as each file is handed to a worker; True offers the file to the device
-            decoder (its bytes come back in :attr:`Decoded.encoded` if it is a JPEG it handles).
-        max_bytes: at most this many bytes of files in flight (by their size on disk; at least
-            one file), which bounds memory when files come back as bytes for the device.
+            decoder (it comes back marked :attr:`Decoded.for_device` if it is a JPEG it handles).
     """
     _worker = worker or _decode_job
     workers = default_workers() if workers is None else workers
@@ -222,20 +219,9 @@ def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int |
     def submit(chunk: list[tuple]) -> tuple[list[tuple], object]:
         return chunk, pool.apply_async(_decode_chunk, (_worker, chunk))
 
-    flying_bytes = 0
-
     def refill(pending: deque, in_flight: int) -> int:
-        nonlocal flying_bytes
         while in_flight < window:
-            chunk: list[tuple] = []
-            limit = min(chunker.size, window - in_flight)
-            # Within the byte budget, but always at least one file when nothing is in flight.
-            while len(chunk) < limit and (in_flight + len(chunk) == 0 or flying_bytes < max_bytes):
-                job = next(jobs, None)
-                if job is None:
-                    break
-                chunk.append(job)
-                flying_bytes += job[0].size
+            chunk = list(islice(jobs, min(chunker.size, window - in_flight)))
             if not chunk:
                 break
             pending.append(submit(chunk))
@@ -264,7 +250,6 @@ def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int |
                 log.warning("%s: %s", chunk[0][0].path, values[0].error)
                 pending = deque(submit(c) for c in rest)
             in_flight -= len(chunk)
-            flying_bytes -= sum(job[0].size for job in chunk)
             chunker.observe(values)
             in_flight = refill(pending, in_flight)
             yield from values

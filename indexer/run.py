@@ -187,9 +187,10 @@ def _run(index: Index, embedder: Embedder, roots: list[str], report: IndexReport
     # (same bytes at a new path), so the sweep happens after the new files are placed.
     gone = {path: state[0] for path, state in known.items() if path not in seen and _under(path, roots)}
     workers = default_workers() if workers is None else workers
+    max_pixels = int(max_megapixels * 1e6) if max_megapixels else None
     decoder, split = _device_decoding(embedder, jpeg_decoder, workers) if todo else (None, None)
     committer = BatchCommitter(index, vectors, embedder, known, report, catalog.hashes_of(gone.values()),
-                               commit_seconds, stage=EmbedStage(embedder, decoder, split))
+                               commit_seconds, stage=EmbedStage(embedder, decoder, split, max_pixels))
     try:
         if todo:
             _embed_all(todo, committer, embedder, catalog, report, workers, max_megapixels, progress, split)
@@ -247,8 +248,8 @@ def _embed_all(todo: list[FileEntry], committer: BatchCommitter, embedder: Embed
         if isinstance(result, Failed):
             report.fail(result.path, result.error)
         else:
-            if split is not None and (result.pixels is not None or result.encoded is not None):
-                split.observe_file(result.seconds, result.offered, result.encoded is not None)
+            if split is not None and (result.pixels is not None or result.for_device):
+                split.observe_file(result.seconds, result.offered, result.for_device)
             committer.push(result)
         if committer.ready():
             committer.flush()

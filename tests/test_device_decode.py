@@ -178,19 +178,19 @@ def _entry(path: Path) -> FileEntry:
     return FileEntry(str(path), st.st_size, st.st_mtime_ns)
 
 
-def test_offered_jpegs_come_back_as_bytes_with_metadata_others_as_pixels(tmp_path):
+def test_offered_jpegs_come_back_marked_for_the_device_with_metadata_others_as_pixels(tmp_path):
     jpg, prog, png = tmp_path / "a.jpg", tmp_path / "b.jpg", tmp_path / "c.png"
     jpg.write_bytes(smooth_jpeg(64, 48, orientation=6))
     prog.write_bytes(smooth_jpeg(64, 48, progressive=True))
     Image.new("RGB", (20, 20)).save(png)
     prep = Preprocess(32)
     a = decode_file(_entry(jpg), prep, None, offer_device=True)
-    assert a.pixels is None and a.encoded == jpg.read_bytes() and a.offered
+    assert a.pixels is None and a.for_device and a.offered
     assert (a.metadata["width"], a.metadata["height"], a.metadata["orientation"]) == (48, 64, 6)
     for path in (prog, png):
         other = decode_file(_entry(path), prep, None, offer_device=True)
-        assert other.encoded is None and other.pixels.shape == (32, 32, 3)
-    assert decode_file(_entry(jpg), prep, None).encoded is None  # not offered: decoded here
+        assert not other.for_device and other.pixels.shape == (32, 32, 3)
+    assert not decode_file(_entry(jpg), prep, None).for_device  # not offered: decoded here
 
 
 class _RefusingDecoder(DeviceJpegDecoder):
@@ -216,7 +216,7 @@ def test_files_the_device_decoder_refuses_are_decoded_by_pillow(tmp_path):
     embedder = Embedder(parse_model_spec(TINY), device="cpu")
     prep = embedder.preprocess
     items = [decode_file(_entry(p), prep, None, offer_device=True) for p in paths + [bad]]
-    assert all(isinstance(d, Decoded) and d.encoded is not None for d in items)
+    assert all(isinstance(d, Decoded) and d.for_device for d in items)
     stage = EmbedStage(embedder, _RefusingDecoder(prep, "cpu"))
     try:
         stage.submit(items)
@@ -240,33 +240,38 @@ def test_small_files_travel_in_chunks_and_keep_their_order(tmp_path):
     assert all(isinstance(r, Decoded) and r.pixels.shape == (16, 16, 3) for r in results)
 
 
-def test_byte_budget_limits_files_in_flight_but_never_stalls(tmp_path):
-    folder = tmp_path / "few"
-    folder.mkdir()
-    for i in range(12):
-        (folder / f"{i:02d}.jpg").write_bytes(smooth_jpeg(24, 16, seed=i))
-    entries = [_entry(p) for p in sorted(folder.iterdir())]
+def test_device_stage_reads_files_as_they_are_now(tmp_path):
+    """A file rewritten or deleted between its worker and the device stage is never mis-stored."""
+    import hashlib
 
-    def run(max_bytes: int) -> tuple[list, str]:
-        events: list[str] = []
+    from searchlib.embedding import Embedder
+    from searchlib.models import parse_model_spec
 
-        def route() -> bool:  # called as each file is handed to a worker
-            events.append("S")
-            return True
-
-        results = []
-        for r in decode_stream(entries, Preprocess(16), workers=2, max_bytes=max_bytes, route=route):
-            events.append("Y")
-            results.append(r)
-        return results, "".join(events)
-
-    results, events = run(max_bytes=1)  # below one file: one file in flight at a time
-    assert [r.path for r in results] == [e.path for e in entries]
-    assert all(r.encoded is not None for r in results)  # offered baseline JPEGs come back as bytes
-    # The next file is handed out as the previous one's result comes in, just before it is yielded.
-    assert events == "S" + "SY" * 11 + "Y"
-    _, unbounded = run(max_bytes=1 << 30)
-    assert unbounded.startswith("S" * 12)  # the whole (small) folder in flight at once
+    embedder = Embedder(parse_model_spec(TINY), device="cpu")
+    prep = embedder.preprocess
+    same, changed, gone = tmp_path / "same.jpg", tmp_path / "changed.jpg", tmp_path / "gone.jpg"
+    for i, path in enumerate((same, changed, gone)):
+        path.write_bytes(smooth_jpeg(64, 48, seed=i))
+    items = [decode_file(_entry(p), prep, None, offer_device=True) for p in (same, changed, gone)]
+    new_bytes = smooth_jpeg(40, 60, seed=9, orientation=6)
+    changed.write_bytes(new_bytes)
+    os.utime(changed, ns=(1_000_000_000, 1_000_000_000))
+    gone.unlink()
+    stage = EmbedStage(embedder, DeviceJpegDecoder(prep, "cpu"))
+    try:
+        stage.submit(items)
+        (done,) = stage.collect(wait=True)
+    finally:
+        stage.close()
+    assert [os.path.basename(d.path) for d in done.items] == ["same.jpg", "changed.jpg"]
+    assert [os.path.basename(f.path) for f in done.failures] == ["gone.jpg"]
+    assert "cannot read" in done.failures[0].error
+    now = done.items[1]
+    assert now.content_hash == hashlib.sha256(new_bytes).hexdigest()
+    assert (now.size, now.mtime_ns) == (len(new_bytes), 1_000_000_000)
+    assert (now.metadata["width"], now.metadata["height"], now.metadata["orientation"]) == (60, 40, 6)
+    expected = embedder.embed_pixels(decode_for_model(new_bytes, prep)[0][None])[0]
+    assert float(done.vectors[1] @ expected) > 0.999
 
 
 def test_a_hang_inside_a_chunk_costs_that_file_only(tmp_path):
