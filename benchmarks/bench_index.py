@@ -153,8 +153,19 @@ def naive(paths: list[Path], arch: str, batch: int, device: str) -> float:
     return len(paths) / (time.perf_counter() - t0)
 
 
-def end_to_end(paths_dir: Path, work: Path, model: str, device: str, batch: int | None,
+def exactly(paths: list[Path], work: Path) -> Path:
+    """A folder holding just ``paths`` (hard links: the corpus folder may hold more files)."""
+    folder = work / f"{paths[0].parent.name}-{len(paths)}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for p in paths:
+        os.link(p, folder / p.name)
+    return folder
+
+
+def end_to_end(paths: list[Path], work: Path, model: str, device: str, batch: int | None,
                jpeg_decoder: str = "auto") -> tuple[float, float]:
+    paths_dir = exactly(paths, work)
     index_dir = work / "bench-index"
     shutil.rmtree(index_dir, ignore_errors=True)
     marks: list[tuple[float, int]] = []
@@ -163,7 +174,7 @@ def end_to_end(paths_dir: Path, work: Path, model: str, device: str, batch: int 
                           jpeg_decoder=jpeg_decoder,
                           progress=lambda p: marks.append((time.perf_counter(), p.done)))
     total = time.perf_counter() - t0
-    assert report.failed == 0, report.failures[:3]
+    assert report.failed == 0 and report.added == len(paths), (report.added, report.failures[:3])
     # Steady state: files finished per second while the pipeline is full at both ends, i.e. from
     # the first finished batch (model loaded, workers busy) to the last file the decoders deliver
     # (after it, the batches still buffered drain without decoding going on beside them). Too few
@@ -241,7 +252,7 @@ def main() -> None:
                                                          embedder.batch_size)
         row["naive"] = naive(paths[: min(len(paths), args.naive_files)], arch, embedder.batch_size, args.device)
         for mode in decoders:
-            steady, total = end_to_end(paths[0].parent, args.workdir, args.model, args.device,
+            steady, total = end_to_end(paths, args.workdir, args.model, args.device,
                                        args.batch_size, mode)
             row["e2e"][mode] = {"steady": steady, "total": total}
         results["corpora"][name] = row
