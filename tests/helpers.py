@@ -11,3 +11,14 @@ def hanging_decode(args):
     if "hang" in entry.path.rsplit("/", 1)[-1]:
         time.sleep(3600)
     return _decode_job(args)
+
+
+def crashing_decode(args):
+    """Like the real decode job, but the process dies outright on files named 'crash*' (as a
+    decoder segfault would)."""
+    import os
+
+    entry = args[0]
+    if "crash" in entry.path.rsplit("/", 1)[-1]:
+        os._exit(139)
+    return _decode_job(args)

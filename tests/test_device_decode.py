@@ -289,6 +289,61 @@ def test_a_hang_inside_a_chunk_costs_that_file_only(tmp_path):
     assert failed == ["030-hang.jpg"]
 
 
+def test_a_decoder_crash_costs_that_file_only(tmp_path):
+    from tests.helpers import crashing_decode
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(40):
+        name = "020-crash.jpg" if i == 20 else f"{i:03d}.jpg"
+        (folder / name).write_bytes(smooth_jpeg(24, 16, seed=i))
+    entries = [_entry(p) for p in sorted(folder.iterdir())]
+    results = list(decode_stream(entries, Preprocess(16), workers=2, worker=crashing_decode))
+    assert [r.path for r in results] == [e.path for e in entries]
+    failed = [(os.path.basename(r.path), r.error) for r in results if not isinstance(r, Decoded)]
+    assert failed == [("020-crash.jpg", "the decoder crashed (exit code 139)")]
+
+
+def test_ctrl_c_while_indexing_stops_cleanly_and_keeps_committed_work(tmp_path):
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(300):
+        (folder / f"{i:03d}.jpg").write_bytes(smooth_jpeg(160, 120, seed=i))
+    index_dir = tmp_path / "idx"
+    # ViT-B-32 (random weights) embeds ~40 images/s here: the run lasts long enough to interrupt.
+    cmd = [sys.executable, "-c", "from cli.main import run; run()", "--index", str(index_dir), "index", str(folder),
+           "--model", "ViT-B-32/random", "--device", "cpu", "--workers", "2", "--batch-size", "16", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, cwd=Path(__file__).resolve().parents[1])
+
+    def rows() -> int:
+        try:
+            with sqlite3.connect(f"file:{index_dir / 'catalog.sqlite'}?mode=ro", uri=True) as db:
+                return db.execute("select count(*) from images").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    deadline = time.monotonic() + 120
+    while rows() == 0 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    committed = rows()
+    assert 0 < committed < 300, "the first commit should land mid-run"
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "searchlib: interrupted; work committed so far is kept"
+    assert rows() >= committed
+    again = index_folder(index_dir, folder, device="cpu", workers=1)
+    assert again.failed == 0 and again.added + again.unchanged == 300 and again.unchanged >= committed
+
+
 # -- end to end ----------------------------------------------------------------------------------
 def _mixed_folder(folder: Path) -> None:
     folder.mkdir()
