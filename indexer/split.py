@@ -24,7 +24,7 @@ import threading
 log = logging.getLogger(__name__)
 
 
-class _Mean:
+class MovingMean:
     """Exponential moving average (None until the first sample)."""
 
     def __init__(self, weight: float = 0.05):
@@ -50,9 +50,9 @@ class DecodeSplit:
         self.fixed = fixed
         self._carry = 0.0
         self._lock = threading.Lock()
-        self.cpu_seconds, self.read_seconds = _Mean(), _Mean()
-        self.device_decode_seconds, self.model_seconds = _Mean(), _Mean()
-        self.eligible = _Mean()
+        self.cpu_seconds, self.read_seconds = MovingMean(), MovingMean()
+        self.device_decode_seconds, self.model_seconds = MovingMean(), MovingMean()
+        self.eligible = MovingMean()
         self.device_files = 0
         self.cpu_files = 0
 
