@@ -123,6 +123,34 @@ class EmbedStage:
             d.content_hash = hashlib.sha256(data).hexdigest()
         return data
 
+    def _decode_offered(self, offered: list[Decoded], failures: list[Failed]):
+        """Read and decode files marked ``for_device``; returns those decoded on the device and
+        their pixels there. Files the device decoder refuses get Pillow pixels instead."""
+        readable: list[Decoded] = []
+        datas: list[bytes] = []
+        for d in offered:
+            try:
+                datas.append(self._read(d))
+                readable.append(d)
+            except ImageDecodeError as e:
+                failures.append(Failed(d.path, str(e)))
+            except OSError as e:  # gone or unreadable since its worker read it
+                failures.append(Failed(d.path, f"cannot read: {e.strerror or e}"))
+        if self.decoder is None:
+            ok, failed, pixels = [], {i: "no device decoder" for i in range(len(readable))}, None
+        else:
+            result = self.decoder.decode(datas, [d.metadata.get("orientation") for d in readable])
+            ok, failed, pixels = result.ok, result.failed, result.pixels
+            self._sync()
+        for i, reason in failed.items():
+            d = readable[i]
+            log.debug("%s: %s; decoding on the CPU", d.path, reason)
+            try:
+                d.pixels = decode_for_model(datas[i], self.embedder.preprocess, self.max_pixels)[0]
+            except ImageDecodeError as e:
+                failures.append(Failed(d.path, str(e)))
+        return [readable[i] for i in ok], pixels
+
     def _embed(self, batch: list[Decoded]) -> Embedded:
         failures: list[Failed] = []
         device_items: list[Decoded] = []
@@ -131,32 +159,8 @@ class EmbedStage:
         offered = [d for d in batch if d.for_device]
         if offered:
             started = time.perf_counter()
-            readable: list[Decoded] = []
-            datas: list[bytes] = []
-            for d in offered:
-                try:
-                    datas.append(self._read(d))
-                    readable.append(d)
-                except ImageDecodeError as e:
-                    failures.append(Failed(d.path, str(e)))
-                except OSError as e:  # gone or unreadable since its worker read it
-                    failures.append(Failed(d.path, f"cannot read: {e.strerror or e}"))
-            if self.decoder is None:
-                ok, failed = [], {i: "no device decoder" for i in range(len(readable))}
-            else:
-                result = self.decoder.decode(datas, [d.metadata.get("orientation") for d in readable])
-                ok, failed, device_pixels = result.ok, result.failed, result.pixels
-                self._sync()
+            device_items, device_pixels = self._decode_offered(offered, failures)
             decode_seconds = time.perf_counter() - started
-            device_items = [readable[i] for i in ok]
-            for i, reason in failed.items():
-                d = readable[i]  # the device decoder refused it: Pillow decodes it here instead
-                log.debug("%s: %s; decoding on the CPU", d.path, reason)
-                try:
-                    d.pixels = decode_for_model(datas[i], self.embedder.preprocess, self.max_pixels)[0]
-                except ImageDecodeError as e:
-                    failures.append(Failed(d.path, str(e)))
-            del datas
         host_items = [d for d in batch if d.pixels is not None]
         started = time.perf_counter()
         vectors = self.embedder.embed_mixed(device_pixels if device_items else None,

@@ -193,7 +193,7 @@ def _run(index: Index, embedder: Embedder, roots: list[str], report: IndexReport
                                commit_seconds, stage=EmbedStage(embedder, decoder, split, max_pixels))
     try:
         if todo:
-            _embed_all(todo, committer, embedder, catalog, report, workers, max_megapixels, progress, split)
+            _embed_all(todo, committer, embedder, catalog, report, workers, max_pixels, progress, split)
     finally:
         committer.close()  # waits for the writer thread: every batch handed over is committed
     if split is not None:
@@ -236,10 +236,9 @@ def _device_decoding(embedder: Embedder, mode: str, workers: int
 
 
 def _embed_all(todo: list[FileEntry], committer: BatchCommitter, embedder: Embedder, catalog,
-               report: IndexReport, workers: int, max_megapixels: float | None,
+               report: IndexReport, workers: int, max_pixels: int | None,
                progress: Callable[[Progress], None] | None, split: DecodeSplit | None) -> None:
-    max_pixels = int(max_megapixels * 1e6) if max_megapixels else None
-    # Two model batches in flight keep the device fed; more would hold more 12 MP files' bytes.
+    # Two model batches in flight keep the device fed; more would only hold more images in memory.
     ahead = 2 * embedder.batch_size
     stream = decode_stream(todo, embedder.preprocess, workers=workers, max_pixels=max_pixels,
                            known_hashes=catalog.all_hashes(), ahead=ahead, route=split)

@@ -176,6 +176,8 @@ class DeviceJpegDecoder:
 
     def _preprocess(self, decoded: list[tuple[int, torch.Tensor]]):
         """Yield (input positions, uint8 (n, S, S, 3)) for groups of equally sized images."""
+        import torch
+
         groups: dict[tuple[int, int], list[tuple[int, torch.Tensor]]] = {}
         for i, img in decoded:
             groups.setdefault(tuple(img.shape[-2:]), []).append((i, img))
@@ -183,14 +185,8 @@ class DeviceJpegDecoder:
             per_call = max(1, MAX_RESIZE_PIXELS // (h * w))
             for start in range(0, len(members), per_call):
                 part = members[start:start + per_call]
-                batch = part[0][1][None] if len(part) == 1 else self._stack([img for _, img in part])
+                batch = part[0][1][None] if len(part) == 1 else torch.stack([img for _, img in part])
                 yield [i for i, _ in part], self._resize_crop(batch, h, w)
-
-    @staticmethod
-    def _stack(images: list[torch.Tensor]) -> torch.Tensor:
-        import torch
-
-        return torch.stack(images)
 
     def _resize_crop(self, batch: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """uint8 (n, 3, h, w) -> uint8 (n, S, S, 3) with the model's resize, then crop or pad."""
