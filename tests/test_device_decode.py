@@ -229,12 +229,18 @@ def test_files_the_device_decoder_refuses_are_decoded_by_pillow(tmp_path):
     np.testing.assert_allclose(done.vectors, expected, atol=1e-5)
 
 
-def test_small_files_travel_in_chunks_and_keep_their_order(tmp_path):
+def _small_jpegs(tmp_path: Path, count: int, odd: tuple[int, str] | None = None) -> list[FileEntry]:
+    """``count`` tiny JPEGs in name order; ``odd`` = (position, name) renames one of them."""
     folder = tmp_path / "many"
     folder.mkdir()
-    for i in range(120):
-        (folder / f"{i:03d}.jpg").write_bytes(smooth_jpeg(24, 16, seed=i))
-    entries = [_entry(p) for p in sorted(folder.iterdir())]
+    for i in range(count):
+        name = odd[1] if odd and odd[0] == i else f"{i:03d}.jpg"
+        (folder / name).write_bytes(smooth_jpeg(24, 16, seed=i))
+    return [_entry(p) for p in sorted(folder.iterdir())]
+
+
+def test_small_files_travel_in_chunks_and_keep_their_order(tmp_path):
+    entries = _small_jpegs(tmp_path, 120)
     results = list(decode_stream(entries, Preprocess(16), workers=2))
     assert [r.path for r in results] == [e.path for e in entries]
     assert all(isinstance(r, Decoded) and r.pixels.shape == (16, 16, 3) for r in results)
@@ -277,12 +283,7 @@ def test_device_stage_reads_files_as_they_are_now(tmp_path):
 def test_a_hang_inside_a_chunk_costs_that_file_only(tmp_path):
     from tests.helpers import hanging_decode
 
-    folder = tmp_path / "many"
-    folder.mkdir()
-    for i in range(60):
-        name = "030-hang.jpg" if i == 30 else f"{i:03d}.jpg"
-        (folder / name).write_bytes(smooth_jpeg(24, 16, seed=i))
-    entries = [_entry(p) for p in sorted(folder.iterdir())]
+    entries = _small_jpegs(tmp_path, 60, odd=(30, "030-hang.jpg"))
     results = list(decode_stream(entries, Preprocess(16), workers=2, timeout=3.0, worker=hanging_decode))
     assert [r.path for r in results] == [e.path for e in entries]
     failed = [os.path.basename(r.path) for r in results if not isinstance(r, Decoded)]
@@ -292,12 +293,7 @@ def test_a_hang_inside_a_chunk_costs_that_file_only(tmp_path):
 def test_a_decoder_crash_costs_that_file_only(tmp_path):
     from tests.helpers import crashing_decode
 
-    folder = tmp_path / "many"
-    folder.mkdir()
-    for i in range(40):
-        name = "020-crash.jpg" if i == 20 else f"{i:03d}.jpg"
-        (folder / name).write_bytes(smooth_jpeg(24, 16, seed=i))
-    entries = [_entry(p) for p in sorted(folder.iterdir())]
+    entries = _small_jpegs(tmp_path, 40, odd=(20, "020-crash.jpg"))
     results = list(decode_stream(entries, Preprocess(16), workers=2, worker=crashing_decode))
     assert [r.path for r in results] == [e.path for e in entries]
     failed = [(os.path.basename(r.path), r.error) for r in results if not isinstance(r, Decoded)]
