@@ -40,11 +40,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer import index_folder  # noqa: E402
-from indexer.pipeline import decode_stream  # noqa: E402
-from indexer.scan import FileEntry  # noqa: E402
 from searchlib.embedding import Embedder, normalize  # noqa: E402
 from searchlib.imaging import decode_for_model  # noqa: E402
+from searchlib.indexer import index_folder  # noqa: E402
+from searchlib.indexer.pipeline import decode_stream  # noqa: E402
+from searchlib.indexer.scan import FileEntry  # noqa: E402
 from searchlib.models import parse_model_spec  # noqa: E402
 
 

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import click
 
-from .main import index_option, main
-from .output import echo_json, table
+from .main import index_option, main, open_from
+from .output import clean, echo_json, table
+
+_open = open_from
 
 
-def _open(obj: dict):
-    from searchlib import open_index
-
-    return open_index(obj["index_dir"])
-
-
-@main.command("classify")
+@main.command("classify", short_help="Zero-shot classify images into --labels.")
 @index_option
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=str))
 @click.option("--labels", required=True, metavar="A,B,...", help="Comma-separated class names, e.g. 'cat,dog,car'.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON array: per image path, label (the best) and scores (probability per label).")
@@ -39,7 +35,7 @@ def classify_cmd(obj: dict, paths: tuple[str, ...], labels: str, as_json: bool) 
                      [[r.label, f"{r.scores[r.label]:.2f}", r.path] for r in results]))
 
 
-@main.command("tag")
+@main.command("tag", short_help="Store each indexed image's best label from --labels.")
 @index_option
 @click.option("--labels", required=True, metavar="A,B,...", help="Comma-separated labels to choose from.")
 @click.option("--min-prob", type=click.FloatRange(0, 1), default=0.0, show_default=True,
@@ -62,7 +58,7 @@ def tag_cmd(obj: dict, labels: str, min_prob: float, as_json: bool) -> None:
     click.echo(table(["label", "images"], [[k, str(v)] for k, v in counts.items()], flex=0))
 
 
-@main.command("duplicates")
+@main.command("duplicates", short_help="Groups of near-identical images.")
 @index_option
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
               help="Cosine similarity at or above which two images count as near-duplicates.")
@@ -83,13 +79,13 @@ def duplicates_cmd(obj: dict, threshold: float, as_json: bool) -> None:
     for n, group in enumerate(groups, 1):
         click.echo(f"group {n} ({len(group)} images)")
         for member in group:
-            click.echo(f"  {member['score']:.3f}  {member['path']}")
+            click.echo(f"  {member['score']:.3f}  {clean(member['path'])}")
     click.echo(f"{len(groups)} groups", err=True)
 
 
-@main.command("export")
+@main.command("export", short_help="Write all vectors with ids and paths (.npy, .parquet).")
 @index_option
-@click.argument("target", type=click.Path(dir_okay=False))
+@click.argument("target", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @click.pass_obj
 def export_cmd(obj: dict, target: str, as_json: bool) -> None:
@@ -105,10 +101,10 @@ def export_cmd(obj: dict, target: str, as_json: bool) -> None:
     if as_json:
         echo_json(result)
     else:
-        click.echo(f"wrote {result['count']} vectors (dim {result['dim']}) to {result['path']}")
+        click.echo(f"wrote {result['count']} vectors (dim {result['dim']}) to {clean(result['path'])}")
 
 
-@main.command("embed-text")
+@main.command("embed-text", short_help="Text embeddings in the index's vector space.")
 @index_option
 @click.argument("texts", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of {text, vector}.")

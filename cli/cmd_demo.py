@@ -10,7 +10,7 @@ from .main import main
 from .output import echo_json
 
 
-@main.command("demo")
+@main.command("demo", short_help="Sample photos, indexed offline and searched.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default="searchlib-demo", show_default=True,
               help="Where the sample photos (DIR/photos) and their index (DIR/index) go.")
 @click.option("--count", type=click.IntRange(min=10, max=5000), default=200, show_default=True,
@@ -26,7 +26,7 @@ def demo_cmd(directory: str, count: int, k: int, device: str, as_json: bool) -> 
     many colors; each hit is shown with the caption the photo was generated from, so you can judge
     the results. Re-running reuses the index.
     """
-    from indexer.demo import run_demo
+    from searchlib.indexer.demo import run_demo
 
     result = run_demo(directory, count=count, k=k, device=device)
     if as_json:

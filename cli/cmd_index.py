@@ -3,14 +3,60 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 
 from .main import index_option, main
-from .output import echo_json
+from .output import clean, echo_json
 
 
-@main.command("index")
+class _Status:
+    """What the run is doing, on stderr from its first second: a line per phase, then a bar."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+        self.phase = None
+        self.last_scan = 0.0
+
+    def __call__(self, p) -> None:
+        if not self.enabled:
+            return
+        if p.phase == "scanning":
+            now = time.monotonic()
+            if self.phase != "scanning" or now - self.last_scan > 0.5:
+                click.echo(f"\rscanning... {p.done} files", err=True, nl=False)
+                self.last_scan = now
+        elif p.phase == "loading model":
+            self._end_line()
+            click.echo("loading the model...", err=True)
+        elif p.phase == "embedding":
+            self._end_line()
+            if self.bar is None and p.total:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=p.total, unit="img", file=sys.stderr, dynamic_ncols=True, desc="indexing")
+            if self.bar is not None:
+                self.bar.update(p.done - self.bar.n)
+        elif p.phase == "finishing":
+            self.close()
+            click.echo("saving the vector index...", err=True)
+        self.phase = p.phase
+
+    def _end_line(self) -> None:
+        if self.phase == "scanning":
+            click.echo("", err=True)
+            self.phase = None
+
+    def close(self) -> None:
+        self._end_line()
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+@main.command("index", short_help="Embed the images under PATH... (incremental).")
 @index_option
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--model", "model", metavar="SPEC",
@@ -29,69 +75,59 @@ from .output import echo_json
               show_default=True,
               help="Where JPEGs are decoded: cpu = the decode workers; device = the model's device "
                    "(nvJPEG on a GPU) for every JPEG it handles; split = both at once, shared by "
-                   "their measured speed; auto = split when the model runs on CUDA, else cpu. "
-                   "Progressive/CMYK JPEGs, other formats and device failures decode on the CPU. "
-                   "Without a GPU, device and split use torchvision's decoder in the main process, "
-                   "which is slower than the workers.")
+                   "their measured speed; auto = split when the model runs on CUDA, else cpu.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per model pass (default 256 on GPU, 32 on CPU).")
 @click.option("--workers", type=click.IntRange(min=0),
               help="Decode processes (default: one per core; 0 = decode in the main process).")
 @click.option("--max-megapixels", type=click.FloatRange(min=0, min_open=True), default=178.0, show_default=True,
-              help="Images larger than this are reported as failures instead of decoded.")
+              help="Images larger than this (or whose decoded bytes exceed an RGB image of this size) are "
+                   "reported as failures instead of decoded.")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip paths or names matching GLOB (repeatable).")
 @click.option("--include-hidden", is_flag=True, help="Also index dot-files and dot-directories.")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links to files and directories.")
+@click.option("--retry-failed", is_flag=True,
+              help="Try again files that failed in an earlier run and have not changed since (they are "
+                   "skipped otherwise).")
 @click.option("--index-type", metavar="TYPE",
               help="FAISS index: 'auto' (exact up to 200k images, then IVF trained from the stored "
                    "vectors, its recall measured), 'Flat', or a factory string like 'IVF4096,Flat' or "
                    "'HNSW32'. Remembered by the index.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as one JSON object.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary line.")
 @click.pass_obj
 def index_cmd(obj: dict, paths: tuple[str, ...], model: str | None, checkpoint: str | None, device: str,
               backend: str, jpeg_decoder: str, batch_size: int | None, workers: int | None, max_megapixels: float,
-              exclude: tuple[str, ...], include_hidden: bool, follow_symlinks: bool, index_type: str | None,
-              as_json: bool, quiet: bool) -> None:
+              exclude: tuple[str, ...], include_hidden: bool, follow_symlinks: bool, retry_failed: bool,
+              index_type: str | None, as_json: bool, quiet: bool) -> None:
     """Index images under PATH... (folders or files); re-runs only embed what changed.
 
     Unchanged files (same size and mtime) are skipped without reading; changed files are
     re-embedded; files gone from disk under PATH are removed from the index. Bad files are
-    reported and skipped, never fatal. The JSON report has added, updated, unchanged, removed,
-    moved, failed, failures [{path, error}], seconds and device_decoded (JPEGs decoded on the GPU).
+    reported and skipped, never fatal, and not retried while they stay unchanged (--retry-failed).
+    The JSON report has added, updated, unchanged, removed, moved, failed, failed_before,
+    failures [{path, error}], seconds, device_decoded (JPEGs decoded on the GPU) and cancelled.
     """
-    from indexer import index_folder
+    from searchlib.indexer import IndexOptions, index_folder
 
-    bar = None
-    show_bar = not quiet and sys.stderr.isatty()
-
-    def progress(p) -> None:
-        nonlocal bar
-        if not show_bar or p.total == 0:
-            return
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=p.total, unit="img", file=sys.stderr, dynamic_ncols=True, desc="indexing")
-        bar.update(p.done - bar.n)
-
+    options = IndexOptions(model=model, checkpoint=checkpoint, device=device, batch_size=batch_size,
+                           workers=workers, max_megapixels=max_megapixels, exclude=exclude,
+                           include_hidden=include_hidden, follow_symlinks=follow_symlinks,
+                           retry_failed=retry_failed, index_type=index_type, backend=backend,
+                           jpeg_decoder=jpeg_decoder, catalog=obj.get("catalog"))
+    status = _Status(not quiet and sys.stderr.isatty())
     try:
-        report = index_folder(
-            obj["index_dir"], *paths, model=model, checkpoint=checkpoint, device=device,
-            batch_size=batch_size, workers=workers, max_megapixels=max_megapixels, exclude=exclude,
-            include_hidden=include_hidden, follow_symlinks=follow_symlinks, progress=progress,
-            index_type=index_type, backend=backend, jpeg_decoder=jpeg_decoder,
-        )
+        report = index_folder(obj["index_dir"], *paths, options=options, progress=status)
     finally:
-        if bar is not None:
-            bar.close()
+        status.close()
     if not quiet:
         for failure in report.failures[:20]:
-            click.echo(f"skipped {failure['path']}: {failure['error']}", err=True)
+            click.echo(f"skipped {clean(failure['path'])}: {failure['error']}", err=True)
         if len(report.failures) > 20:
             click.echo(f"... and {len(report.failures) - 20} more skipped files (see --json)", err=True)
     if as_json:
         echo_json(report.to_dict())
     elif not quiet:
         r = report
+        before = f", {r.failed_before} failed before (not retried; --retry-failed)" if r.failed_before else ""
         click.echo(f"indexed {r.added} new, {r.updated} updated, {r.moved} moved, {r.unchanged} unchanged, "
-                   f"{r.removed} removed, {r.failed} failed in {r.seconds:.1f}s")
+                   f"{r.removed} removed, {r.failed} failed{before} in {r.seconds:.1f}s")

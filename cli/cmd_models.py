@@ -8,7 +8,7 @@ from .main import main
 from .output import echo_json, table
 
 
-@main.command("models")
+@main.command("models", short_help="Known models, and which work offline.")
 @click.option("--all", "include_all", is_flag=True,
               help="List every open_clip pretrained model, not just the recommended ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of {name, available_offline, note}.")

@@ -2,38 +2,28 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
-from .main import exit_now, index_option, main
-from .output import echo_json, human_bytes, table
+from .main import exit_now, index_option, main, open_from
+from .output import clean, date_cell, echo_json, emit, human_bytes, output_options, table
 
 
-def _date(meta: dict) -> str:
-    """Capture date from EXIF, else the file's modification date."""
-    if meta.get("taken_at"):
-        return str(meta["taken_at"])[:10]
-    from datetime import datetime
-
-    return datetime.fromtimestamp(meta["mtime"]).strftime("%Y-%m-%d") if meta.get("mtime") else ""
-
-
-def _open(obj: dict):
-    from searchlib import open_index
-
-    return open_index(obj["index_dir"])
-
-
-@main.command("search")
+@main.command("search", short_help="Find the images that best match a description.")
 @index_option
 @click.argument("query", required=False, default="")
 @click.option("--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Search by example: images like this file (indexed or not). Repeatable.")
 @click.option("--add", multiple=True, metavar="TERM",
-              help="Add a text or image term to the query; 'W:term' weighs it (e.g. '2:sunset'). Repeatable.")
+              help="Add a text or image term ('./photo.jpg', '~/x.png': a path); 'W:term' weighs it "
+                   "(e.g. '2:sunset'). Repeatable.")
 @click.option("--subtract", multiple=True, metavar="TERM",
               help="Steer away from a text or image term (e.g. 'people'). Repeatable.")
-@click.option("-k", "--top", "k", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("-k", "--top", "k", type=click.IntRange(1, 10_000), default=10, show_default=True,
               help="How many images to return (with filters: that many matching images, when they exist).")
+@click.option("--offset", type=click.IntRange(0, 9_999), default=0, show_default=True,
+              help="Skip this many of the best results (the next page: --offset 10 -k 10).")
 @click.option("--in", "folder", type=click.Path(file_okay=False), help="Only images under this folder.")
 @click.option("--after", metavar="DATE", help="Taken on or after DATE (YYYY, YYYY-MM or YYYY-MM-DD; EXIF time, "
               "else file time).")
@@ -45,80 +35,101 @@ def _open(obj: dict):
               "Repeatable.")
 @click.option("--tag", "tags", multiple=True, metavar="LABEL", help="Only images tagged LABEL by 'searchlib tag'.")
 @click.option("--min-score", type=float, help="Drop hits whose cosine score is below this.")
-@click.option("--relative", type=click.FloatRange(min=0), metavar="F",
+@click.option("--relative", type=float, metavar="F",
               help="Drop hits far below the best: keep scores >= best - F * |best| (e.g. 0.15). CLIP "
                    "scores of unrelated images sit only a little below related ones, and where they sit "
                    "differs per query, so a cut relative to the best adapts where --min-score cannot.")
 @click.option("--sort", type=click.Choice(["score", "date"]), default="score", show_default=True,
               help="Order of the kept hits: best first, or by date taken (oldest first).")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print a JSON array of hits (rank, id, path, score and metadata).")
+@output_options
 @click.pass_obj
 def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, ...], subtract: tuple[str, ...],
-               k: int, folder: str | None, after: str | None, before: str | None, camera: str | None,
+               k: int, offset: int, folder: str | None, after: str | None, before: str | None, camera: str | None,
                min_width: int | None, min_height: int | None, formats: tuple[str, ...], tags: tuple[str, ...],
-               min_score: float | None, relative: float | None, sort: str, as_json: bool) -> None:
+               min_score: float | None, relative: float | None, sort: str, as_json: bool, as_nl: bool,
+               as_paths: bool, nul: bool) -> None:
     """Find the images that best match QUERY, a description in plain words.
 
     \b
     QUERY may combine terms:  "beach + sunset - people"  ("2:sunset" weighs a term;
-    only " + " and " - " with spaces split, so "t-shirt" stays whole). A term that is
-    an existing file path is an image. Scores are cosine similarities (higher is closer).
+    only " + " and " - " with spaces split, so "t-shirt" stays whole). QUERY is text;
+    a term is an image only when it is clearly a path to a file ("./cat.jpg",
+    "~/x.png", "dir/y.jpg"). Scores are cosine similarities (higher is closer).
     """
+    from pathlib import Path
+
     from searchlib.filters import Filters, parse_date
 
     if not query.strip() and not images and not add:
         raise click.UsageError("give a QUERY, --image PATH or --add TERM")
+    for path in images:
+        if not os.path.isfile(path):
+            raise click.BadParameter(f"{path} is not a regular file", param_hint="--image")
     filters = Filters(folder=folder, after=parse_date(after) if after else None,
                       before=parse_date(before, end=True) if before else None, camera=camera,
                       min_width=min_width, min_height=min_height, formats=formats, tags=tags)
-    with _open(obj) as index:
-        hits = index.query(query, k=k, add=tuple(images) + add, subtract=subtract, filters=filters,
-                           min_score=min_score, relative=relative, sort=sort)
-    if as_json:
-        echo_json([h.to_dict() for h in hits])
+    extra = tuple(Path(os.path.abspath(p)) for p in images) + add
+    with open_from(obj) as index:
+        hits = index.search(query, k=k, offset=offset, add=extra, subtract=subtract, filters=filters,
+                            min_score=min_score, relative=relative, sort=sort)
+    if emit([h.to_dict() for h in hits], [h.path for h in hits], as_json, as_nl, as_paths, nul):
+        pass
     elif not hits:
         click.echo("no matching images", err=True)
     else:
-        rows = [[str(h.rank), f"{h.score:.3f}", _date(h.metadata), h.path] for h in hits]
+        rows = [[str(h.rank), f"{h.score:.3f}", date_cell(h.metadata), h.path] for h in hits]
         click.echo(table(["rank", "score", "date", "path"], rows))
     exit_now()
 
 
-@main.command("info")
+@main.command("info", short_help="What the index holds: counts, model, index type, sizes.")
 @index_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def info_cmd(obj: dict, as_json: bool) -> None:
-    """Show what the index holds: image and vector counts, model, index type, sizes on disk."""
-    with _open(obj) as index:
+    """Show what the index holds: image and vector counts, model, index type and its measured recall,
+    sizes on disk."""
+    with open_from(obj) as index:
         info = index.info()
     if as_json:
         echo_json(info)
         return
     model = info["model"] or {}
     total = sum(info["bytes_on_disk"].values())
-    click.echo(f"index:       {info['index']}")
+    click.echo(f"index:       {clean(info['index'])}")
+    if info["catalog"] != os.path.join(info["index"], "catalog.sqlite"):
+        click.echo(f"catalog:     {clean(info['catalog'])}")
     click.echo(f"images:      {info['images']}")
-    click.echo(f"vectors:     {info['vectors']} ({info['index_type']}, dim {info['dim']})")
+    if not model:
+        click.echo("model:       - (empty index: add images with 'searchlib index PATH')")
+        return
+    click.echo(f"vectors:     {info['vectors']} ({info['index_type']}, dim {info['dim']}, "
+               f"{info['vector_dtype']} in the catalog)")
     kind = "exact" if info["exact"] else f"approximate, nprobe {info['nprobe']}"
     click.echo(f"recall@10:   {info['recall_at_10']:.3f} ({kind}; requested: {info['index_type_requested']})")
+    if info.get("memory"):
+        mem = info["memory"]
+        click.echo(f"memory:      {human_bytes(mem['expected_bytes'])} expected "
+                   f"(budget {human_bytes(mem['budget_bytes']) if mem.get('budget_bytes') else 'none'})")
     click.echo(f"model:       {model.get('name', '-')}")
-    click.echo(f"on disk:     {human_bytes(total)}")
+    click.echo(f"on disk:     {human_bytes(total)}" + ("  (read-only)" if info["read_only"] else ""))
 
 
-@main.command("list")
+@main.command("list", short_help="List the indexed images with their metadata.")
 @index_option
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of objects with path and metadata.")
+@output_options
 @click.pass_obj
-def list_cmd(obj: dict, as_json: bool) -> None:
-    """List the indexed images (path, size, date, dimensions)."""
-    with _open(obj) as index:
+def list_cmd(obj: dict, as_json: bool, as_nl: bool, as_paths: bool, nul: bool) -> None:
+    """List the indexed images: date taken (EXIF, or the file's time, marked "(file)"), pixel size,
+    file size and path, ordered by path."""
+    with open_from(obj) as index:
         images = list(index.images())
-    if as_json:
-        echo_json(images)
+    from searchlib.records import path_fields
+
+    items = [{**im, **path_fields(im["path"])} for im in images]
+    if emit(items, [im["path"] for im in images], as_json, as_nl, as_paths, nul):
         return
-    rows = [[_date(im), f"{im['width']}x{im['height']}", im["path"]] for im in images]
+    rows = [[date_cell(im), f"{im['width']}x{im['height']}", human_bytes(im["size"]), im["path"]] for im in images]
     if rows:
-        click.echo(table(["date", "size", "path"], rows))
+        click.echo(table(["date", "pixels", "size", "path"], rows))
     click.echo(f"{len(images)} images", err=True)

@@ -10,7 +10,7 @@ from .main import main
 from .output import echo_json, table
 
 
-@main.command("train")
+@main.command("train", short_help="Train or fine-tune a CLIP model.")
 @click.option("--data", default="synthetic", show_default=True,
               help="'synthetic' (generated captioned shapes) or a folder of images with captions "
                    "(captions.csv with path,caption columns, or a .txt file beside each image).")
@@ -62,7 +62,7 @@ def train_cmd(data: str, model: str, checkpoint: str | None, out_dir: str, steps
     click.echo(f"saved {final}")
 
 
-@main.command("evaluate")
+@main.command("evaluate", short_help="Measure a model on the held-out synthetic split.")
 @click.option("--model", default="bundled", show_default=True, metavar="SPEC", help="Model to evaluate.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Local weights for --model ARCH.")
 @click.option("--count", type=click.IntRange(min=20), default=500, show_default=True,

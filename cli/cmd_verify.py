@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from .main import index_option, main
-from .output import echo_json
+from .main import index_option, main, open_from
+from .output import clean, echo_json
 
 
-@main.command("verify")
+@main.command("verify", short_help="Check catalog, caches and files agree; --repair fixes.")
 @index_option
 @click.option("--repair", is_flag=True,
               help="Fix what is found: drop rows without a valid vector or whose file is gone, drop "
@@ -17,29 +17,36 @@ from .output import echo_json
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as one JSON object.")
 @click.pass_obj
 def verify_cmd(obj: dict, repair: bool, no_files: bool, as_json: bool) -> None:
-    """Check that the catalog, the FAISS index and the files on disk agree.
+    """Check that the catalog, the FAISS index, the exported text tower and the files on disk agree.
 
-    Exits 0 when the index is consistent (or was repaired), 1 when problems remain. Changed files
-    are reported but are not problems: 'searchlib index' re-embeds them.
+    Exits 0 when nothing needs attention (or everything was repaired), 1 when problems remain.
+    Some findings heal by themselves and are only noted: a missing or stale FAISS file (the next
+    search rebuilds or catches it up), a missing text tower (the next run exports it). Changed
+    files are not problems either: 'searchlib index' re-embeds them.
     """
-    from searchlib import open_index
     from searchlib.verify import verify
 
-    with open_index(obj["index_dir"]) as index:
+    with open_from(obj) as index:
         report = verify(index, repair=repair, check_files=not no_files)
-    fixed = bool(report.repaired)
     if as_json:
         echo_json(report.to_dict())
     else:
-        click.echo(f"images: {report.images}, stored vectors: {report.stored_vectors}, "
-                   f"FAISS file: {report.faiss_file}")
-        for label, items in [("rows without a vector", report.rows_without_vector),
-                             ("orphan vectors", report.orphan_vectors), ("invalid vectors", report.bad_vectors),
-                             ("missing files", report.missing_files), ("changed files", report.changed_files)]:
-            if items:
-                click.echo(f"{label}: {len(items)}" + (f" (e.g. {items[0]})" if items else ""))
+        click.echo(f"images: {report.images}, stored vectors: {report.stored_vectors}, catalog: {report.catalog}, "
+                   f"FAISS file: {report.faiss_file}, text tower: {report.text_encoder}")
+        if report.changed_files:
+            click.echo(f"changed files: {len(report.changed_files)} (e.g. {clean(report.changed_files[0])}); "
+                       "'searchlib index' re-embeds them")
+        for note in report.notes:
+            click.echo(f"note: {note}")
         for action in report.repaired:
             click.echo(f"repaired: {action}")
-        click.echo("ok" if report.ok else ("repaired" if fixed else "problems found; run with --repair"))
-    if not report.ok and not fixed:
+        for problem in report.problems:
+            click.echo(f"problem: {problem}")
+        if report.ok:
+            click.echo("ok" + (" (repaired)" if report.repaired else ""))
+        elif report.catalog != "ok":
+            click.echo("the catalog is damaged: restore it from a backup, or move the index away and index again")
+        else:
+            click.echo("problems found; run with --repair" if not repair else "problems remain after --repair")
+    if not report.ok:
         raise click.exceptions.Exit(1)

@@ -8,8 +8,18 @@ import sys
 
 import click
 
-from searchlib.config import INDEX_ENV, default_index_dir
+from searchlib.config import CATALOG_ENV, INDEX_ENV, default_index_dir
 from searchlib.errors import SearchlibError
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of our output went away (``searchlib list | head``): stop quietly, as Unix tools
+    do. Further writes (and the final flush) go to /dev/null instead of raising again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
 
 
 class SearchlibGroup(click.Group):
@@ -19,7 +29,10 @@ class SearchlibGroup(click.Group):
         try:
             return super().invoke(ctx)
         except SearchlibError as e:
-            raise click.ClickException(str(e)) from e
+            raise click.ClickException(_one_line(str(e))) from e
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+            ctx.exit(0)
         except KeyboardInterrupt:
             click.echo("searchlib: interrupted; work committed so far is kept", err=True)
             ctx.exit(130)
@@ -27,52 +40,82 @@ class SearchlibGroup(click.Group):
             raise
         except MemoryError:
             raise click.ClickException("out of memory; try a smaller --batch-size") from None
+        except OSError as e:
+            if os.environ.get("SEARCHLIB_DEBUG"):
+                raise
+            where = f" ({e.filename})" if e.filename else ""
+            raise click.ClickException(f"{e.strerror or e}{where}; check the path and its permissions "
+                                       "(SEARCHLIB_DEBUG=1 shows details)") from e
         except Exception as e:
             if os.environ.get("SEARCHLIB_DEBUG"):
                 raise
             raise click.ClickException(
-                f"unexpected error ({type(e).__name__}: {e}); rerun with SEARCHLIB_DEBUG=1 for details "
-                "and report it"
+                f"unexpected error ({type(e).__name__}: {_one_line(str(e))}); rerun with SEARCHLIB_DEBUG=1 for "
+                "details and report it"
             ) from e
 
 
-@click.group(cls=SearchlibGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(cls=SearchlibGroup, context_settings=CONTEXT)
 @click.option("--index", "index_dir", type=click.Path(file_okay=False), envvar=INDEX_ENV,
-              help=f"Index directory (env {INDEX_ENV}; default: a per-user data directory).")
+              help=f"Index directory (env {INDEX_ENV}; default: {default_index_dir()}).")
+@click.option("--catalog", "catalog", metavar="URL", envvar=CATALOG_ENV,
+              help=f"Catalog database URL, e.g. postgresql://user@host/db (env {CATALOG_ENV}; default: "
+                   "SQLite in the index directory). With a URL, --index is this machine's cache directory.")
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) on stderr.")
 @click.version_option(package_name="searchlib", prog_name="searchlib")
 @click.pass_context
-def main(ctx: click.Context, index_dir: str | None, verbose: int) -> None:
+def main(ctx: click.Context, index_dir: str | None, catalog: str | None, verbose: int) -> None:
     """Search your images by what is in them, using CLIP.
 
     \b
       searchlib index ~/Pictures          # embed every image (incremental)
       searchlib search "a dog on a beach"  # best matches first
+      searchlib serve                      # a web page and an HTTP API
       searchlib info                       # what the index holds
     """
     for stream in (sys.stdout, sys.stderr):
-        # File names that are not valid UTF-8 print as their original bytes, as ls does.
+        # Human output escapes bad bytes itself; this keeps any other write from failing.
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="surrogateescape")
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="searchlib: %(message)s", stream=sys.stderr)
     if verbose == 0:
         # open_clip and huggingface log routine notices at WARNING; keep the terminal for real problems.
-        for noisy in ("root", "huggingface_hub", "open_clip"):
+        for noisy in ("root", "huggingface_hub", "open_clip", "transformers"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
         logging.getLogger("searchlib").setLevel(logging.ERROR)
-    ctx.obj = {"index_dir": index_dir or str(default_index_dir())}
+    ctx.obj = {"index_dir": index_dir or str(default_index_dir()), "catalog": catalog}
 
 
 def index_option(command):
-    """Accept ``--index DIR`` after the command name too (``searchlib search --index DIR cat``)."""
+    """Accept ``--index DIR`` and ``--catalog URL`` after the command name too."""
 
-    def override(ctx: click.Context, _param, value: str | None) -> None:
-        if value:
-            ctx.ensure_object(dict)["index_dir"] = value
+    def override(key: str):
+        def callback(ctx: click.Context, _param, value: str | None) -> None:
+            if value:
+                ctx.ensure_object(dict)[key] = value
+        return callback
 
+    command = click.option("--catalog", "catalog_override", metavar="URL", expose_value=False,
+                           callback=override("catalog"), help="Catalog database URL (the same as the global "
+                           "--catalog).")(command)
     return click.option("--index", "index_dir_override", type=click.Path(file_okay=False), expose_value=False,
-                        callback=override, help="Index directory (the same as the global --index).")(command)
+                        callback=override("index_dir"), help="Index directory (the same as the global "
+                        "--index).")(command)
+
+
+def open_from(obj: dict, device: str = "auto"):
+    """Open the index the command line names."""
+    from searchlib import open_index
+
+    return open_index(obj["index_dir"], device=device, catalog=obj.get("catalog"))
 
 
 _state = {"fast_exit": False}
@@ -81,7 +124,11 @@ _state = {"fast_exit": False}
 def run() -> None:
     """The console script: ``main`` with a quick exit after queries (see :func:`exit_now`)."""
     _state["fast_exit"] = True
-    main()
+    try:
+        main()
+    except BrokenPipeError:  # raised while click itself wrote (e.g. --help | head)
+        _quiet_broken_pipe()
+        sys.exit(0)
 
 
 def exit_now() -> None:
@@ -92,8 +139,14 @@ def exit_now() -> None:
     script does this; tests and embedding callers invoke ``main`` and return normally.
     """
     if _state["fast_exit"]:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            pass
+        try:
+            sys.stderr.flush()
+        except BrokenPipeError:
+            pass
         os._exit(0)
 
 

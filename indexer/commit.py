@@ -1,8 +1,10 @@
 """Embedding decoded images a model batch at a time and committing them in batches.
 
 Commits run on a writer thread so that catalog writes and FAISS updates overlap the model instead
-of stalling it. Each batch is one SQLite transaction (rows, vectors and the generation bump
-together): a killed run loses at most the batches not yet committed and never leaves half of one.
+of stalling it. Each batch goes through :meth:`searchlib.index.IndexWriter.apply`: one catalog
+transaction (rows, vectors, the generation bump and the change log together), then the same
+change to the FAISS cache. A killed run loses at most the batches not yet committed and never
+leaves half of one.
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from searchlib.catalog import NewImage
+from searchlib.catalog import ChangeSet, FailedFile, FileState
 from searchlib.embedding import Embedder
-from searchlib.errors import ConfigError
-from searchlib.index import Index
-from searchlib.vectors import VectorIndex
+from searchlib.index import IndexWriter
+from searchlib.models import ModelIdentity
 
 from .embedstage import EmbedStage
 from .pipeline import Decoded, Failed, decode_file
@@ -28,19 +30,18 @@ COMMIT_MAX = 1024
 
 
 class CatalogWriter:
-    """A thread applying batches to the catalog and then to the in-memory FAISS index, in order."""
+    """A thread applying batches through the index's writer, in order."""
 
-    def __init__(self, index: Index, vectors: VectorIndex):
-        self.index, self.vectors = index, vectors
-        self.rebuild = False  # set when the index type cannot remove vectors (HNSW)
+    def __init__(self, writer: IndexWriter):
+        self.writer = writer
         self._queue: queue.Queue = queue.Queue(maxsize=2)  # backpressure: at most two batches wait
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="searchlib-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, added: list[NewImage], updated: list[tuple[int, NewImage]]) -> None:
+    def submit(self, batch: ChangeSet) -> None:
         self._raise_if_failed()
-        self._queue.put((added, updated))
+        self._queue.put(batch)
 
     def close(self) -> None:
         """Wait until every submitted batch is committed; re-raise a failure of the thread."""
@@ -48,63 +49,67 @@ class CatalogWriter:
         self._thread.join()
         self._raise_if_failed()
 
-    def remove_vectors(self, ids: list[int]) -> None:
-        try:
-            self.vectors.remove(np.asarray(ids, dtype=np.int64))
-        except ConfigError:
-            self.rebuild = True  # rebuilt from the catalog at the end of the run
-
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
 
     def _loop(self) -> None:
-        while (job := self._queue.get()) is not None:
+        while (batch := self._queue.get()) is not None:
             if self._error is not None:
                 continue  # drain: the main thread re-raises at its next call
             try:
-                self._write(*job)
+                self.writer.apply(batch)
             except BaseException as e:  # handed to the main thread
                 self._error = e
 
-    def _write(self, added: list[NewImage], updated: list[tuple[int, NewImage]]) -> None:
-        new_ids, generation = self.index.catalog.write_batch(added, updated)
-        if updated:
-            self.remove_vectors([i for i, _ in updated])
-        ids = np.asarray(new_ids + [i for i, _ in updated], dtype=np.int64)
-        self.vectors.add(ids, np.stack([i.vector for i in added] + [u.vector for _, u in updated]))
-        self.index.adopt_vectors(self.vectors, generation)
+
+@dataclass
+class Pending:
+    """What the next commit will hold."""
+
+    added: list[tuple] = field(default_factory=list)
+    updated: list[tuple] = field(default_factory=list)
+    moved: list[tuple] = field(default_factory=list)
+    failed: list[FailedFile] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.added) + len(self.updated) + len(self.moved) + len(self.failed)
 
 
 class BatchCommitter:
     """Collects decoded images, embeds them a model batch at a time, commits in batches.
 
-    Embedding runs on an :class:`~indexer.embedstage.EmbedStage` thread; files whose bytes are
-    already in the catalog skip it. A file whose bytes match a row whose file is gone is a move:
-    that row takes the new path and keeps its id and vector. Bytes matching any other row are a
-    copy: a new row, stored vector.
+    Embedding runs on an :class:`~searchlib.indexer.embedstage.EmbedStage` thread; files whose
+    bytes are already in the catalog skip it. A file whose bytes match a row whose file is gone is
+    a move: that row takes the new path and keeps its id and vector. Bytes matching any other row
+    are a copy: a new row, stored vector.
+
+    Args:
+        writer: the index's writer.
+        embedder: the model.
+        known: catalog rows under the roots, by path.
+        report: the run report (counts and failures are added to it).
+        gone_by_hash: rows whose files are gone, by content hash (move candidates).
+        commit_seconds: commit at least this often.
+        stage: the device stage.
+        identity: the model identity to record with the first batch (a new index), else None.
     """
 
-    def __init__(self, index: Index, vectors: VectorIndex, embedder: Embedder, known: dict, report,
-                 gone_by_hash: dict[str, list[int]], commit_seconds: float,
-                 stage: EmbedStage | None = None):
-        self.index, self.embedder = index, embedder
+    def __init__(self, writer: IndexWriter, embedder: Embedder, known: dict[str, FileState], report,
+                 gone_by_hash: dict[str, list[int]], commit_seconds: float, stage: EmbedStage,
+                 identity: ModelIdentity | None = None):
+        self.writer_ref, self.embedder = writer, embedder
         self.known, self.report = known, report
         self.gone_by_hash = gone_by_hash
         self.moved_ids: set[int] = set()
         self.decoded: list[Decoded] = []
-        self.added: list[NewImage] = []
-        self.updated: list[tuple[int, NewImage]] = []
-        self.moves = 0
+        self.pending = Pending()
         self.placed = 0  # files given a vector so far
         self.commit_seconds = commit_seconds
         self.last_commit = time.monotonic()
-        self.stage = stage or EmbedStage(embedder)
-        self.writer = CatalogWriter(index, vectors)
-
-    @property
-    def rebuild(self) -> bool:
-        return self.writer.rebuild
+        self.stage = stage
+        self.identity = identity
+        self.writer = CatalogWriter(writer)
 
     def push(self, item: Decoded) -> None:
         self.decoded.append(item)
@@ -112,8 +117,14 @@ class BatchCommitter:
             self._embed()
         self._place_finished(wait=False)
 
+    def fail(self, failure: Failed) -> None:
+        """Report a file that could not be used and remember it (by size and mtime) in the catalog."""
+        self.report.fail(failure.path, failure.error)
+        if failure.size >= 0:
+            self.pending.failed.append(FailedFile(failure.path, failure.size, failure.mtime_ns, failure.error))
+
     def ready(self) -> bool:
-        pending = len(self.added) + len(self.updated)
+        pending = len(self.pending)
         return pending >= COMMIT_MAX or (pending > 0 and time.monotonic() - self.last_commit >= self.commit_seconds)
 
     def _embed(self) -> None:
@@ -124,60 +135,63 @@ class BatchCommitter:
         # Only files whose worker found their hash among the catalog's (and so left them
         # undecoded) can reuse a stored vector: asking about every file cost ~70 us per file.
         known = [d.content_hash for d in batch if d.pixels is None and not d.for_device]
-        reuse = self.index.catalog.vectors_by_hash(known) if known else {}
+        reuse = self.writer_ref.catalog.vectors_by_hash(known) if known else {}
         for d in batch:
             if d.content_hash in reuse:
                 self._place(d, reuse[d.content_hash])
         fresh = [d for d in batch if d.content_hash not in reuse]
         missing = [d for d in fresh if d.pixels is None and not d.for_device]
         if missing:  # a 64-bit hash-key collision in the worker: decode here after all
-            self._decode_now(missing)
-            fresh = [d for d in fresh if d.pixels is not None or d.for_device]
+            fresh = [d for d in fresh if d.pixels is not None or d.for_device] + self._decode_now(missing)
         if fresh:
             self.stage.submit(fresh)
 
     def _place_finished(self, wait: bool) -> None:
         for done in self.stage.collect(wait=wait):
             for failure in done.failures:
-                self.report.fail(failure.path, failure.error)
+                self.fail(failure)
             for d, vector in zip(done.items, done.vectors):
                 self._place(d, vector)
 
     def _place(self, d: Decoded, vector: np.ndarray) -> None:
-        item = NewImage(d.path, d.size, d.mtime_ns, d.content_hash, d.metadata, vector)
+        record = d.record
         self.placed += 1
-        if d.path in self.known:
-            self.updated.append((self.known[d.path][0], item))
+        state = self.known.get(d.path)
+        if state is not None:
+            self.pending.updated.append((state.id, record, vector))
         elif self.gone_by_hash.get(d.content_hash):
-            self.updated.append((self.gone_by_hash[d.content_hash].pop(), item))
-            self.moved_ids.add(self.updated[-1][0])
-            self.moves += 1
+            image_id = self.gone_by_hash[d.content_hash].pop()
+            self.pending.moved.append((image_id, record, vector))
+            self.moved_ids.add(image_id)
         else:
-            self.added.append(item)
+            self.pending.added.append((record, vector))
 
-    def _decode_now(self, items: list[Decoded]) -> None:
+    def _decode_now(self, items: list[Decoded]) -> list[Decoded]:
+        decoded = []
         for d in items:
             result = decode_file(FileEntry(d.path, d.size, d.mtime_ns), self.embedder.preprocess,
                                  None, skip_known=False)
             if isinstance(result, Failed):
-                self.report.fail(result.path, result.error)
+                self.fail(result)
             else:
-                d.pixels = result.pixels
+                decoded.append(replace(d, pixels=result.pixels))
+        return decoded
 
     def flush(self, final: bool = False) -> None:
         """Hand the embedded images to the writer thread (and, if ``final``, embed the rest first)."""
         if final:
             self._embed()
         self._place_finished(wait=final)
-        added, updated = self.added, self.updated
-        self.added, self.updated = [], []
-        if not added and not updated:
+        pending, self.pending = self.pending, Pending()
+        if not len(pending):
             return
-        self.writer.submit(added, updated)
-        self.report.added += len(added)
-        self.report.updated += len(updated) - self.moves
-        self.report.moved += self.moves
-        self.moves = 0
+        batch = ChangeSet(added=pending.added, updated=pending.updated, moved=pending.moved, failed=pending.failed,
+                          identity=self.identity)
+        self.identity = None  # recorded with the first batch only
+        self.writer.submit(batch)
+        self.report.added += len(pending.added)
+        self.report.updated += len(pending.updated)
+        self.report.moved += len(pending.moved)
         self.last_commit = time.monotonic()
 
     def close(self) -> None:

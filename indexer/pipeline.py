@@ -1,7 +1,9 @@
 """The decode pipeline: read, hash and preprocess image files in worker processes.
 
-Workers import Pillow and numpy only (never torch), start with ``spawn`` so they inherit no
-threads from the parent, and hand back uint8 pixels, which are four times smaller than floats.
+Workers import Pillow and numpy only (never torch). They are fresh interpreters running
+:mod:`searchlib.indexer.worker`, so they inherit no threads from the parent and never import the
+caller's ``__main__``: ``index_folder`` works from a plain script without an
+``if __name__ == "__main__":`` guard. They hand back uint8 pixels, four times smaller than floats.
 A file whose bytes are already in the catalog (a move or a copy) is hashed but not decoded: its
 stored vector is reused. A file that hangs or crashes its decoder costs that file only: after
 ``timeout`` seconds the pool is replaced and the other files go on.
@@ -11,22 +13,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing as mp
 import os
-import signal
+import socket
 import stat
+import subprocess
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import islice
+from multiprocessing.connection import Connection
 
 import numpy as np
 
 from searchlib.errors import ImageDecodeError
 from searchlib.imaging import Preprocess, decode_for_model, header_metadata
 from searchlib.jpeginfo import jpeg_info
+from searchlib.records import ImageMetadata, ImageRecord
 
 from .scan import FileEntry
 from .split import MovingMean
@@ -37,7 +41,7 @@ log = logging.getLogger(__name__)
 DECODE_TIMEOUT = 60.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class Decoded:
     """A file read and (unless its bytes are known) preprocessed for the model.
 
@@ -51,19 +55,26 @@ class Decoded:
     size: int
     mtime_ns: int
     content_hash: str
-    metadata: dict
+    metadata: ImageMetadata
     pixels: np.ndarray | None
     for_device: bool = False
     seconds: float = 0.0  # worker time spent on this file (feeds the CPU/device decode split)
     offered: bool = False  # the file was offered to the device decoder
 
+    @property
+    def record(self) -> ImageRecord:
+        """What the catalog stores about this file."""
+        return ImageRecord(self.path, self.size, self.mtime_ns, self.content_hash, self.metadata)
 
-@dataclass
+
+@dataclass(frozen=True)
 class Failed:
-    """A file that could not be used, with the reason."""
+    """A file that could not be used, with the reason (and its size and mtime when known)."""
 
     path: str
     error: str
+    size: int = -1
+    mtime_ns: int = -1
 
 
 def hash_key(content_hash: str) -> int:
@@ -113,9 +124,9 @@ def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None,
     try:
         data, st = read_file(entry.path)
     except ImageDecodeError as e:
-        return Failed(entry.path, str(e))
+        return Failed(entry.path, str(e), entry.size, entry.mtime_ns)
     except OSError as e:
-        return Failed(entry.path, f"cannot read: {e.strerror or e}")
+        return Failed(entry.path, f"cannot read: {e.strerror or e}", entry.size, entry.mtime_ns)
     digest = hashlib.sha256(data).hexdigest()
     try:
         for_device = False
@@ -126,10 +137,10 @@ def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None,
         else:
             pixels, meta = decode_for_model(data, prep, max_pixels=max_pixels)
     except ImageDecodeError as e:
-        return Failed(entry.path, str(e))
+        return Failed(entry.path, str(e), len(data), st.st_mtime_ns)
     except Exception as e:  # a decoder bug must cost one file, not the run
-        return Failed(entry.path, f"cannot decode image ({type(e).__name__}: {e})")
-    return Decoded(entry.path, len(data), st.st_mtime_ns, digest, asdict(meta), pixels, for_device,
+        return Failed(entry.path, f"cannot decode image ({type(e).__name__}: {e})", len(data), st.st_mtime_ns)
+    return Decoded(entry.path, len(data), st.st_mtime_ns, digest, meta, pixels, for_device,
                    time.perf_counter() - started, offer_device)
 
 
@@ -141,12 +152,6 @@ def _decode_job(args: tuple) -> Decoded | Failed:
 
 def _decode_chunk(worker: Callable[[tuple], Decoded | Failed], jobs: list[tuple]) -> list[Decoded | Failed]:
     return [worker(job) for job in jobs]
-
-
-def _main_importable() -> bool:
-    """Spawned workers re-import ``__main__`` from its file; a script piped on stdin has none."""
-    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-    return main_file is None or os.path.exists(main_file)
 
 
 def default_workers() -> int:
@@ -179,13 +184,11 @@ class _Chunker:
         return max(1, min(MAX_CHUNK, int(CHUNK_SECONDS / max(self.mean.value, 1e-6))))
 
 
-def _worker_main(conn, keys: np.ndarray, worker: Callable[[tuple], Decoded | Failed]) -> None:
-    """A decode process: answer each chunk of jobs received on ``conn`` with its results.
+def worker_loop(conn, keys: np.ndarray, worker: Callable[[tuple], Decoded | Failed]) -> None:
+    """A decode process's loop: answer each chunk of jobs received on ``conn`` with its results.
 
-    Ctrl-C is the parent's to handle (it stops the workers); a worker whose parent is gone, even
-    killed, notices at its next receive or send and exits quietly.
+    A worker whose parent is gone, even killed, notices at its next receive or send and exits.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _init_worker(keys)
     while True:
         try:
@@ -198,16 +201,28 @@ def _worker_main(conn, keys: np.ndarray, worker: Callable[[tuple], Decoded | Fai
 
 
 class _Worker:
-    """One decode process with a pipe of its own, and the chunks it has been sent (in order)."""
+    """One decode process (:mod:`searchlib.indexer.worker`) on a socket of its own, and the chunks it
+    has been sent (in order)."""
 
-    def __init__(self, ctx, keys: np.ndarray, worker: Callable[[tuple], Decoded | Failed]):
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, keys, worker), daemon=True,
-                                   name="searchlib-decode")
-        self.process.start()
-        child.close()
+    def __init__(self, keys: np.ndarray, worker: Callable[[tuple], Decoded | Failed]):
+        parent, child = socket.socketpair()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", "from searchlib.indexer.worker import main; main()", str(child.fileno())],
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
+        finally:
+            child.close()
+        self.conn = Connection(parent.detach())
+        # The child finds the worker function (a module-level callable, pickled by reference)
+        # on the parent's import path.
+        self.conn.send(list(sys.path))
+        self.conn.send((keys, worker))
         self.sent: deque[tuple[int, int, list[tuple]]] = deque()  # (sequence, offset, jobs)
         self.busy_since = 0.0  # when it started on the first chunk of ``sent``
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.process.poll()
 
     def send(self, seq: int, offset: int, jobs: list[tuple]) -> None:
         if not self.sent:
@@ -223,10 +238,11 @@ class _Worker:
                 self.conn.send(None)
         except OSError:
             pass
-        self.process.join(0 if kill else 2)
-        if self.process.is_alive():
+        try:
+            self.process.wait(0.1 if kill else 2)
+        except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.join()
+            self.process.wait()
         self.conn.close()
 
 
@@ -257,10 +273,6 @@ def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int |
     """
     _worker = worker or _decode_job
     workers = default_workers() if workers is None else workers
-    if workers > 0 and not _main_importable():
-        log.warning("decoding in this process: worker processes cannot import this program's main "
-                    "module (run from a file, not standard input, to decode in parallel)")
-        workers = 0
     keys = np.unique(np.fromiter((hash_key(h) for h in known_hashes), dtype=np.uint64))
     # Lazy: the route is decided when a file is handed out, so the split can follow measurements.
     jobs = ((e, prep, max_pixels, bool(route and route())) for e in entries)
@@ -277,9 +289,8 @@ class _WorkerPool:
     PER_WORKER = 2  # chunks queued per worker: one running, one ready to start
 
     def __init__(self, count: int, keys: np.ndarray, worker: Callable, timeout: float, window: int):
-        self.ctx = mp.get_context("spawn")
         self.keys, self.worker, self.timeout, self.window = keys, worker, timeout, window
-        self.workers = [_Worker(self.ctx, keys, worker) for _ in range(count)]
+        self.workers = [_Worker(keys, worker) for _ in range(count)]
         self.chunker = _Chunker()
         self.parts: dict[int, list] = {}  # sequence -> results so far (None: not yet)
         self.retry: deque[tuple[int, int, list[tuple]]] = deque()  # to send again, first
@@ -312,9 +323,11 @@ class _WorkerPool:
                     try:
                         values = conn.recv()
                     except (EOFError, OSError):
-                        w.process.join(1)  # reaped, so its exit code is known
-                        code = w.process.exitcode
-                        self._replace(w, f"the decoder crashed (exit code {code})")
+                        try:
+                            w.process.wait(1)  # reaped, so its exit code is known
+                        except subprocess.TimeoutExpired:
+                            pass
+                        self._replace(w, f"the decoder crashed (exit code {w.exitcode})")
                         continue
                     seq, offset, chunk = w.sent.popleft()
                     self.parts[seq][offset:offset + len(values)] = values
@@ -349,11 +362,12 @@ class _WorkerPool:
         """Replace a hung or dead worker. In its current chunk the culprit is not known: each of
         those files is retried alone, and a file alone is given up. Its queued chunks go again."""
         w.stop(kill=True)
-        self.workers[self.workers.index(w)] = _Worker(self.ctx, self.keys, self.worker)
+        self.workers[self.workers.index(w)] = _Worker(self.keys, self.worker)
         seq, offset, chunk = w.sent.popleft()
         if len(chunk) > 1:
             self.retry.extend((seq, offset + i, [job]) for i, job in enumerate(chunk))
         else:
-            log.warning("%s: %s", chunk[0][0].path, reason)
-            self.parts[seq][offset] = Failed(chunk[0][0].path, reason)
+            entry = chunk[0][0]
+            log.warning("%s: %s", entry.path, reason)
+            self.parts[seq][offset] = Failed(entry.path, reason, entry.size, entry.mtime_ns)
         self.retry.extend(w.sent)

@@ -3,10 +3,13 @@
 Quick use::
 
     import searchlib
-    index = searchlib.open_index("~/.local/share/searchlib/index")
-    hits = index.search("a dog on a beach", k=5)   # [Hit(rank, id, path, score, metadata), ...]
+    searchlib.index_folder("my-index", "~/Pictures")
+    with searchlib.open_index("my-index") as index:
+        hits = index.search("a dog on a beach", k=5)   # [Hit(rank, id, path, score, metadata), ...]
 
 Names are imported lazily (PEP 562) so that ``import searchlib`` does not pay for torch or FAISS.
+``index_folder`` and its options come from the indexer (``searchlib.indexer``), which is built on
+this library; they are re-exported here so that the public API is one import.
 """
 
 from __future__ import annotations
@@ -19,11 +22,19 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "open_index": "index",
     "Index": "index",
+    "IndexWriter": "index",
+    "index_folder": "indexer.run",
+    "IndexOptions": "indexer.options",
+    "IndexReport": "indexer.run",
+    "Progress": "indexer.run",
     "Hit": "query",
+    "QueryTerm": "query",
+    "ImageMetadata": "records",
+    "StoredImage": "records",
     "Filters": "filters",
     "parse_date": "filters",
     "Embedder": "embedding",
-    "normalize": "embedding",
+    "normalize": "vectormath",
     "ModelSpec": "models",
     "ModelIdentity": "models",
     "parse_model_spec": "models",
@@ -39,33 +50,44 @@ _EXPORTS = {
     "IndexCorruptError": "errors",
     "IndexBusyError": "errors",
     "ImageDecodeError": "errors",
+    "IndexReadOnlyError": "errors",
+    "StorageFullError": "errors",
+    "QueryError": "errors",
 }
 
 __all__ = [
-    "ConfigError", "Embedder", "Filters", "Hit", "ImageDecodeError", "Index", "IndexBusyError", "IndexCorruptError",
-    "IndexNotFoundError", "ModelError", "ModelIdentity", "ModelMismatchError", "ModelSpec",
-    "ModelUnavailableError", "SearchlibError", "__version__", "embed_images", "embed_texts", "list_models",
-    "normalize", "open_index", "parse_date", "parse_model_spec",
+    "ConfigError", "Embedder", "Filters", "Hit", "ImageDecodeError", "ImageMetadata", "Index", "IndexBusyError",
+    "IndexCorruptError", "IndexNotFoundError", "IndexOptions", "IndexReadOnlyError", "IndexReport", "IndexWriter",
+    "ModelError", "ModelIdentity", "ModelMismatchError", "ModelSpec", "ModelUnavailableError", "Progress",
+    "QueryError", "QueryTerm", "SearchlibError", "StorageFullError", "StoredImage", "__version__", "embed_images",
+    "embed_texts", "index_folder", "list_models", "normalize", "open_index", "parse_date", "parse_model_spec",
 ]
 
 if TYPE_CHECKING:
     from .api import embed_images, embed_texts
-    from .embedding import Embedder, normalize
+    from .embedding import Embedder
     from .errors import (
         ConfigError,
         ImageDecodeError,
         IndexBusyError,
         IndexCorruptError,
         IndexNotFoundError,
+        IndexReadOnlyError,
         ModelError,
         ModelMismatchError,
         ModelUnavailableError,
+        QueryError,
         SearchlibError,
+        StorageFullError,
     )
     from .filters import Filters, parse_date
-    from .index import Index, open_index
+    from .index import Index, IndexWriter, open_index
+    from .indexer.options import IndexOptions
+    from .indexer.run import IndexReport, Progress, index_folder
     from .models import ModelIdentity, ModelSpec, list_models, parse_model_spec
-    from .query import Hit
+    from .query import Hit, QueryTerm
+    from .records import ImageMetadata, StoredImage
+    from .vectormath import normalize
 
 
 def __getattr__(name: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding import normalize
 from .errors import ConfigError, SearchlibError
+from .records import path_fields
+from .vectormath import normalize
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,8 @@ class Classification:
     similarities: dict[str, float]  # cosine per label
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "label": self.label, "scores": self.scores, "similarities": self.similarities}
+        return {**path_fields(self.path), "label": self.label, "scores": self.scores,
+                "similarities": self.similarities}
 
 
 def parse_labels(text: str | Sequence[str]) -> list[str]:
@@ -80,20 +83,18 @@ def tag_index(index, labels: Sequence[str], min_probability: float = 0.0) -> dic
 
     Replaces earlier tags from the same label set. Returns how many images got each label.
     """
-    from .catalog import TagRow
-
     classes = class_vectors(index.embed_texts, labels)
-    _, ids, vecs = index.catalog.snapshot_vectors()
     counts = {label.lower(): 0 for label in labels}
-    rows = []
-    if len(ids):
-        probs, _ = classify_vectors(vecs, classes)
-        best = probs.argmax(axis=1)
-        for image_id, b, pr in zip(ids.tolist(), best, probs):
-            if pr[b] >= min_probability:
-                label = labels[int(b)].lower()
-                rows.append(TagRow(image_id=image_id, label=label, score=float(pr[b])))
-                counts[label] += 1
+    rows: list[tuple[int, str, float]] = []
+    with index.catalog.vector_snapshot() as snap:
+        for ids, vecs in snap.chunks():
+            probs, _ = classify_vectors(vecs, classes)
+            best = probs.argmax(axis=1)
+            for image_id, b, pr in zip(ids.tolist(), best, probs):
+                if pr[b] >= min_probability:
+                    label = labels[int(b)].lower()
+                    rows.append((image_id, label, float(pr[b])))
+                    counts[label] += 1
     index.catalog.replace_tags(list(counts), rows)
     return counts
 
@@ -132,45 +133,63 @@ def near_duplicates(index, threshold: float = 0.95, batch: int = 2048) -> list[l
     for i in parent:
         groups.setdefault(find(i), []).append(i)
     position = {int(i): n for n, i in enumerate(ids)}
-    rows = index.catalog.rows([i for g in groups.values() if len(g) > 1 for i in g])
+    rows = index.catalog.images([i for g in groups.values() if len(g) > 1 for i in g])
     out = []
     for members in groups.values():
         if len(members) < 2:
             continue
         members.sort(key=lambda i: rows[i].path)
         first = vecs[position[members[0]]]
-        out.append([{"id": i, "path": rows[i].path, "score": round(float(vecs[position[i]] @ first), 6)}
+        out.append([{"id": i, **path_fields(rows[i].path), "score": round(float(vecs[position[i]] @ first), 6)}
                     for i in members])
     out.sort(key=lambda g: (-len(g), g[0]["path"]))
     return out
 
 
+EXPORT_SUFFIXES = (".npy", ".parquet")
+
+
 def export_embeddings(index, target: str | os.PathLike) -> dict:
     """Write every vector with its id and path: ``.npy`` (+ ``.ids.json`` sidecar) or ``.parquet``.
 
+    Paths are valid UTF-8 in both: a file name that is not gets U+FFFD in ``path`` and its
+    original bytes in ``path_bytes`` (base64 in JSON, binary in Parquet; absent or null otherwise).
     Returns ``{"path", "count", "dim", "sidecar"?}``.
+
+    Raises:
+        ConfigError: an unknown suffix (checked before anything is created).
+        SearchlibError: the target cannot be written.
     """
     target = Path(target).expanduser().resolve()
-    _, ids, vecs = index.catalog.snapshot_vectors()
-    rows = index.catalog.rows(ids.tolist())
-    paths = [rows[int(i)].path for i in ids]
-    dim = int(vecs.shape[1]) if vecs.size else (index.identity.dim if index.identity else 0)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.suffix == ".npy":
-        np.save(target, vecs.reshape(len(ids), dim).astype(np.float32))
-        sidecar = target.with_suffix(".ids.json")
-        sidecar.write_text(json.dumps({"ids": ids.tolist(), "paths": paths,
-                                       "model": index.identity.to_dict() if index.identity else None}))
-        return {"path": str(target), "sidecar": str(sidecar), "count": len(ids), "dim": dim}
+    if target.suffix not in EXPORT_SUFFIXES:
+        raise ConfigError(f"cannot export to {target.name}: use a .npy or .parquet file name")
     if target.suffix == ".parquet":
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError as e:
             raise SearchlibError("writing .parquet needs pyarrow: pip install 'searchlib[parquet]'") from e
+    _, ids, vecs = index.catalog.snapshot_vectors()
+    rows = index.catalog.images(ids.tolist())
+    fields_ = [path_fields(rows[int(i)].path) for i in ids]
+    dim = int(vecs.shape[1]) if vecs.size else (index.identity.dim if index.identity else 0)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.suffix == ".npy":
+            np.save(target, vecs.reshape(len(ids), dim).astype(np.float32))
+            sidecar = target.with_suffix(".ids.json")
+            side = {"ids": ids.tolist(), "paths": [f["path"] for f in fields_],
+                    "model": index.identity.to_dict() if index.identity else None}
+            if any("path_bytes" in f for f in fields_):
+                side["path_bytes"] = [f.get("path_bytes") for f in fields_]
+            sidecar.write_text(json.dumps(side, ensure_ascii=False), encoding="utf-8")
+            return {"path": str(target), "sidecar": str(sidecar), "count": len(ids), "dim": dim}
         flat = pa.array(vecs.reshape(-1).astype(np.float32))
-        table = pa.table({"id": pa.array(ids), "path": pa.array(paths),
+        raw = [base64.b64decode(f["path_bytes"]) if "path_bytes" in f else None for f in fields_]
+        table = pa.table({"id": pa.array(ids), "path": pa.array([f["path"] for f in fields_], pa.string()),
+                          "path_bytes": pa.array(raw, pa.binary()),
                           "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
         pq.write_table(table, target)
         return {"path": str(target), "count": len(ids), "dim": dim}
-    raise ConfigError(f"cannot export to {target.name}: use a .npy or .parquet file name")
+    except OSError as e:
+        raise SearchlibError(f"cannot write {target}: {e.strerror or e}") from e

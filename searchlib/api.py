@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,14 @@ def embed_texts(texts: Sequence[str], model: str | None = None, checkpoint: str 
     return _embedder(model, checkpoint, device).embed_texts(list(texts))
 
 
-def embed_images(paths: Sequence[str | os.PathLike | bytes], model: str | None = None,
+def embed_images(images: Sequence[str | os.PathLike | bytes | Any], model: str | None = None,
                  checkpoint: str | None = None, device: str = "auto") -> np.ndarray:
-    """Embed image files (or encoded bytes) with a model spec; rows are unit-norm float32."""
-    return _embedder(model, checkpoint, device).embed_images(list(paths))
+    """Embed images (file paths, encoded bytes or ``PIL.Image`` objects) with a model spec.
+
+    Returns:
+        ``(len(images), dim)`` float32 rows of unit norm.
+
+    Raises:
+        ImageDecodeError: an image cannot be read, or is larger than the decode guard allows.
+    """
+    return _embedder(model, checkpoint, device).embed_images(list(images))

@@ -11,12 +11,15 @@ DEFAULT_MODEL = "ViT-B-32/laion2b_s34b_b79k"
 
 #: Environment variable naming the index directory (the CLI's ``--index``).
 INDEX_ENV = "SEARCHLIB_INDEX"
+#: Environment variable naming a catalog database URL (the CLI's ``--catalog``).
+CATALOG_ENV = "SEARCHLIB_CATALOG"
 
 #: Index directory file names.
 CATALOG_FILE = "catalog.sqlite"
 VECTORS_FILE = "vectors.faiss"
 VECTORS_STAMP_FILE = "vectors.stamp.json"
 LOCK_FILE = "index.lock"
+THUMBNAILS_DIR = "thumbnails"
 
 
 def default_index_dir() -> Path:

@@ -1,8 +1,5 @@
-"""Loading CLIP models and turning text and pixels into normalized vectors.
-
-:func:`normalize` is the only place vectors are L2-normalized; everything downstream (the FAISS
-inner-product index, scores) relies on it, so inner product equals cosine similarity.
-"""
+"""Loading CLIP models and turning text and pixels into normalized vectors
+(:func:`searchlib.vectormath.normalize`, the one place vectors are normalized)."""
 
 from __future__ import annotations
 
@@ -10,7 +7,7 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
@@ -24,21 +21,13 @@ from .models import (
     file_sha256,
     register_project_configs,
 )
+from .vectormath import normalize  # noqa: F401  (re-exported: searchlib.embedding.normalize)
 
 if TYPE_CHECKING:
     import torch
+    from PIL.Image import Image as PILImage
 
 log = logging.getLogger(__name__)
-
-
-def normalize(vectors: np.ndarray) -> np.ndarray:
-    """Return ``vectors`` as C-contiguous float32 rows of unit L2 norm (zero rows stay zero)."""
-    arr = np.asarray(vectors, dtype=np.float32)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return np.ascontiguousarray(arr / norms, dtype=np.float32)
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -79,7 +68,29 @@ def load_state_dict(path: Path) -> dict:
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
 
 
+class _RouteOpenClipWarnings(logging.Filter):
+    """open_clip warns through the root logger (``No pretrained weights loaded ...``), which Python
+    prints to stderr when the application configured no logging: the library must not print. Its
+    records go to searchlib's logger at INFO instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "open_clip" in (record.pathname or ""):
+            log.info("open_clip: %s", record.getMessage())
+            return False
+        return True
+
+
 def _create_model(spec: ModelSpec) -> torch.nn.Module:
+    root = logging.getLogger()
+    route = _RouteOpenClipWarnings()
+    root.addFilter(route)
+    try:
+        return _create_model_quietly(spec)
+    finally:
+        root.removeFilter(route)
+
+
+def _create_model_quietly(spec: ModelSpec) -> torch.nn.Module:
     import open_clip
     import torch
 
@@ -176,9 +187,20 @@ class Embedder:
         if self.expected is not None:
             self.check_matches(self.expected)
         self._model = model.to(self.device)
-        self._tokenizer = open_clip.get_tokenizer(self.spec.arch)
+        root = logging.getLogger()
+        route = _RouteOpenClipWarnings()
+        root.addFilter(route)
+        try:
+            self._tokenizer = open_clip.get_tokenizer(self.spec.arch)
+        finally:
+            root.removeFilter(route)
         log.info("loaded model %s on %s", self._identity.describe(), self.device)
         return self._model
+
+    def tokenizer(self):
+        """open_clip's tokenizer for this model (loads the model if needed)."""
+        self._load()
+        return self._tokenizer
 
     def reference_model(self):
         """The eager PyTorch model (for fidelity checks against the chosen backend)."""
@@ -268,23 +290,64 @@ class Embedder:
         moved = torch.from_numpy(host_arr).pin_memory().to(on_device.device, non_blocking=True)
         return self.embed_pixels(torch.cat([on_device, moved]))
 
-    def embed_images(self, images: Iterable[str | os.PathLike | bytes]) -> np.ndarray:
-        """Embed image files (paths) or encoded image bytes.
+    def embed_images(self, images: Iterable[ImageInput]) -> np.ndarray:
+        """Embed images: file paths, encoded bytes, or ``PIL.Image`` objects.
+
+        Files and bytes pass the same size guard as indexing
+        (:func:`searchlib.imaging.check_decoded_size`).
 
         Raises:
-            ImageDecodeError: one of them is not a readable image.
+            ImageDecodeError: one of them is not a readable image, or is too large.
         """
         prep = self.preprocess
-        arrays = []
-        for item in images:
-            if isinstance(item, bytes):
-                data = item
-            else:
-                try:
-                    data = Path(item).read_bytes()
-                except OSError as e:
-                    raise ImageDecodeError(f"cannot read {item}: {e.strerror or e}") from e
-            arrays.append(decode_for_model(data, prep)[0])
+        arrays = [image_pixels(item, prep) for item in images]
         if not arrays:
             return np.zeros((0, self.identity.dim), dtype=np.float32)
         return self.embed_pixels(np.stack(arrays))
+
+
+#: What :meth:`Embedder.embed_images` and queries accept as an image.
+ImageInput = Union[str, os.PathLike, bytes, "PILImage"]
+
+
+def image_pixels(item: ImageInput, prep: Preprocess) -> np.ndarray:
+    """The model's uint8 input for a path, encoded bytes or a ``PIL.Image``."""
+    from PIL import Image
+
+    if isinstance(item, Image.Image):
+        from .imaging import to_model_pixels
+
+        try:
+            return to_model_pixels(item, prep, reduce=False)  # never draft() the caller's image
+        except Exception as e:
+            raise ImageDecodeError(f"cannot use this image ({type(e).__name__}: {e})") from e
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        data = bytes(item)
+    else:
+        data = read_image_file(item)
+    return decode_for_model(data, prep)[0]
+
+
+def read_image_file(path: str | os.PathLike) -> bytes:
+    """Read a regular file whole (a FIFO or device is refused, never read).
+
+    Raises:
+        ImageDecodeError: missing, unreadable, or not a regular file.
+    """
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise ImageDecodeError(f"cannot read {path}: {e.strerror or e}") from e
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ImageDecodeError(f"{path} is not a regular file")
+        chunks = []
+        while chunk := os.read(fd, 1 << 22):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as e:
+        raise ImageDecodeError(f"cannot read {path}: {e.strerror or e}") from e
+    finally:
+        os.close(fd)

@@ -41,3 +41,15 @@ class IndexBusyError(SearchlibError):
 
 class ImageDecodeError(SearchlibError):
     """A file could not be read as an image."""
+
+
+class IndexReadOnlyError(SearchlibError):
+    """The index can be searched but not written (a read-only mount or missing permissions)."""
+
+
+class StorageFullError(SearchlibError):
+    """The disk (or the database server) ran out of space while writing; committed work is kept."""
+
+
+class QueryError(ConfigError):
+    """A query or one of its parameters cannot be used (empty text, bad term, unknown id...)."""

@@ -1,17 +1,15 @@
-"""Search filters, applied inside the vector search so ``k`` hits come back whenever they exist."""
+"""Search filters on catalog metadata, applied inside the vector search so ``k`` hits come back
+whenever they exist. This module only describes them; the catalog turns them into SQL."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-from sqlalchemy import Select, String, and_, func, or_, select, type_coerce
 
 from .errors import ConfigError
 
 
-@dataclass
+@dataclass(frozen=True)
 class Filters:
     """Conditions on catalog metadata.
 
@@ -31,7 +29,15 @@ class Filters:
     min_width: int | None = None
     min_height: int | None = None
     formats: tuple[str, ...] = ()
-    tags: tuple[str, ...] = field(default_factory=tuple)
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Lists are accepted for convenience; stored as tuples so Filters stays hashable.
+        object.__setattr__(self, "formats", tuple(self.formats or ()))
+        object.__setattr__(self, "tags", tuple(self.tags or ()))
+        if self.after and self.before and self.after > self.before:
+            raise ConfigError(f"the date range is empty: after {self.after:%Y-%m-%d} is later than before "
+                              f"{self.before:%Y-%m-%d}")
 
     def is_empty(self) -> bool:
         return not any([self.folder, self.after, self.before, self.camera, self.min_width,
@@ -39,8 +45,12 @@ class Filters:
 
 
 def parse_date(text: str, end: bool = False) -> datetime:
-    """``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD[THH:MM[:SS]]``; ``end`` gives the last moment of a period."""
-    text = text.strip()
+    """``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD[THH:MM[:SS]]``; ``end`` gives the last moment of a period.
+
+    Raises:
+        ConfigError: not a date in one of those forms.
+    """
+    text = (text or "").strip()
     for fmt, unit in (("%Y", "year"), ("%Y-%m", "month"), ("%Y-%m-%d", "day")):
         try:
             start = datetime.strptime(text, fmt)
@@ -48,52 +58,19 @@ def parse_date(text: str, end: bool = False) -> datetime:
             continue
         if not end:
             return start
-        if unit == "year":
-            nxt = start.replace(year=start.year + 1)
-        elif unit == "month":
-            nxt = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
-        else:
-            nxt = start + timedelta(days=1)
+        try:
+            if unit == "year":
+                nxt = start.replace(year=start.year + 1)
+            elif unit == "month":
+                nxt = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
+            else:
+                nxt = start + timedelta(days=1)
+        except (ValueError, OverflowError):  # the end of year 9999
+            return datetime.max
         return nxt - timedelta(microseconds=1)
     try:
-        return datetime.fromisoformat(text)
+        when = datetime.fromisoformat(text)
+        # Stored dates are naive local time (as EXIF's are): compare like with like.
+        return when.astimezone().replace(tzinfo=None) if when.tzinfo else when
     except ValueError as e:
         raise ConfigError(f"cannot read date {text!r}; use YYYY, YYYY-MM or YYYY-MM-DD") from e
-
-
-def capture_time(image_row):
-    """SQL expression: EXIF capture time, else the file's modification time (both local-naive text)."""
-    return type_coerce(func.coalesce(image_row.taken_at,
-                                     func.datetime(image_row.mtime_ns / 1_000_000_000, "unixepoch", "localtime")),
-                       String)
-
-
-def apply(stmt: Select, filters: Filters) -> Select:
-    """Add the filters' conditions to a select over ``ImageRow``."""
-    from .catalog import ImageRow, TagRow
-
-    conds = []
-    if filters.folder:
-        root = os.path.abspath(os.path.expanduser(filters.folder)).rstrip(os.sep) + os.sep
-        conds.append(func.substr(ImageRow.path, 1, len(root)) == root)
-    when = capture_time(ImageRow)
-    if filters.after:
-        conds.append(when >= filters.after.strftime("%Y-%m-%d %H:%M:%S"))
-    if filters.before:
-        conds.append(when <= filters.before.strftime("%Y-%m-%d %H:%M:%S.999999"))
-    if filters.camera:
-        needle = f"%{filters.camera.lower()}%"
-        conds.append(or_(func.lower(ImageRow.camera_make).like(needle),
-                         func.lower(ImageRow.camera_model).like(needle),
-                         func.lower(func.coalesce(ImageRow.camera_make, "") + " "
-                                    + func.coalesce(ImageRow.camera_model, "")).like(needle)))
-    if filters.min_width:
-        conds.append(ImageRow.width >= filters.min_width)
-    if filters.min_height:
-        conds.append(ImageRow.height >= filters.min_height)
-    if filters.formats:
-        wanted = [f.upper().replace("JPG", "JPEG") for f in filters.formats]
-        conds.append(func.upper(ImageRow.format).in_(wanted))
-    for tag in filters.tags:
-        conds.append(ImageRow.id.in_(select(TagRow.image_id).where(TagRow.label == tag.lower())))
-    return stmt.where(and_(*conds)) if conds else stmt

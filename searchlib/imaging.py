@@ -22,6 +22,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageDecodeError
+from .records import ImageMetadata
+
+#: The default size guard: images above this many pixels are refused (``--max-megapixels``). An
+#: image's decoded bytes are held to what an RGB image of this many pixels takes (see
+#: :func:`check_decoded_size`), so a 16-bit or float image cannot cost more memory than that.
+DEFAULT_MAX_PIXELS = 178_000_000
 
 #: File name endings considered images when scanning folders. The content still decides the
 #: format when decoding.
@@ -56,21 +62,6 @@ class Preprocess:
     image_size: int
     interpolation: str = "bicubic"
     resize_mode: str = "shortest"
-
-
-@dataclass
-class ImageMetadata:
-    """What searchlib stores about an image besides its vector."""
-
-    width: int
-    height: int
-    format: str | None
-    taken_at: datetime | None = None
-    camera_make: str | None = None
-    camera_model: str | None = None
-    orientation: int | None = None
-    gps_lat: float | None = None
-    gps_lon: float | None = None
 
 
 def _clean_text(value: object) -> str | None:
@@ -113,32 +104,30 @@ def read_metadata(img: Image.Image) -> ImageMetadata:
     Width and height are as displayed, i.e. after the EXIF orientation is applied.
     """
     width, height = img.size
-    meta = ImageMetadata(width=width, height=height, format=img.format)
+    facts: dict = {}
     try:
         exif = img.getexif()
     except Exception:  # malformed EXIF must not cost the image
-        return meta
-    if not exif:
-        return meta
-    meta.camera_make = _clean_text(exif.get(_MAKE))
-    meta.camera_model = _clean_text(exif.get(_MODEL))
-    orientation = exif.get(_ORIENTATION)
-    if isinstance(orientation, int) and 1 <= orientation <= 8:
-        meta.orientation = orientation
-        if orientation in (5, 6, 7, 8):
-            meta.width, meta.height = height, width
-    try:
-        sub = exif.get_ifd(_EXIF_IFD)
-        meta.taken_at = _parse_exif_datetime(sub.get(_DATETIME_ORIGINAL)) or _parse_exif_datetime(
-            exif.get(_DATETIME)
-        )
-        gps = exif.get_ifd(_GPS_IFD)
-        if gps:
-            meta.gps_lat = _gps_degrees(gps.get(2), gps.get(1))
-            meta.gps_lon = _gps_degrees(gps.get(4), gps.get(3))
-    except Exception:
-        pass
-    return meta
+        exif = None
+    if exif:
+        facts["camera_make"] = _clean_text(exif.get(_MAKE))
+        facts["camera_model"] = _clean_text(exif.get(_MODEL))
+        orientation = exif.get(_ORIENTATION)
+        if isinstance(orientation, int) and 1 <= orientation <= 8:
+            facts["orientation"] = orientation
+            if orientation in (5, 6, 7, 8):
+                width, height = height, width
+        try:
+            sub = exif.get_ifd(_EXIF_IFD)
+            facts["taken_at"] = _parse_exif_datetime(sub.get(_DATETIME_ORIGINAL)) or _parse_exif_datetime(
+                exif.get(_DATETIME))
+            gps = exif.get_ifd(_GPS_IFD)
+            if gps:
+                facts["gps_lat"] = _gps_degrees(gps.get(2), gps.get(1))
+                facts["gps_lon"] = _gps_degrees(gps.get(4), gps.get(3))
+        except Exception:
+            pass
+    return ImageMetadata(width=width, height=height, format=img.format, **facts)
 
 
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif")
@@ -159,11 +148,36 @@ def _heif_available() -> bool:
     return _heif_state
 
 
-def open_image(data: bytes, max_pixels: int | None = None) -> Image.Image:
+#: Bytes one decoded pixel takes in each Pillow mode (modes not listed: 4).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2,
+               "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBA": 4, "RGBa": 4, "CMYK": 4, "I": 4, "F": 4}
+
+
+def check_decoded_size(width: int, height: int, mode: str, max_pixels: int | None) -> None:
+    """The one guard against decompression bombs, applied to every decode before any pixel is read.
+
+    Refuses more than ``max_pixels`` pixels, and more decoded bytes than an RGB image of
+    ``max_pixels`` would take: a 16-bit or float image is held to the same memory, not the same
+    pixel count. ``None`` turns the guard off (only for callers that decode trusted, small files).
+
+    Raises:
+        ImageDecodeError: the image is too large.
+    """
+    if max_pixels is None:
+        return
+    pixels = width * height
+    decoded = pixels * _MODE_BYTES.get(mode, 4)
+    if pixels > max_pixels or decoded > 3 * max_pixels:
+        raise ImageDecodeError(
+            f"too large: {width}x{height} {mode} ({decoded / 1e6:.0f} MB decoded) exceeds the limit of "
+            f"{max_pixels / 1e6:g} megapixels (--max-megapixels)")
+
+
+def open_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open image bytes; the content decides the format, not the file name.
 
     Raises:
-        ImageDecodeError: not an image Pillow can read, or larger than ``max_pixels``.
+        ImageDecodeError: not an image Pillow can read, or too large (:func:`check_decoded_size`).
     """
     if not data:
         raise ImageDecodeError("empty file")
@@ -183,10 +197,7 @@ def open_image(data: bytes, max_pixels: int | None = None) -> Image.Image:
         raise ImageDecodeError(f"not a readable image ({type(e).__name__}: {e})") from e
     finally:
         Image.MAX_IMAGE_PIXELS = saved
-    if max_pixels is not None and img.size[0] * img.size[1] > max_pixels:
-        raise ImageDecodeError(
-            f"too large: {img.size[0]}x{img.size[1]} exceeds {max_pixels / 1e6:g} megapixels"
-        )
+    check_decoded_size(img.size[0], img.size[1], img.mode, max_pixels)
     return img
 
 
@@ -248,32 +259,38 @@ def to_model_pixels(img: Image.Image, prep: Preprocess, reduce: bool = True) -> 
     except Exception:
         pass  # a broken orientation tag: keep the pixels as stored
     resample = _FILTERS.get(prep.interpolation, Image.Resampling.BICUBIC)
-    if img.mode not in ("RGB", "L", "RGBA", "I;16", "I", "F"):
+    if img.mode not in ("RGB", "L", "RGBA") and not _is_deep(img.mode):
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("I;16", "I", "F"):
-        img = _to_8bit(img)
     if prep.resize_mode == "squash":
         img = img.resize((size, size), resample)
     elif prep.resize_mode == "longest":
         img = _resize_longest_pad(img, size, resample)
     else:
         img = _center_crop(_resize_shortest(img, size, resample), size)
+    if _is_deep(img.mode):  # scaled to 8 bits after resizing: the full-size image never grows
+        img = _to_8bit(img)
     # Converted to RGB after resizing, as open_clip does.
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
+def _is_deep(mode: str) -> bool:
+    """16-bit and 32-bit single-channel modes, which Pillow resizes but cannot convert to RGB well."""
+    return mode.startswith("I;16") or mode in ("I", "F")
+
+
 def _to_8bit(img: Image.Image) -> Image.Image:
+    # 16-bit images span 0..65535; 32-bit ones are scaled by their own maximum.
     arr = np.asarray(img, dtype=np.float64)
-    hi = 65535.0 if img.mode == "I;16" else max(float(arr.max()), 1.0)
+    hi = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max(initial=0)), 1.0)
     return Image.fromarray(np.clip(arr * (255.0 / hi), 0, 255).astype(np.uint8), mode="L")
 
 
-def header_metadata(data: bytes, max_pixels: int | None = None) -> ImageMetadata:
+def header_metadata(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageMetadata:
     """Metadata from the header alone (no pixel decoding): for files whose vector is known."""
     return read_metadata(open_image(data, max_pixels))
 
 
-def decode_for_model(data: bytes, prep: Preprocess, max_pixels: int | None = None,
+def decode_for_model(data: bytes, prep: Preprocess, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                      reduce: bool = True) -> tuple[np.ndarray, ImageMetadata]:
     """Bytes -> (uint8 model input, metadata). Raises :class:`ImageDecodeError` on bad input."""
     img = open_image(data, max_pixels)

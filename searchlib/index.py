@@ -1,70 +1,94 @@
-"""An index directory: the catalog, the FAISS cache, the model identity and the writer lock."""
+"""An index: the public face over the catalog, the FAISS cache, the model and the writer lock.
+
+:class:`Index` composes small collaborators and keeps the write invariant in one place:
+:class:`IndexWriter` applies every batch to the catalog and then to the FAISS cache, so rows,
+vectors and the generation always move together. The indexer, ``verify --repair`` and
+:meth:`Index.remove` all write through it.
+
+An ``Index`` is safe to share between threads for searching (a web server does); writes are one
+writer at a time (:meth:`Index.writer`).
+"""
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .catalog import Catalog
-from .config import CATALOG_FILE, LOCK_FILE, VECTORS_FILE, VECTORS_STAMP_FILE
-from .errors import ImageDecodeError, IndexBusyError, IndexNotFoundError, SearchlibError
+from .catalog import Applied, Catalog, ChangeSet
+from .config import CATALOG_FILE, VECTORS_FILE
+from .encoders import IndexModel
+from .errors import IndexNotFoundError, QueryError, SearchlibError
 from .filters import Filters
+from .locks import cache_lock, remove_stale_temp_files
 from .models import ModelIdentity
-from .query import Hit, QueryTerm, combine, parse_query, parse_term, relevance_cut, search_vector, sort_by_date
-from .vectors import VectorIndex, choose_index_type
+from .query import Hit, QueryTerm, check_cut, combine, parse_query, parse_term, relevance_cut, renumber, sort_by_date
+from .records import StoredImage
+from .vectorcache import VectorCache
+from .vectors import VectorIndex
 
 log = logging.getLogger(__name__)
 
+#: The most hits one search returns (``k + offset``).
+MAX_K = 10_000
+
 
 class Index:
-    """One searchlib index directory.
+    """One searchlib index: a catalog (SQLite in ``directory``, or a database URL) and this
+    machine's caches in ``directory``.
 
-    Use :func:`open_index` to open an existing index for searching; the indexer creates them.
-    Methods that embed text load the index's own model on first use and keep it warm.
+    Use :func:`open_index` to open an existing index; :func:`searchlib.index_folder` creates them.
+    Methods that embed load the index's own model on first use and keep it warm.
     """
 
     def __init__(self, directory: Path, catalog: Catalog, device: str = "auto"):
         self.directory = directory
         self.catalog = catalog
         self.device = device
-        self._vectors: VectorIndex | None = None
-        self._vectors_generation: int | None = None
-        self._embedder = None
-        self._text_encoder = None
-        self._writing = False
+        self.read_only = catalog.read_only or not os.access(directory, os.W_OK)
+        self._identity = catalog.model_identity()
+        self._cache: VectorCache | None = None
+        self._model = IndexModel(directory, self._identity, device, writable=not self.read_only)
+        self._state = threading.Lock()
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
-    def open(cls, directory: str | os.PathLike, device: str = "auto") -> Index:
+    def open(cls, directory: str | os.PathLike, device: str = "auto", catalog: str | None = None) -> Index:
         """Open an existing index.
 
+        Args:
+            directory: the index directory (with ``catalog``: this machine's cache directory).
+            device: where the model runs when one is needed.
+            catalog: a database URL (``postgresql+psycopg://...``); default: the SQLite file in
+                ``directory``.
+
         Raises:
-            IndexNotFoundError: the directory holds no index.
+            IndexNotFoundError: no index there.
             IndexCorruptError: the catalog cannot be read.
         """
         directory = Path(directory).expanduser().resolve()
-        if not (directory / CATALOG_FILE).is_file():
-            raise IndexNotFoundError(
-                f"no index at {directory}; create one with 'searchlib index PATH' (or pass --index DIR)"
-            )
-        return cls(directory, Catalog(directory / CATALOG_FILE), device)
+        if catalog is None:
+            path = directory / CATALOG_FILE
+            if not path.is_file():
+                raise IndexNotFoundError(
+                    f"no index at {directory}; create one with 'searchlib index PATH' (or pass --index DIR)")
+            writable = os.access(directory, os.W_OK) and os.access(path, os.W_OK)
+            return cls(directory, Catalog(path, read_only=not writable), device)
+        _make_dir(directory)
+        return cls(directory, Catalog(catalog), device)
 
     @classmethod
-    def open_or_create(cls, directory: str | os.PathLike, device: str = "auto") -> Index:
+    def open_or_create(cls, directory: str | os.PathLike, device: str = "auto", catalog: str | None = None) -> Index:
         """Open the index at ``directory``, creating the directory and an empty catalog if needed."""
         directory = Path(directory).expanduser().resolve()
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise SearchlibError(f"cannot create index directory {directory}: {e.strerror or e}") from e
-        return cls(directory, Catalog(directory / CATALOG_FILE, create=True), device)
+        _make_dir(directory)
+        return cls(directory, Catalog(catalog or directory / CATALOG_FILE, create=True), device)
 
     def close(self) -> None:
         self.catalog.close()
@@ -78,265 +102,341 @@ class Index:
     @property
     def identity(self) -> ModelIdentity | None:
         """The model this index's vectors come from (None for an empty, new index)."""
-        return self.catalog.model_identity()
+        if self._identity is None:
+            self._identity = self.catalog.model_identity()
+            self._model.identity = self._identity
+        return self._identity
 
-    # -- the writer lock ---------------------------------------------------------------------
-    @contextmanager
-    def writer(self) -> Iterator[None]:
-        """Hold the index's exclusive writer lock (one indexer at a time; readers are never blocked).
+    # -- the FAISS cache ---------------------------------------------------------------------
+    def _vector_cache(self) -> VectorCache:
+        ident = self.identity
+        if ident is None:
+            raise IndexNotFoundError(f"the index at {self.directory} is empty; index some images first")
+        with self._state:
+            if self._cache is None:
+                self._cache = VectorCache(self.directory, self.catalog, ident.dim, writable=not self.read_only)
+            return self._cache
 
-        Raises:
-            IndexBusyError: another process is writing to this index.
-        """
-        fd = self._lock(blocking_error=True)
-        assert fd is not None
-        self._writing = True
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
-            yield
-        finally:
-            self._writing = False
-            os.close(fd)  # closing releases the flock
+    @property
+    def vectors(self) -> VectorIndex:
+        """The FAISS index as of the catalog's current generation (read-only use)."""
+        return self._vector_cache().get()
 
-    def _lock(self, blocking_error: bool) -> int | None:
-        """Take the writer lock without waiting: its fd, or None (or IndexBusyError) when held."""
-        import fcntl
-
-        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except OSError as e:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise
-            if not blocking_error:
-                return None
-            raise IndexBusyError(
-                f"another searchlib process (pid {holder}) is indexing into {self.directory}; "
-                "wait for it to finish and run again"
-            ) from e
-
-    # -- vectors -----------------------------------------------------------------------------
     @property
     def index_type(self) -> str:
         """The requested FAISS index type: ``auto`` (by collection size) or a factory string."""
         return self.catalog.get_setting("index_type", "auto") or "auto"
 
-    def set_index_type(self, index_type: str) -> None:
-        """Request an index type (``auto`` or a FAISS factory string); applied at the next rebuild."""
-        if index_type != self.index_type:
-            self.catalog.set_setting("index_type", index_type)
-            self.invalidate_vectors()
+    # -- writing -----------------------------------------------------------------------------
+    @contextmanager
+    def writer(self, roots: Sequence[str] | None = None) -> Iterator[IndexWriter]:
+        """Hold the right to write (one writer per index; on PostgreSQL, per folder) and get the
+        :class:`IndexWriter` that applies changes.
 
-    @property
-    def vectors(self) -> VectorIndex:
-        """The FAISS index, loaded from its file when its stamp matches the catalog, else rebuilt."""
-        generation = self.catalog.generation()
-        if self._vectors is not None and self._vectors_generation == generation:
-            return self._vectors
-        ident = self.identity
-        dim = ident.dim if ident else 0
-        count = self.catalog.count()
-        loaded = VectorIndex.load(self.directory / VECTORS_FILE, self.directory / VECTORS_STAMP_FILE,
-                                  generation, count, dim, writable=self._writing) if ident else None
-        if loaded is None or (self._writing and loaded.needs_rebuild(count, self.index_type)):
-            loaded, generation = self._rebuild_vectors(dim)
-        self._vectors, self._vectors_generation = loaded, generation
-        return loaded
+        Raises:
+            IndexBusyError: another process is writing.
+            IndexReadOnlyError: the index cannot be written.
+        """
+        if self.read_only:
+            from .errors import IndexReadOnlyError
 
-    def _rebuild_vectors(self, dim: int) -> tuple[VectorIndex, int]:
-        generation, ids, vecs = self.catalog.snapshot_vectors()
-        dim = dim or (vecs.shape[1] if vecs.size else 1)
-        index_type = choose_index_type(len(ids), dim, self.index_type)
-        log.info("building %s vector index from %d stored vectors", index_type, len(ids))
-        vi = VectorIndex.build(dim, ids, vecs, index_type, fallback=True)
-        # Only the lock holder writes the cache: two writers could pair one's file with the
-        # other's stamp. A reader that finds an indexer running just searches its in-memory copy.
-        fd = None
-        try:
-            fd = None if self._writing else self._lock(blocking_error=False)
-            if self._writing or fd is not None:
-                vi.save(self.directory / VECTORS_FILE, self.directory / VECTORS_STAMP_FILE, generation)
-        except OSError as e:  # a read-only index still searches; the cache just is not saved
-            log.warning("cannot save vector index: %s", e)
-        finally:
-            if fd is not None:
-                os.close(fd)
-        return vi, generation
+            raise IndexReadOnlyError(f"the index at {self.directory} is read-only: searching works, writing does "
+                                     "not; index into a writable copy")
+        with self.catalog.writer_lock(self.directory, roots):
+            with cache_lock(self.directory, wait=5) as locked:
+                if locked:
+                    remove_stale_temp_files(self.directory)
+            yield IndexWriter(self)
 
-    def finish_writing(self, force_rebuild: bool = False) -> None:
-        """After an indexing run: retrain/rebuild if the collection outgrew its index, then save."""
-        vectors = self.vectors
-        if force_rebuild or vectors.needs_rebuild(vectors.ntotal, self.index_type):
-            self.invalidate_vectors()
-            self._vectors, self._vectors_generation = self._rebuild_vectors(vectors.dim)
-        else:
-            self.save_vectors()
+    def remove(self, paths: Sequence[str | os.PathLike]) -> int:
+        """Remove these files' rows and vectors from the index (the files stay on disk).
 
-    def invalidate_vectors(self) -> None:
-        """Forget the in-memory FAISS index; the next use loads or rebuilds it."""
-        self._vectors = self._vectors_generation = None
+        Returns how many were indexed. Paths are matched as absolute paths.
+        """
+        wanted = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
+        states = self.catalog.file_states(wanted)
+        ids = [states[p].id for p in wanted if p in states]
+        if ids:
+            with self.writer() as writer:
+                writer.apply(ChangeSet(removed=sorted(set(ids))))
+                writer.finish()
+        return len(set(ids))
 
-    def adopt_vectors(self, vectors: VectorIndex, generation: int) -> None:
-        """Take an index the caller kept in step with the catalog (the indexer's running copy)."""
-        self._vectors, self._vectors_generation = vectors, generation
-
-    def save_vectors(self) -> None:
-        """Persist the current FAISS index with its stamp."""
-        if self._vectors is not None and self._vectors_generation is not None:
-            self._vectors.save(self.directory / VECTORS_FILE, self.directory / VECTORS_STAMP_FILE,
-                               self._vectors_generation)
-
-    # -- embedding and search ----------------------------------------------------------------
+    # -- embedding ---------------------------------------------------------------------------
     def embedder(self):
-        """The index's own model (loaded once, kept warm)."""
-        if self._embedder is None:
-            from .embedding import Embedder
-
-            ident = self.identity
-            if ident is None:
-                raise IndexNotFoundError(f"the index at {self.directory} is empty; index some images first")
-            self._embedder = Embedder(ident.to_spec(), device=self.device, expected=ident)
-        return self._embedder
+        """The index's own full model (loaded once, kept warm)."""
+        return self._model.embedder()
 
     def text_encoder(self):
-        """The exported ONNX text tower (no torch needed), or None to use the full model.
-
-        Used unless the index was opened with ``device="cuda"``, where the model runs on the GPU.
-        """
-        if self._text_encoder is None:
-            from .textenc import OnnxTextEncoder
-
-            ident = self.identity
-            found = OnnxTextEncoder.for_index(self.directory, ident) if ident and self.device != "cuda" else None
-            self._text_encoder = found or False
-        return self._text_encoder or None
-
-    def ensure_text_encoder(self, embedder) -> None:
-        """Export the text tower for fast cold queries if the index has none for its model."""
-        from .textenc import OnnxTextEncoder, export_text_encoder
-
-        ident = self.identity
-        if ident is None or OnnxTextEncoder.for_index(self.directory, ident) is not None:
-            return
-        try:
-            export_text_encoder(embedder, self.directory)
-        except Exception as e:  # queries still work through the full model
-            log.warning("could not export the text encoder (%s: %s); queries will load the full model",
-                        type(e).__name__, e)
-        self._text_encoder = None
+        """The exported ONNX text tower (no torch needed), or None when texts use the full model."""
+        return self._model.text_encoder()
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Normalized text vectors in this index's space."""
-        encoder = self.text_encoder()
-        if encoder is not None:
-            return encoder.embed_texts(list(texts))
-        return self.embedder().embed_texts(list(texts))
+        """Normalized text vectors in this index's space, ``(len(texts), dim)`` float32."""
+        return self._model.embed_texts(texts)
 
-    def embed_images(self, paths: Sequence[str | os.PathLike]) -> np.ndarray:
-        """Normalized image vectors in this index's space."""
-        return self.embedder().embed_images(list(paths))
+    def embed_images(self, images: Sequence[str | os.PathLike | bytes | Any]) -> np.ndarray:
+        """Normalized image vectors (file paths, encoded bytes or ``PIL.Image``) in this index's space."""
+        return self._model.embed_images(images)
 
-    def search(self, text: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
-        """The ``k`` images closest to ``text``, best first (``text`` may combine terms, see :meth:`query`)."""
-        return self.query(text, k=k, filters=filters)
+    def vector_of(self, image_id: int) -> np.ndarray:
+        """The stored vector of an indexed image.
 
-    def image_vector(self, path: str | os.PathLike) -> np.ndarray:
-        """The vector of an image file: the stored one if its bytes are indexed, else embedded now."""
+        Raises:
+            QueryError: no image has this id.
+        """
+        ids, vectors = self.catalog.vectors_of([int(image_id)])
+        if not len(ids):
+            raise QueryError(f"no indexed image has id {image_id}")
+        return vectors[0]
+
+    def image_vector(self, image: str | os.PathLike | bytes | Any) -> np.ndarray:
+        """The vector of an image: the stored one if its bytes are indexed, else embedded now."""
         import hashlib
 
-        try:
-            data = Path(path).read_bytes()
-        except OSError as e:
-            raise ImageDecodeError(f"cannot read {path}: {e.strerror or e}") from e
-        stored = self.catalog.vectors_by_hash([hashlib.sha256(data).hexdigest()])
-        if stored:
-            return next(iter(stored.values()))
-        return self.embedder().embed_images([data])[0]
+        from PIL import Image
 
-    def query_vector(self, query: str | Sequence[QueryTerm] = "", add: Sequence[str] = (),
-                     subtract: Sequence[str] = ()) -> np.ndarray:
+        if not isinstance(image, Image.Image):
+            from .embedding import read_image_file
+
+            data = bytes(image) if isinstance(image, (bytes, bytearray, memoryview)) else read_image_file(image)
+            stored = self.catalog.vectors_by_hash([hashlib.sha256(data).hexdigest()])
+            if stored:
+                return next(iter(stored.values()))
+            image = data
+        return self.embed_images([image])[0]
+
+    def _terms(self, query: Any, add: Sequence, subtract: Sequence) -> list[QueryTerm]:
+        if isinstance(query, str):
+            terms = parse_query(query) if query.strip() else []
+        elif isinstance(query, np.ndarray):
+            terms = [QueryTerm(query, 1.0, "vector")]
+        elif isinstance(query, (bytes, bytearray, memoryview, os.PathLike)) or _is_pil(query):
+            terms = [QueryTerm(query, 1.0, "image")]
+        elif query is None:
+            terms = []
+        else:
+            terms = list(query)
+        terms += [_as_term(t, 1.0) for t in add] + [_as_term(t, -1.0) for t in subtract]
+        if not terms:
+            raise QueryError("the query is empty; say what to look for, e.g. 'a dog on a beach'")
+        return terms
+
+    def query_vector(self, query: Any = "", add: Sequence = (), subtract: Sequence = ()) -> np.ndarray:
         """One normalized vector for a combined query.
 
         Args:
             query: text such as ``"beach + sunset - people"`` (only `` + ``/`` - `` with spaces split;
-                ``2:sunset`` weighs a term; an existing file path is an image), or parsed terms.
-            add, subtract: more terms (texts or image paths, optionally ``weight:``-prefixed).
+                ``2:sunset`` weighs a term; a term that is clearly a path to a file, ``./x.jpg`` or
+                ``~/x.jpg``, is an image), an image (``PIL.Image``, bytes, ``pathlib.Path``), a
+                vector, or a list of :class:`~searchlib.query.QueryTerm`.
+            add, subtract: more terms (texts, image paths, bytes or ``PIL.Image``; texts may be
+                ``weight:``-prefixed).
         """
-        terms = list(parse_query(query) if isinstance(query, str) and query.strip() else (query or []))
-        terms += [parse_term(t) for t in add] + [parse_term(t, -1.0) for t in subtract]
-        if not terms:
-            raise SearchlibError("the query is empty; say what to look for, e.g. 'a dog on a beach'")
-        texts = [t.value for t in terms if not t.is_image]
+        terms = self._terms(query, add, subtract)
+        texts = [t.value for t in terms if t.kind == "text"]
         text_vecs = iter(self.embed_texts(texts)) if texts else iter(())
-        vecs = [self.image_vector(t.value) if t.is_image else next(text_vecs) for t in terms]
+        vecs = []
+        for t in terms:
+            if t.kind == "text":
+                vecs.append(next(text_vecs))
+            elif t.kind == "vector":
+                vecs.append(_checked_vector(t.value, self.identity))
+            else:
+                vecs.append(self.image_vector(t.value))
         if len(terms) == 1 and terms[0].weight > 0:
-            return vecs[0]
+            from .vectormath import normalize
+
+            return normalize(vecs[0])[0]
         return combine(np.stack(vecs), [t.weight for t in terms])
 
-    def query(self, query: str | Sequence[QueryTerm] = "", k: int = 10, *, add: Sequence[str] = (),
-              subtract: Sequence[str] = (), filters: Filters | None = None, min_score: float | None = None,
-              relative: float | None = None, sort: str = "score") -> list[Hit]:
-        """Search with combined terms, filters inside the vector search, a relevance cut and sorting.
+    # -- searching ---------------------------------------------------------------------------
+    def search(self, query: Any = "", k: int = 10, *, offset: int = 0, add: Sequence = (),
+               subtract: Sequence = (), filters: Filters | None = None, min_score: float | None = None,
+               relative: float | None = None, sort: str = "score") -> list[Hit]:
+        """The images that best match ``query``, best first.
 
         Args:
-            query, add, subtract: see :meth:`query_vector`.
+            query: text (``"beach + 2:sunset - people"``), an image (``PIL.Image``, bytes,
+                ``pathlib.Path``), a vector (e.g. :meth:`vector_of` for "more like this"), or
+                terms; see :meth:`query_vector`.
             k: at most this many hits; with filters, ``k`` matching hits whenever ``k`` exist.
-            filters: metadata conditions (:class:`~searchlib.filters.Filters`).
+            offset: skip this many of the best (paging: ranks continue from ``offset + 1``).
+            add, subtract: more terms to steer towards or away from.
+            filters: metadata conditions (:class:`~searchlib.filters.Filters`), applied inside
+                the vector search.
             min_score: drop hits below this cosine similarity.
-            relative: drop hits scoring below ``best - relative * |best|``.
+            relative: drop hits scoring below ``best - relative * |best|`` (best of the whole
+                result, not of the page).
             sort: ``score`` (best first) or ``date`` (the kept hits, oldest first).
+
+        Raises:
+            QueryError: an empty query, a bad term or parameter.
+            IndexNotFoundError: the index is empty.
         """
         if sort not in ("score", "date"):
-            raise SearchlibError(f"unknown sort {sort!r}; use score or date")
+            raise QueryError(f"unknown sort {sort!r}; use score or date")
+        if not 1 <= k <= MAX_K or not 0 <= offset <= MAX_K - k:
+            raise QueryError(f"k must be 1..{MAX_K} and offset 0..{MAX_K} - k (got k={k}, offset={offset})")
+        check_cut(min_score, relative)
+        cache = self._vector_cache()
         # Load (or map) the FAISS index while the query is embedded: a cold query pays for one.
-        loader = threading.Thread(target=lambda: self.vectors, name="searchlib-load-vectors")
+        errors: list[BaseException] = []
+        loader = threading.Thread(target=_call, args=(cache.get, errors), name="searchlib-load-vectors")
         loader.start()
         try:
             vector = self.query_vector(query, add, subtract)
         finally:
             loader.join()
-        hits = relevance_cut(self.search_vector(vector, k, filters), min_score, relative)
-        return sort_by_date(hits) if sort == "date" else hits
+        if errors:  # reported here, in the caller's thread, never through threading.excepthook
+            raise errors[0]
+        hits = self._search_vector(cache, vector, offset + k, filters)
+        hits = relevance_cut(hits, min_score, relative)
+        if sort == "date":
+            hits = sort_by_date(hits)
+        return renumber(hits[offset:], offset + 1)
 
-    def search_vector(self, vector: np.ndarray, k: int = 10, filters: Filters | None = None) -> list[Hit]:
-        """The ``k`` images closest to a query vector (normalized here)."""
-        from .embedding import normalize
+    def _search_vector(self, cache: VectorCache, vector: np.ndarray, k: int, filters: Filters | None) -> list[Hit]:
+        allowed = None
+        if filters is not None and not filters.is_empty():
+            allowed = self.catalog.filtered_ids(filters)
+            if len(allowed) == 0:
+                return []
+        scores, ids = cache.search(vector.reshape(1, -1), k, allowed)
+        return self._hits([(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0])
 
-        return search_vector(self.catalog, self.vectors, normalize(vector)[0], k, filters)
+    def _hits(self, pairs: list[tuple[int, float]]) -> list[Hit]:
+        """The one place hits are made: catalog rows for ``(id, score)`` pairs, in order."""
+        rows = self.catalog.images([i for i, _ in pairs])
+        hits: list[Hit] = []
+        for image_id, score in pairs:
+            row = rows.get(image_id)
+            if row is None:  # deleted after the FAISS snapshot was taken; skip rather than fail
+                continue
+            hits.append(Hit(len(hits) + 1, image_id, row.path, score, row.to_dict()))
+        return hits
 
     # -- listing -----------------------------------------------------------------------------
+    def image(self, image_id: int) -> StoredImage:
+        """One indexed image by id.
+
+        Raises:
+            QueryError: no image has this id.
+        """
+        found = self.catalog.images([int(image_id)])
+        if int(image_id) not in found:
+            raise QueryError(f"no indexed image has id {image_id}")
+        return found[int(image_id)]
+
     def images(self) -> Iterator[dict]:
         """Every indexed image as ``{"id", "path", **metadata}``, ordered by path."""
-        for row in self.catalog.iter_rows():
-            yield {"id": row.id, "path": row.path, **row.metadata_dict()}
+        for row in self.catalog.iter_images():
+            yield {"id": row.id, "path": row.path, **row.to_dict()}
 
     def info(self) -> dict:
-        """Counts, model, index type and sizes on disk."""
+        """Counts, model, index type and its recall, sizes on disk."""
         ident = self.identity
+        names = [CATALOG_FILE, CATALOG_FILE + "-wal", VECTORS_FILE, "text_encoder.onnx"]
+        sizes = {name: (self.directory / name).stat().st_size for name in names if (self.directory / name).exists()}
+        out: dict = {"index": str(self.directory), "catalog": self.catalog.describe(), "images": self.catalog.count(),
+                     "model": ident.to_dict() if ident else None, "index_type_requested": self.index_type,
+                     "vector_dtype": self.catalog.vector_dtype, "schema": self.catalog.schema_revision(),
+                     "read_only": self.read_only, "bytes_on_disk": sizes}
+        if ident is None:
+            return {**out, "vectors": 0, "index_type": None, "exact": True, "recall_at_10": None, "nprobe": None,
+                    "dim": None}
         vectors = self.vectors
-        files = [CATALOG_FILE, CATALOG_FILE + "-wal", VECTORS_FILE, "text_encoder.onnx"]
-        sizes = {name: (self.directory / name).stat().st_size for name in files
-                 if (self.directory / name).exists()}
-        return {
-            "index": str(self.directory),
-            "images": self.catalog.count(),
-            "vectors": vectors.ntotal,
-            "model": ident.to_dict() if ident else None,
-            "index_type": vectors.index_type,
-            "index_type_requested": self.index_type,
-            "exact": vectors.exact,
-            "recall_at_10": vectors.recall_at_10,
-            "nprobe": vectors.nprobe or None,
-            "dim": vectors.dim,
-            "schema": self.catalog.schema_revision(),
-            "bytes_on_disk": sizes,
-        }
+        return {**out, "vectors": vectors.ntotal, "index_type": vectors.index_type, "exact": vectors.exact,
+                "recall_at_10": vectors.recall_at_10, "nprobe": vectors.nprobe or None, "dim": vectors.dim}
 
 
-def open_index(path: str | os.PathLike, device: str = "auto") -> Index:
+class IndexWriter:
+    """Applies changes to an index: the catalog first, then the FAISS cache, so they never disagree.
+
+    Get one from :meth:`Index.writer`; it is valid while that context is open.
+    """
+
+    def __init__(self, index: Index):
+        self._index = index
+        self.rebuild_needed = False
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._index.catalog
+
+    def apply(self, batch: ChangeSet) -> Applied:
+        """Apply one batch: one catalog transaction, then the same change to the FAISS cache."""
+        applied = self.catalog.apply(batch)
+        if batch.identity is not None:
+            self._index._identity = None  # read again: the first batch of a new index sets it
+        if self._index.identity is not None:
+            self._index._vector_cache().apply(applied)
+        return applied
+
+    def set_index_type(self, index_type: str) -> None:
+        """Request an index type (``auto`` or a FAISS factory string); applied when the run finishes."""
+        if index_type != "auto":
+            ident = self._index.identity
+            VectorIndex.validate_type(index_type, ident.dim if ident else 512)
+        if index_type != self._index.index_type:
+            self.catalog.set_setting("index_type", index_type)
+            self.rebuild_needed = True
+
+    def invalidate_vectors(self, delete_files: bool = False) -> None:
+        """Drop the FAISS cache (and its file): :meth:`finish` rebuilds it from the catalog."""
+        if self._index.identity is not None:
+            self._index._vector_cache().invalidate(delete_files)
+
+    def finish(self, embedder=None) -> None:
+        """After a run: retrain or rebuild the FAISS index if the collection outgrew it, save it, and
+        export the text tower if the index has no usable one."""
+        if self._index.identity is None:
+            return
+        self._index._vector_cache().finish(force_rebuild=self.rebuild_needed)
+        self._index._model.ensure_text_encoder(embedder)
+
+
+def open_index(path: str | os.PathLike, device: str = "auto", catalog: str | None = None) -> Index:
     """Open an existing index directory for searching (see :class:`Index`)."""
-    return Index.open(path, device=device)
+    return Index.open(path, device=device, catalog=catalog)
+
+
+def _make_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SearchlibError(f"cannot create index directory {directory}: {e.strerror or e}") from e
+
+
+def _call(fn, errors: list) -> None:
+    try:
+        fn()
+    except BaseException as e:  # handed to the caller's thread
+        errors.append(e)
+
+
+def _is_pil(value: Any) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(value, Image.Image)
+
+
+def _as_term(value: Any, sign: float) -> QueryTerm:
+    if isinstance(value, QueryTerm):
+        return QueryTerm(value.value, sign * value.weight, value.kind)
+    if isinstance(value, str):
+        return parse_term(value, sign)
+    if isinstance(value, np.ndarray):
+        return QueryTerm(value, sign, "vector")
+    return QueryTerm(value, sign, "image")
+
+
+def _checked_vector(vector: np.ndarray, identity: ModelIdentity | None) -> np.ndarray:
+    vec = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if identity is not None and vec.shape[0] != identity.dim:
+        raise QueryError(f"a query vector needs {identity.dim} dimensions (the index's model), not {vec.shape[0]}")
+    if not np.isfinite(vec).all() or not np.any(vec):
+        raise QueryError("a query vector must be finite and not all zeros")
+    return vec

@@ -16,9 +16,11 @@ This module holds names and files only; it never imports torch, so listing model
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import socket
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import ModelError, ModelUnavailableError
@@ -96,7 +98,7 @@ def parse_model_spec(spec: str | None, checkpoint: str | os.PathLike | None = No
     return ModelSpec(arch=arch, pretrained=tag, name=spec)
 
 
-def register_project_configs() -> None:
+def register_project_configs() -> None:  # imports open_clip: only where the model is needed
     """Make open_clip aware of the project's own architecture configs (idempotent)."""
     import open_clip
 
@@ -114,21 +116,97 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+# -- open_clip's registry, read without importing open_clip ----------------------------------
+# ``import open_clip`` costs seconds (it imports torch, timm and more): listing models or telling
+# an offline user that weights are missing must not pay that. The registry is data: the JSON
+# configs in open_clip's model_configs folder and the table in open_clip/pretrained.py, which
+# imports nothing heavy once ``safetensors.torch`` is hidden from it.
+
+
+def _open_clip_dir() -> Path:
+    spec = importlib.util.find_spec("open_clip")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("open_clip is not installed: pip install open_clip_torch")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@lru_cache(maxsize=1)
+def _pretrained_registry():
+    """open_clip's ``pretrained`` module, loaded on its own (no torch)."""
+    import sys
+    import types
+
+    if "open_clip" in sys.modules:  # already imported by someone: use it
+        return importlib.import_module("open_clip.pretrained")
+    folder = _open_clip_dir()
+    package = types.ModuleType("_searchlib_open_clip")
+    package.__path__ = [str(folder)]
+    saved = {name: sys.modules.get(name) for name in ("_searchlib_open_clip", "safetensors.torch")}
+    sys.modules["_searchlib_open_clip"] = package
+    sys.modules["safetensors.torch"] = None  # type: ignore[assignment]  # makes its optional import fail
+    try:
+        spec = importlib.util.spec_from_file_location("_searchlib_open_clip.pretrained", folder / "pretrained.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = value
+
+
+def known_architectures() -> set[str]:
+    """open_clip's architecture names and the project's own (from their JSON configs)."""
+    names = {p.stem for p in (_open_clip_dir() / "model_configs").glob("*.json")}
+    return names | {p.stem for p in MODEL_CONFIG_DIR.glob("*.json")}
+
+
+def architecture_config(arch: str) -> dict:
+    """The JSON config of an architecture ({} if unknown), read without open_clip."""
+    import json
+
+    for folder in (MODEL_CONFIG_DIR, _open_clip_dir() / "model_configs"):
+        path = folder / f"{arch}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+    return {}
+
+
+def pretrained_cfg(arch: str, tag: str) -> dict:
+    return _pretrained_registry().get_pretrained_cfg(arch, tag) or {}
+
+
+def list_pretrained() -> list[tuple[str, str]]:
+    return list(_pretrained_registry().list_pretrained())
+
+
+def _hub_cached(repo: str, filename: str) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = repo.strip("/")
+    if repo.count("/") > 1:  # some entries name a file inside the repo
+        repo, _, filename = repo.rpartition("/")
+    try:
+        found = try_to_load_from_cache(repo, filename)
+    except Exception:  # an id the hub client rejects: treat as not cached
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
 def pretrained_cache_file(arch: str, tag: str) -> Path | None:
     """The locally cached weights file of an open_clip ``arch/tag``, or None if not cached."""
-    import open_clip
-
-    cfg = open_clip.get_pretrained_cfg(arch, tag)
+    cfg = pretrained_cfg(arch, tag)
     if not cfg:
         return None
     hub = (cfg.get("hf_hub") or "").rstrip("/")
     if hub:
-        from huggingface_hub import try_to_load_from_cache
-
         for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
-            found = try_to_load_from_cache(hub, filename)
-            if isinstance(found, str):
-                return Path(found)
+            found = _hub_cached(hub, filename)
+            if found is not None:
+                return found
         return None
     url = cfg.get("url") or ""
     if url:
@@ -136,6 +214,17 @@ def pretrained_cache_file(arch: str, tag: str) -> Path | None:
         candidate = cache / os.path.basename(url)
         return candidate if candidate.is_file() else None
     return None
+
+
+def _text_tower_files_cached(arch: str) -> bool:
+    """Whether a Hugging Face text tower's config and tokenizer (if the arch has one) are cached."""
+    text = architecture_config(arch).get("text_cfg", {})
+    for repo in {text.get("hf_model_name"), text.get("hf_tokenizer_name")} - {None, ""}:
+        if Path(repo).is_dir():  # a local folder
+            continue
+        if _hub_cached(repo, "config.json") is None and _hub_cached(repo, "tokenizer_config.json") is None:
+            return False
+    return True
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -159,21 +248,58 @@ def check_pretrained(arch: str, tag: str) -> None:
         ModelError: open_clip knows no such architecture or tag.
         ModelUnavailableError: the weights are not cached and the hub cannot be reached.
     """
-    import open_clip
-
-    register_project_configs()
-    if arch not in open_clip.list_models():
+    if arch not in known_architectures():
         raise ModelError(f"unknown model architecture {arch!r}; run 'searchlib models --all' to list them")
     if tag == RANDOM_TAG:
         return
-    if not open_clip.get_pretrained_cfg(arch, tag):
-        tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
+    if not pretrained_cfg(arch, tag):
+        tags = ", ".join(_pretrained_registry().list_pretrained_tags_by_model(arch)) or "none"
         raise ModelError(f"unknown pretrained tag {tag!r} for {arch} (known: {tags})")
-    if pretrained_cache_file(arch, tag) is None and not hub_reachable():
+    cached = pretrained_cache_file(arch, tag) is not None and _text_tower_files_cached(arch)
+    if not cached and not hub_reachable():
         raise ModelUnavailableError(
-            f"weights for {arch}/{tag} are not cached and cannot be downloaded (offline): "
-            "connect once to download them, pass --checkpoint FILE, or use --model bundled"
-        )
+            f"the weights of {arch}/{tag} are not cached ({hub_cache_dir()}) and cannot be downloaded "
+            f"(offline): copy that cache from a machine that has them, or use local weights with "
+            f"--model {arch} --checkpoint FILE, or the offline model with --model bundled")
+
+
+def hub_cache_dir() -> str:
+    """Where Hugging Face downloads go (``$HF_HUB_CACHE``, ``$HF_HOME/hub`` or ~/.cache/huggingface/hub)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return os.path.expanduser(os.path.join(home, "hub"))
+
+
+def ensure_available(spec: ModelSpec) -> None:
+    """Check, without loading anything, that ``spec`` can be loaded on this machine now.
+
+    Raises:
+        ModelError: unknown architecture or tag, or missing local weights.
+        ModelUnavailableError: the weights must be downloaded and the network is unreachable.
+    """
+    if spec.checkpoint is not None:
+        if not spec.checkpoint.is_file():
+            raise ModelUnavailableError(f"weights file not found: {spec.checkpoint}")
+        if spec.arch not in known_architectures():
+            raise ModelError(f"unknown model architecture {spec.arch!r}; run 'searchlib models --all'")
+        return
+    check_pretrained(spec.arch, spec.pretrained or "")
+
+
+def spec_matches(spec: ModelSpec, stored: ModelIdentity) -> None:
+    """Raise :class:`ModelMismatchError` when ``spec`` names other weights than the index's model
+    (decided from names and file hashes, without loading the model)."""
+    from .errors import ModelMismatchError
+
+    if spec.checkpoint is not None:
+        same = spec.arch == stored.arch and stored.weights_sha256 == file_sha256(spec.checkpoint)
+    else:
+        same = (spec.arch, spec.pretrained) == (stored.arch, stored.pretrained) and not stored.weights_sha256
+    if not same:
+        raise ModelMismatchError(
+            f"this index was built with model {stored.describe()}, not {spec.name}; "
+            "use the index's model (omit --model) or a new --index directory")
 
 
 @dataclass(frozen=True)
@@ -186,9 +312,7 @@ class ModelInfo:
 
 
 def list_models(include_all: bool = False) -> list[ModelInfo]:
-    """Known models and whether each can be loaded without a network."""
-    import open_clip
-
+    """Known models and whether each can be loaded without a network (no torch is imported)."""
     rows = [
         ModelInfo(
             BUNDLED_NAME,
@@ -198,10 +322,10 @@ def list_models(include_all: bool = False) -> list[ModelInfo]:
     ]
     names = list(RECOMMENDED)
     if include_all:
-        names += [f"{a}/{t}" for a, t in open_clip.list_pretrained() if f"{a}/{t}" not in names]
+        names += [f"{a}/{t}" for a, t in list_pretrained() if f"{a}/{t}" not in names]
     for name in names:
         arch, _, tag = name.partition("/")
-        cached = pretrained_cache_file(arch, tag) is not None
+        cached = pretrained_cache_file(arch, tag) is not None and _text_tower_files_cached(arch)
         rows.append(ModelInfo(name, cached, "cached" if cached else "downloads on first use"))
     return rows
 

@@ -1,17 +1,24 @@
-"""Queries: text, images and their combinations in, ranked hits with catalog metadata out."""
+"""Queries as data: parsing combined queries, combining their vectors, relevance cuts, sorting.
+
+Pure functions over strings, numpy arrays and :class:`Hit` lists. Embedding the terms and
+searching the index are :class:`searchlib.index.Index`'s job; nothing here touches the catalog,
+the FAISS cache or the model.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
 
 import numpy as np
 
-from .catalog import Catalog
-from .errors import ConfigError
-from .filters import Filters
-from .vectors import VectorIndex
+from .errors import QueryError
+from .records import path_fields
+from .vectormath import normalize
 
 
 @dataclass(frozen=True)
@@ -19,11 +26,12 @@ class Hit:
     """One search result.
 
     Attributes:
-        rank: 1-based position.
+        rank: 1-based position (continuing after ``offset`` when paging).
         id: catalog row id (also the FAISS id).
         path: absolute file path.
         score: cosine similarity between the query and the image (inner product of unit vectors).
-        metadata: size, mtime, dimensions, format, EXIF capture time, camera, GPS, ...
+        metadata: file facts, image metadata, capture ``date`` and ``date_source``, tags.
+        relevance: the calibrated relevance of the hit (see :mod:`searchlib.relevance`), when computed.
     """
 
     rank: int
@@ -31,36 +39,68 @@ class Hit:
     path: str
     score: float
     metadata: dict = field(default_factory=dict)
+    relevance: float | None = None
 
     def to_dict(self) -> dict:
-        """JSON-ready: ``rank, id, path, score`` plus every metadata field."""
-        return {"rank": self.rank, "id": self.id, "path": self.path, "score": self.score, **self.metadata}
+        """JSON-ready: ``rank, id, path, score`` (``relevance`` if computed) plus every metadata field.
+
+        A path that is not valid UTF-8 comes as text with U+FFFD plus ``path_bytes`` (base64).
+        """
+        out: dict = {"rank": self.rank, "id": self.id, **path_fields(self.path), "score": self.score}
+        if self.relevance is not None:
+            out["relevance"] = self.relevance
+        out.update(self.metadata)
+        return out
 
 
 @dataclass(frozen=True)
 class QueryTerm:
-    """One part of a combined query: a text or an image file, with a signed weight."""
+    """One part of a combined query with a signed weight.
 
-    value: str
+    ``value`` is a text (``kind="text"``), an image (``kind="image"``: a path, encoded bytes or a
+    ``PIL.Image``) or a vector (``kind="vector"``).
+    """
+
+    value: Any
     weight: float = 1.0
-    is_image: bool = False
+    kind: str = "text"
+
+    @property
+    def is_image(self) -> bool:
+        return self.kind == "image"
 
 
-_WEIGHT = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*:\s*(.+)$")
+_WEIGHT = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*:\s*(.+)$", re.S)
 _SPLIT = re.compile(r"\s+([+-])\s+")
 
 
+def looks_like_path(text: str) -> bool:
+    """Whether a query term is clearly a file path: it has a ``/`` or starts with ``~`` or ``.``."""
+    return "/" in text or text.startswith(("~", "."))
+
+
 def parse_term(text: str, sign: float = 1.0) -> QueryTerm:
-    """``"sunset"``, ``"2:sunset"`` or an image path (an existing file) -> a :class:`QueryTerm`."""
+    """``"sunset"``, ``"2:sunset"`` or an image path -> a :class:`QueryTerm`.
+
+    A term is an image only when it is clearly a path (:func:`looks_like_path`) and names an
+    existing file, so a search for ``sun`` stays a text search in a folder holding a file ``sun``.
+    """
     weight = 1.0
     match = _WEIGHT.match(text)
     if match:
         weight, text = float(match.group(1)), match.group(2)
     text = text.strip()
     if not text:
-        raise ConfigError("an empty query term; write e.g. 'beach + sunset - people'")
-    is_image = os.path.isfile(os.path.expanduser(text))
-    return QueryTerm(os.path.abspath(os.path.expanduser(text)) if is_image else text, sign * weight, is_image)
+        raise QueryError("an empty query term; write e.g. 'beach + sunset - people'")
+    if not math.isfinite(weight):
+        raise QueryError(f"the weight of {text!r} is not a number")
+    if looks_like_path(text):
+        path = os.path.abspath(os.path.expanduser(text))
+        if os.path.isfile(path):
+            return QueryTerm(path, sign * weight, "image")
+        if os.path.exists(path):
+            raise QueryError(f"{text} is not a regular file; an image term must name an image file")
+    return QueryTerm(text, sign * weight, "text")
 
 
 def parse_query(text: str) -> list[QueryTerm]:
@@ -75,69 +115,46 @@ def parse_query(text: str) -> list[QueryTerm]:
 
 def combine(vectors: np.ndarray, weights: list[float]) -> np.ndarray:
     """Weighted sum of unit vectors, renormalized (the query direction in embedding space)."""
-    from .embedding import normalize
-
     total = (np.asarray(weights, dtype=np.float32)[:, None] * vectors).sum(axis=0)
     if not np.any(total):
-        raise ConfigError("the query terms cancel out; change their weights")
+        raise QueryError("the query terms cancel out; change their weights")
     return normalize(total)[0]
 
 
-def _hits(catalog: Catalog, pairs: list[tuple[int, float]]) -> list[Hit]:
-    rows = catalog.rows([i for i, _ in pairs])
-    tags = catalog.tags_of([i for i, _ in pairs])
-    hits: list[Hit] = []
-    for image_id, score in pairs:
-        row = rows.get(image_id)
-        if row is None:  # deleted after the FAISS snapshot was taken; skip rather than fail
-            continue
-        meta = {**row.metadata_dict(), "tags": sorted(tags.get(image_id, []))}
-        hits.append(Hit(len(hits) + 1, image_id, row.path, score, meta))
-    return hits
-
-
-def search_vector(catalog: Catalog, vectors: VectorIndex, query: np.ndarray, k: int,
-                  filters: Filters | None = None) -> list[Hit]:
-    """Top-``k`` images for one normalized query vector, best first.
-
-    With filters, only matching images are searched (FAISS ID selector), and ``k`` hits come
-    back whenever ``k`` images match: an approximate index that finds fewer is searched again
-    exhaustively over the matching ids.
-    """
-    if k < 1:
-        return []
-    query = query.reshape(1, -1)
-    if filters is None or filters.is_empty():
-        scores, ids = vectors.search(query, k)
-    else:
-        allowed = catalog.filtered_ids(filters)
-        if len(allowed) == 0:
-            return []
-        scores, ids = vectors.search_subset(query, k, allowed)
-    pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-    return _hits(catalog, pairs)
+def check_cut(min_score: float | None, relative: float | None) -> None:
+    """Reject cut parameters that would silently return nothing (NaN) or make no sense."""
+    if min_score is not None and not math.isfinite(min_score):
+        raise QueryError(f"--min-score must be a number, not {min_score}")
+    if relative is not None and (not math.isfinite(relative) or relative < 0):
+        raise QueryError(f"--relative must be a number >= 0, not {relative}")
 
 
 def relevance_cut(hits: list[Hit], min_score: float | None = None, relative: float | None = None) -> list[Hit]:
     """Drop weak hits: below ``min_score``, or more than ``relative`` × |best| below the best score."""
+    check_cut(min_score, relative)
     if not hits:
         return hits
     best = hits[0].score
-    keep = [h for h in hits
+    return [h for h in hits
             if (min_score is None or h.score >= min_score)
             and (relative is None or h.score >= best - relative * abs(best))]
-    return keep
+
+
+def _when(hit: Hit) -> str:
+    if hit.metadata.get("date"):
+        return str(hit.metadata["date"])
+    if hit.metadata.get("taken_at"):
+        return str(hit.metadata["taken_at"])
+    return datetime.fromtimestamp(hit.metadata.get("mtime") or 0).isoformat()
 
 
 def sort_by_date(hits: list[Hit]) -> list[Hit]:
     """Re-rank hits by capture date (EXIF, else mtime), oldest first; ranks follow the new order."""
-    from datetime import datetime
+    ordered = sorted(hits, key=_when)
+    first = hits[0].rank if hits else 1
+    return [replace(h, rank=first + i) for i, h in enumerate(ordered)]
 
-    def when(h: Hit) -> str:
-        taken = h.metadata.get("taken_at")
-        if taken:
-            return str(taken)
-        return datetime.fromtimestamp(h.metadata.get("mtime") or 0).isoformat()
 
-    ordered = sorted(hits, key=when)
-    return [Hit(i + 1, h.id, h.path, h.score, h.metadata) for i, h in enumerate(ordered)]
+def renumber(hits: list[Hit], first: int = 1) -> list[Hit]:
+    """The same hits ranked ``first, first + 1, ...``."""
+    return [replace(h, rank=first + i) for i, h in enumerate(hits)]

@@ -2,8 +2,12 @@
 
 A search in a new process then pays for onnxruntime and this file instead of ``import torch`` and
 the whole model. The export lives in the index directory beside a JSON note naming the model it
-came from; a note that does not match the index's model means the file is ignored (and replaced
-at the next export). Outputs match open_clip's ``encode_text`` (cosine >= 0.999, tested).
+came from, its tokenizer and the file's checksum; a note that is unreadable, names another model,
+or whose checksum does not match means the export is not used (the full model answers, and the
+export is made again). Outputs match open_clip's ``encode_text`` (cosine >= 0.999, tested).
+
+Exports are also kept per model in the user cache (``SEARCHLIB_CACHE``), so a second index of the
+same model copies the file instead of exporting again.
 """
 
 from __future__ import annotations
@@ -11,14 +15,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .backends import mha_fastpath_off
+from .backends import cache_dir, mha_fastpath_off
+from .locks import cache_lock
 from .models import ModelIdentity
+from .tokenizing import TOKENIZER_FILES, load_tokenizer, save_tokenizer, tokenizer_kind
+from .vectors import checksum
 
 log = logging.getLogger(__name__)
 
@@ -31,30 +39,25 @@ def _key(identity: ModelIdentity) -> dict:
             "weights_sha256": identity.weights_sha256, "dim": identity.dim}
 
 
-def supports_fast_text(arch: str) -> tuple[bool, int]:
-    """Whether ``arch`` uses CLIP's BPE tokenizer (so no torch is needed), and its context length."""
-    import open_clip
+def _cache_folder(identity: ModelIdentity) -> Path:
+    import hashlib
 
-    from .models import register_project_configs
-
-    register_project_configs()
-    cfg = open_clip.get_model_config(arch) or {}
-    text = cfg.get("text_cfg", {})
-    plain = not text.get("hf_tokenizer_name") and not text.get("hf_model_name") \
-        and text.get("tokenizer_kwargs", {}).get("clean", "lower") == "lower" \
-        and not text.get("tokenizer_kwargs", {}).get("reduction_mask")
-    return bool(plain and "vocab_size" in text), int(text.get("context_length", 77))
+    key = hashlib.sha256(json.dumps(_key(identity), sort_keys=True).encode()).hexdigest()[:20]
+    return cache_dir() / "text" / f"{identity.arch}-{key}"
 
 
-def export_text_encoder(embedder, directory: Path) -> bool:
-    """Export ``embedder``'s text tower into ``directory`` (atomically); False if unsupported."""
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _export_onnx(embedder, folder: Path, context_length: int) -> None:
+    """Export the text tower of ``embedder`` into ``folder`` (ONNX file, tokenizer files, note)."""
     import torch
 
     identity = embedder.identity
-    ok, context_length = supports_fast_text(identity.arch)
-    if not ok:
-        return False
-    model = embedder._load()
+    model = embedder.reference_model()
 
     class TextTower(torch.nn.Module):
         def __init__(self, clip):
@@ -64,9 +67,10 @@ def export_text_encoder(embedder, directory: Path) -> bool:
         def forward(self, tokens):
             return self.clip.encode_text(tokens)
 
-    tokens = torch.zeros((1, context_length), dtype=torch.long)
-    tokens[0, :3] = torch.tensor([49406, 320, 49407])
-    tmp = directory / f".{ONNX_FILE}.{os.getpid()}.tmp"
+    tokenizer = embedder.tokenizer()
+    tokens = torch.as_tensor(np.asarray(tokenizer(["a photo"])), dtype=torch.long)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{ONNX_FILE}.{os.getpid()}.tmp"
     was_device = embedder.device
     try:
         tower = TextTower(model).to("cpu").float().eval()
@@ -76,13 +80,48 @@ def export_text_encoder(embedder, directory: Path) -> bool:
                               dynamic_axes={"tokens": {0: "batch"}, "embedding": {0: "batch"}},
                               opset_version=17, dynamo=False)
         _optimize(tmp)
-        os.replace(tmp, directory / ONNX_FILE)
+        os.replace(tmp, folder / ONNX_FILE)
     finally:
         tmp.unlink(missing_ok=True)
         model.to(was_device)
-    note = {**_key(identity), "context_length": context_length, "tokenizer": "clip-bpe", "optimized": True}
-    (directory / NOTE_FILE).write_text(json.dumps(note))
-    log.info("exported the text tower to %s", directory / ONNX_FILE)
+    kind = tokenizer_kind(identity.arch)
+    save_tokenizer(tokenizer, kind, folder)
+    note = {**_key(identity), "context_length": context_length, "tokenizer": kind, "optimized": True,
+            "checksum": checksum(np.fromfile(folder / ONNX_FILE, dtype=np.uint8))}
+    _atomic_write_text(folder / NOTE_FILE, json.dumps(note))
+
+
+def export_text_encoder(embedder, directory: Path) -> bool:
+    """Put ``embedder``'s text tower (ONNX) and tokenizer into ``directory``; False if unsupported.
+
+    Exported once per model into the user cache and copied from there.
+    """
+    from .tokenizing import context_length_of
+
+    identity = embedder.identity
+    kind = tokenizer_kind(identity.arch)
+    if kind is None:
+        return False
+    cached = _cache_folder(identity)
+    if _read_note(cached, identity) is None:
+        cached.mkdir(parents=True, exist_ok=True)
+        with cache_lock(cached, wait=600) as locked:
+            if locked and _read_note(cached, identity) is None:
+                log.info("exporting the text tower of %s (once per model)", identity.name)
+                _export_onnx(embedder, cached, context_length_of(identity.arch))
+    if _read_note(cached, identity) is None:  # an unwritable cache: export straight into the index
+        _export_onnx(embedder, directory, context_length_of(identity.arch))
+        return True
+    with cache_lock(directory) as locked:
+        if not locked:
+            return False
+        names = [ONNX_FILE, *TOKENIZER_FILES.get(kind, ())]
+        for name in names:
+            tmp = directory / f".{name}.{os.getpid()}.tmp"
+            shutil.copyfile(cached / name, tmp)
+            os.replace(tmp, directory / name)
+        _atomic_write_text(directory / NOTE_FILE, (cached / NOTE_FILE).read_text())
+    log.info("text tower of %s is in %s", identity.name, directory / ONNX_FILE)
     return True
 
 
@@ -99,16 +138,49 @@ def _optimize(path: Path) -> None:
     os.replace(str(path) + ".opt", path)
 
 
+def _read_note(directory: Path, identity: ModelIdentity) -> dict | None:
+    """The note of an export in ``directory`` if it is whole and made from ``identity``'s model."""
+    try:
+        note = json.loads((directory / NOTE_FILE).read_text())
+        if not isinstance(note, dict) or {k: note.get(k) for k in _key(identity)} != _key(identity):
+            return None
+        int(note["context_length"])
+        if not isinstance(note.get("checksum"), str) or not (directory / ONNX_FILE).is_file():
+            return None
+        if note.get("tokenizer") not in ("clip-bpe", "hf", "sentencepiece"):
+            return None
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return note
+
+
+def read_checksum(directory: Path) -> str | None:
+    """The checksum the note in ``directory`` records for the ONNX file."""
+    try:
+        return json.loads((directory / NOTE_FILE).read_text()).get("checksum")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def remove_export(directory: Path) -> None:
+    """Delete the export in ``directory`` (the note first: a half-removed export is never used)."""
+    for name in (NOTE_FILE, ONNX_FILE):
+        (directory / name).unlink(missing_ok=True)
+
+
+def export_is_current(directory: Path, identity: ModelIdentity) -> bool:
+    """Whether ``directory`` holds a usable export for this model (its checksum is checked on load)."""
+    return _read_note(directory, identity) is not None
+
+
 class OnnxTextEncoder:
     """Embeds texts with the exported text tower; returns unit-norm float32 rows."""
 
-    def __init__(self, path: Path, context_length: int, optimized: bool = False):
+    def __init__(self, directory: Path, note: dict):
         import onnxruntime as ort
 
-        from .tokenizer import ClipTokenizer
-
         options = ort.SessionOptions()
-        if optimized:  # optimized at export time: loading skips the graph passes
+        if note.get("optimized"):  # optimized at export time: loading skips the graph passes
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         options.intra_op_num_threads = max(1, os.cpu_count() or 1)
         options.log_severity_level = 3
@@ -117,14 +189,18 @@ class OnnxTextEncoder:
 
         def create() -> None:
             try:
-                created["session"] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                data = np.fromfile(directory / ONNX_FILE, dtype=np.uint8)
+                if checksum(data) != note["checksum"]:
+                    raise ValueError("the file does not match its checksum (damaged)")
+                created["session"] = ort.InferenceSession(data.tobytes(), options,
+                                                          providers=["CPUExecutionProvider"])
             except Exception as e:  # re-raised below, in the caller's thread
                 created["error"] = e
 
         loader = threading.Thread(target=create, name="searchlib-load-text-encoder")
         loader.start()
         try:
-            self.tokenizer = ClipTokenizer(context_length)
+            self.tokenizer = load_tokenizer(note["tokenizer"], directory, int(note["context_length"]))
         finally:
             loader.join()
         if "error" in created:
@@ -133,21 +209,18 @@ class OnnxTextEncoder:
 
     @classmethod
     def for_index(cls, directory: Path, identity: ModelIdentity) -> OnnxTextEncoder | None:
-        """The index's exported encoder if present and made from ``identity``'s model, else None."""
-        try:
-            note = json.loads((directory / NOTE_FILE).read_text())
-        except (OSError, ValueError):
-            return None
-        if {k: note.get(k) for k in _key(identity)} != _key(identity) or not (directory / ONNX_FILE).is_file():
+        """The index's exported encoder if present, whole and made from ``identity``'s model, else None."""
+        note = _read_note(directory, identity)
+        if note is None:
             return None
         try:
-            return cls(directory / ONNX_FILE, int(note["context_length"]), bool(note.get("optimized")))
+            return cls(directory, note)
         except Exception as e:  # a damaged file: fall back to the torch path
-            log.warning("cannot load %s (%s); using the full model", directory / ONNX_FILE, e)
+            log.warning("cannot use %s (%s); using the full model", directory / ONNX_FILE, e)
             return None
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
-        from .embedding import normalize
+        from .vectormath import normalize
 
         if not texts:
             raise ValueError("no texts")

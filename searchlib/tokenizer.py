@@ -8,7 +8,6 @@ returning numpy arrays; a test checks it against open_clip on many texts.
 from __future__ import annotations
 
 import gzip
-import html
 import importlib.util
 from functools import lru_cache
 from pathlib import Path
@@ -40,13 +39,24 @@ def _byte_alphabet() -> dict[int, str]:
     return table
 
 
-class ClipTokenizer:
-    """Tokenizes texts into ``(n, context_length)`` int64 arrays: start, BPE ids, end, zeros."""
+#: Letters of one word given to the BPE: its cost grows with the square of a word's length, and a
+#: word this long already yields more tokens than any context holds.
+MAX_WORD = 300
 
-    def __init__(self, context_length: int = 77, vocab_path: Path | None = None):
+
+class ClipTokenizer:
+    """Tokenizes texts into ``(n, context_length)`` int64 arrays: start, BPE ids, end, zeros.
+
+    Args:
+        context_length: tokens per text (open_clip truncates longer texts and ends them with EOT).
+        clean: open_clip's cleaning (``lower`` for CLIP models).
+    """
+
+    def __init__(self, context_length: int = 77, vocab_path: Path | None = None, clean: str = "lower"):
         import regex
 
         self.context_length = context_length
+        self.clean_kind = clean
         lines = gzip.open(vocab_path or _vocab_path()).read().decode("utf-8").split("\n")
         merges = [tuple(line.split()) for line in lines[1:N_MERGES + 1]]
         symbols = list(_byte_alphabet().values())
@@ -61,12 +71,10 @@ class ClipTokenizer:
             regex.IGNORECASE,
         )
 
-    @staticmethod
-    def clean(text: str) -> str:
-        import ftfy
+    def clean(self, text: str) -> str:
+        from .tokenizing import clean_text
 
-        text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
-        return " ".join(text.split()).lower()
+        return clean_text(text, self.clean_kind)
 
     def _bpe(self, word: str) -> list[int]:
         cached = self._cache.get(word)
@@ -98,10 +106,12 @@ class ClipTokenizer:
         alphabet = _byte_alphabet()
         ids: list[int] = []
         for piece in self._pattern.findall(self.clean(text)):
+            if len(ids) >= self.context_length:  # the rest would be truncated anyway
+                break
             if piece in ("<start_of_text>", "<end_of_text>"):
                 ids.append(self.encoder[piece])
                 continue
-            ids.extend(self._bpe("".join(alphabet[b] for b in piece.encode("utf-8"))))
+            ids.extend(self._bpe("".join(alphabet[b] for b in piece[:MAX_WORD].encode("utf-8"))))
         return ids
 
     def __call__(self, texts: list[str]) -> np.ndarray:

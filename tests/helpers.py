@@ -2,7 +2,7 @@
 
 import time
 
-from indexer.pipeline import _decode_job
+from searchlib.indexer.pipeline import _decode_job
 
 
 def hanging_decode(args):

@@ -1,5 +1,6 @@
 """Bad and unusual files: each reported with a reason or indexed, never fatal, never hanging."""
 
+import base64
 import json
 import os
 import struct
@@ -11,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer import index_folder
-from indexer.pipeline import Decoded, Failed, decode_stream
-from indexer.scan import FileEntry
 from searchlib import open_index
 from searchlib.imaging import Preprocess
+from searchlib.indexer import index_folder
+from searchlib.indexer.pipeline import Decoded, Failed, decode_stream
+from searchlib.indexer.scan import FileEntry
 from tests.conftest import TINY, make_exif, write_images
 
 
@@ -134,12 +135,23 @@ def test_non_utf8_file_name_is_indexed_and_searchable(tmp_path):
     assert again.unchanged == 3 and again.added == 0
     from click.testing import CliRunner
 
-    from cli.main import main
+    from searchlib.cli.main import main
 
-    for args in (["list"], ["list", "--json"], ["search", "x", "--json"], ["search", "x"]):
-        result = CliRunner().invoke(main, ["--index", str(tmp_path / "i"), *args])
+    index_arg = ["--index", str(tmp_path / "i")]
+    for args in (["list"], ["search", "x"]):  # tables show the bad bytes as escapes
+        result = CliRunner().invoke(main, index_arg + args)
         assert result.exit_code == 0, result.output
-        assert b"caf\xe9_\xff.jpg" in result.stdout_bytes
+        assert "caf\\xe9_\\xff.jpg" in result.stdout_bytes.decode("utf-8")
+    for args in (["list", "--json"], ["search", "x", "--json"]):  # JSON: valid UTF-8, bytes recoverable
+        result = CliRunner().invoke(main, index_arg + args)
+        items = json.loads(result.stdout_bytes.decode("utf-8", "strict"))
+        (bad,) = [it for it in items if "path_bytes" in it]
+        assert base64.b64decode(bad["path_bytes"]) == raw and bad["path"].endswith("caf\ufffd_\ufffd.jpg")
+        assert all("path_bytes" not in it for it in items if it is not bad)
+    result = CliRunner().invoke(main, index_arg + ["list", "--paths", "-0"])
+    assert raw in result.stdout_bytes.split(b"\0")
+    folder_hits = CliRunner().invoke(main, index_arg + ["search", "x", "--in", str(folder), "--paths"])
+    assert raw in folder_hits.stdout_bytes.split(b"\n")  # filters include such files
 
 
 def test_symlinks_followed_only_when_asked(tmp_path):
@@ -186,7 +198,7 @@ def test_heic_without_extra_is_a_clear_message(tmp_path):
 def test_cli_prints_failures_on_stderr_and_json(tmp_path):
     from click.testing import CliRunner
 
-    from cli.main import main
+    from searchlib.cli.main import main
 
     folder = tmp_path / "p"
     write_images(folder, 2)
@@ -227,4 +239,4 @@ def test_file_changing_between_scan_and_decode_is_stored_as_read(tmp_path):
     Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(paths[0], "JPEG")  # rewritten after the scan
     (result,) = decode_stream([entry], Preprocess(32), workers=0)
     assert isinstance(result, Decoded) and result.size == paths[0].stat().st_size != entry.size
-    assert result.metadata["width"] == 10
+    assert result.metadata.width == 10

@@ -5,8 +5,8 @@ import random
 import numpy as np
 import pytest
 
-from indexer import index_folder
 from searchlib import open_index
+from searchlib.indexer import index_folder
 from searchlib.models import BUNDLED_WEIGHTS, list_models, parse_model_spec
 from searchlib.synthetic import make_sample
 

@@ -1,12 +1,13 @@
 import numpy as np
 
-from searchlib.catalog import SCHEMA_HEAD, Catalog, NewImage
+from searchlib.catalog import SCHEMA_HEAD, Catalog, ChangeSet, FailedFile
 from searchlib.migrate import head_revision
+from searchlib.records import ImageMetadata, ImageRecord
 
 
-def _item(path: str, vec) -> NewImage:
-    return NewImage(path, 10, 1_000, f"hash-{path}", {"width": 4, "height": 3, "format": "PNG"},
-                    np.asarray(vec, dtype=np.float32))
+def _item(path: str, vec) -> tuple[ImageRecord, np.ndarray]:
+    record = ImageRecord(path, 10, 1_000, f"hash-{path}", ImageMetadata(width=4, height=3, format="PNG"))
+    return record, np.asarray(vec, dtype=np.float32)
 
 
 def test_schema_head_matches_migrations():
@@ -21,15 +22,48 @@ def test_new_catalog_is_migrated_and_uses_wal(tmp_path):
     assert cat.count() == 0 and cat.generation() == 0
 
 
-def test_write_batch_add_update_remove_bumps_generation(tmp_path):
+def test_apply_add_update_remove_bumps_generation_and_logs_changes(tmp_path):
     cat = Catalog(tmp_path / "c.sqlite", create=True)
-    ids, gen1 = cat.write_batch([_item("/a", [1, 0]), _item("/b", [0, 1])])
-    assert len(ids) == 2 and gen1 == 1
-    _, gen2 = cat.write_batch([], updated=[(ids[0], _item("/a", [0.6, 0.8]))], removed=[ids[1]])
-    assert gen2 == 2 and cat.generation() == 2
+    first = cat.apply(ChangeSet(added=[_item("/a", [1, 0]), _item("/b", [0, 1])]))
+    ids = first.added_ids
+    assert len(ids) == 2 and first.generation == 1 and first.previous == 0
+    record, vec = _item("/a", [0.6, 0.8])
+    second = cat.apply(ChangeSet(updated=[(ids[0], record, vec)], removed=[ids[1]]))
+    assert second.generation == 2 and cat.generation() == 2
+    assert sorted(second.touched.tolist()) == sorted(ids) and second.ids.tolist() == [ids[0]]
     gen, got_ids, vecs = cat.snapshot_vectors()
     assert gen == 2 and got_ids.tolist() == [ids[0]]
     np.testing.assert_allclose(vecs, [[0.6, 0.8]])
-    assert cat.file_states() == {"/a": (ids[0], 10, 1_000)}
-    assert cat.rows([ids[0]])[ids[0]].metadata_dict()["format"] == "PNG"
+    state = cat.file_states()["/a"]
+    assert (state.id, state.size, state.mtime_ns) == (ids[0], 10, 1_000)
+    assert cat.images([ids[0]])[ids[0]].to_dict()["format"] == "PNG"
     assert set(cat.vectors_by_hash(["hash-/a", "hash-x"])) == {"hash-/a"}
+    current, touched = cat.changes_since(1)
+    assert current == 2 and touched.tolist() == sorted(ids)
+
+
+def test_a_path_added_twice_updates_its_row(tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite", create=True)
+    a = cat.apply(ChangeSet(added=[_item("/a", [1, 0])]))
+    b = cat.apply(ChangeSet(added=[_item("/a", [0, 1])]))
+    assert a.added_ids == b.added_ids and cat.count() == 1
+    np.testing.assert_allclose(cat.snapshot_vectors()[2], [[0, 1]])
+
+
+def test_failures_are_remembered_and_forgotten(tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite", create=True)
+    cat.apply(ChangeSet(failed=[FailedFile("/bad.jpg", 5, 7, "not a readable image")]))
+    assert cat.failed_files(["/"])["/bad.jpg"].error == "not a readable image"
+    cat.apply(ChangeSet(added=[_item("/bad.jpg", [1, 0])]))  # fixed: indexed now
+    assert cat.failed_files() == {}
+
+
+def test_float16_storage_round_trips_within_half_precision(tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite", create=True)
+    cat.set_vector_dtype("float16")
+    v = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    applied = cat.apply(ChangeSet(added=[_item(f"/{i}", v[i]) for i in range(3)]))
+    _, _, stored = cat.snapshot_vectors()
+    np.testing.assert_allclose(stored, v, atol=1e-3)
+    np.testing.assert_array_equal(applied.vectors, stored)  # what the cache gets is what is stored

@@ -5,15 +5,15 @@ import shutil
 
 import numpy as np
 
-from indexer import index_folder
 from searchlib import open_index
+from searchlib.indexer import index_folder
 from tests.conftest import TINY, write_images
 
 
 def _vectors_by_path(index_dir):
     with open_index(index_dir) as index:
         _, ids, vecs = index.catalog.snapshot_vectors()
-        paths = {r.id: r.path for r in index.catalog.iter_rows()}
+        paths = {r.id: r.path for r in index.catalog.iter_images()}
         assert index.vectors.ntotal == len(ids)
     return {paths[i]: (i, v) for i, v in zip(ids.tolist(), vecs)}
 

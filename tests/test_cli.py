@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
+from searchlib.cli.main import main
 from tests.conftest import TINY
 
 
@@ -111,7 +111,8 @@ def test_cli_help_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys; from cli.main import main; assert 'torch' not in sys.modules and 'faiss' not in sys.modules"
+    code = ("import sys; from searchlib.cli.main import main; "
+            "assert 'torch' not in sys.modules and 'faiss' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

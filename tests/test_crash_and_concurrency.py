@@ -10,14 +10,14 @@ import time
 
 import pytest
 
-from indexer import index_folder
 from searchlib import open_index
 from searchlib.errors import IndexBusyError
+from searchlib.indexer import index_folder
 from tests.conftest import TINY, write_images
 
 CHILD = """
 import sys
-from indexer import index_folder
+from searchlib.indexer import index_folder
 r = index_folder(sys.argv[1], sys.argv[2], model=sys.argv[3], device="cpu", workers=1, batch_size=4,
                  commit_seconds=0.05)
 print("DONE", r.added, flush=True)
@@ -40,7 +40,7 @@ def _check_consistent(index_dir, expected_paths):
         _, ids, vecs = index.catalog.snapshot_vectors()
         assert sorted(ids.tolist()) == sorted(r["id"] for r in rows)
         for image_id, vec in zip(ids.tolist(), vecs):  # every row is searchable and finds itself
-            hit = index.search_vector(vec, k=1)[0]
+            hit = index.search(vec, k=1)[0]
             assert hit.id == image_id and hit.score == pytest.approx(1.0, abs=1e-4)
 
 
@@ -117,7 +117,7 @@ def test_readers_work_while_an_indexer_writes_and_a_second_writer_is_refused(tmp
 def test_cli_second_indexer_message(tmp_path):
     from click.testing import CliRunner
 
-    from cli.main import main
+    from searchlib.cli.main import main
     from searchlib.index import Index
 
     folder = tmp_path / "p"

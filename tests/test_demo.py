@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
+from searchlib.cli.main import main
 from searchlib.models import BUNDLED_WEIGHTS
 
 pytestmark = pytest.mark.skipif(not BUNDLED_WEIGHTS.is_file(), reason="bundled weights not built")

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer import index_folder
-from indexer.embedstage import EmbedStage
-from indexer.pipeline import Decoded, decode_file, decode_stream
-from indexer.scan import FileEntry
-from indexer.split import DecodeSplit
 from searchlib import devicedecode
 from searchlib.devicedecode import DeviceJpegDecoder, device_decoding_supported
 from searchlib.imaging import Preprocess, decode_for_model
+from searchlib.indexer import index_folder
+from searchlib.indexer.embedstage import EmbedStage
+from searchlib.indexer.pipeline import Decoded, decode_file, decode_stream
+from searchlib.indexer.scan import FileEntry
+from searchlib.indexer.split import DecodeSplit
 from searchlib.jpeginfo import jpeg_info
 
 from .conftest import TINY, make_exif
@@ -186,7 +186,7 @@ def test_offered_jpegs_come_back_marked_for_the_device_with_metadata_others_as_p
     prep = Preprocess(32)
     a = decode_file(_entry(jpg), prep, None, offer_device=True)
     assert a.pixels is None and a.for_device and a.offered
-    assert (a.metadata["width"], a.metadata["height"], a.metadata["orientation"]) == (48, 64, 6)
+    assert (a.metadata.width, a.metadata.height, a.metadata.orientation) == (48, 64, 6)
     for path in (prog, png):
         other = decode_file(_entry(path), prep, None, offer_device=True)
         assert not other.for_device and other.pixels.shape == (32, 32, 3)
@@ -275,7 +275,7 @@ def test_device_stage_reads_files_as_they_are_now(tmp_path):
     now = done.items[1]
     assert now.content_hash == hashlib.sha256(new_bytes).hexdigest()
     assert (now.size, now.mtime_ns) == (len(new_bytes), 1_000_000_000)
-    assert (now.metadata["width"], now.metadata["height"], now.metadata["orientation"]) == (60, 40, 6)
+    assert (now.metadata.width, now.metadata.height, now.metadata.orientation) == (60, 40, 6)
     expected = embedder.embed_pixels(decode_for_model(new_bytes, prep)[0][None])[0]
     assert float(done.vectors[1] @ expected) > 0.999
 
@@ -314,7 +314,8 @@ def test_ctrl_c_while_indexing_stops_cleanly_and_keeps_committed_work(tmp_path):
     index_dir = tmp_path / "idx"
     # ViT-B-32 (random weights) embeds ~40 images/s here, and the first commit comes after 5 s:
     # the run lasts long enough (~12 s) to be interrupted after it, even on a faster machine.
-    cmd = [sys.executable, "-c", "from cli.main import run; run()", "--index", str(index_dir), "index", str(folder),
+    cmd = [sys.executable, "-c", "from searchlib.cli.main import run; run()", "--index", str(index_dir), "index",
+           str(folder),
            "--model", "ViT-B-32/random", "--device", "cpu", "--workers", "2", "--batch-size", "16", "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, cwd=Path(__file__).resolve().parents[1])
@@ -359,7 +360,7 @@ def _vectors_by_name(index_dir: Path) -> dict[str, np.ndarray]:
     index = open_index(index_dir)
     try:
         _, ids, vectors = index.catalog.snapshot_vectors()
-        rows = index.catalog.rows([int(i) for i in ids])
+        rows = index.catalog.images([int(i) for i in ids])
         return {os.path.basename(rows[int(i)].path): v for i, v in zip(ids, vectors)}
     finally:
         index.close()
@@ -388,7 +389,7 @@ def test_cli_jpeg_decoder_option(tmp_path):
 
     from click.testing import CliRunner
 
-    from cli.main import main
+    from searchlib.cli.main import main
 
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -62,8 +62,8 @@ def test_nvjpeg_decoder_matches_pillow(tmp_path):
 
 
 def test_gpu_indexing_split_matches_cpu_indexing(tmp_path):
-    from indexer import index_folder
     from searchlib import open_index
+    from searchlib.indexer import index_folder
 
     folder = _photos(tmp_path / "p", 48)
 
@@ -71,7 +71,7 @@ def test_gpu_indexing_split_matches_cpu_indexing(tmp_path):
         index = open_index(index_dir)
         try:
             _, ids, vecs = index.catalog.snapshot_vectors()
-            rows = index.catalog.rows([int(i) for i in ids])
+            rows = index.catalog.images([int(i) for i in ids])
             return {rows[int(i)].path: v for i, v in zip(ids, vecs)}
         finally:
             index.close()

@@ -5,10 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from indexer import index_folder
 from searchlib import open_index
 from searchlib.config import VECTORS_FILE
 from searchlib.errors import IndexNotFoundError, ModelMismatchError
+from searchlib.indexer import index_folder
 from tests.conftest import TINY, write_images
 
 
@@ -92,8 +92,8 @@ def test_worker_processes_give_the_same_vectors(images_dir, tmp_path):
     with open_index(tmp_path / "i0") as a, open_index(tmp_path / "i2") as b:
         ga, ia, xa = a.catalog.snapshot_vectors()
         gb, ib, xb = b.catalog.snapshot_vectors()
-        pa = {r.id: r.path for r in a.catalog.iter_rows()}
-        pb = {r.id: r.path for r in b.catalog.iter_rows()}
+        pa = {r.id: r.path for r in a.catalog.iter_images()}
+        pb = {r.id: r.path for r in b.catalog.iter_images()}
     by_path_a = {pa[i]: v for i, v in zip(ia.tolist(), xa)}
     by_path_b = {pb[i]: v for i, v in zip(ib.tolist(), xb)}
     assert by_path_a.keys() == by_path_b.keys()

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cli.main import main
-from indexer import index_folder
 from searchlib import open_index
+from searchlib.cli.main import main
 from searchlib.filters import Filters, parse_date
+from searchlib.indexer import index_folder
 from searchlib.query import parse_query
 from tests.conftest import TINY, make_exif
 
@@ -63,7 +63,7 @@ def test_combined_query_is_the_renormalized_weighted_sum(library):
         np.testing.assert_allclose(got, expected, atol=1e-5)
         same = index.query_vector("beach", add=["2:sunset"], subtract=["people"])
         np.testing.assert_allclose(same, expected, atol=1e-5)
-        hits = index.query("beach + 2:sunset - people", k=5)
+        hits = index.search("beach + 2:sunset - people", k=5)
         ids, scores = _brute(index, expected)
         assert [h.id for h in hits] == ids[:5]
         np.testing.assert_allclose([h.score for h in hits], scores[:5], atol=1e-5)
@@ -73,7 +73,7 @@ def test_indexed_image_query_finds_itself_first(library):
     root, index_dir = library
     probe = root / "home" / "p01.png"
     with open_index(index_dir) as index:
-        hits = index.query(str(probe), k=3)
+        hits = index.search(str(probe), k=3)
     assert hits[0].path == str(probe) and hits[0].score == pytest.approx(1.0, abs=1e-5)
 
 
@@ -82,7 +82,7 @@ def test_unindexed_image_query_embeds_it(library, tmp_path):
     copy = tmp_path / "resized.png"
     Image.open(root / "home" / "p01.png").resize((79, 59)).save(copy)
     with open_index(index_dir) as index:
-        hits = index.query("", add=[str(copy)], k=1)
+        hits = index.search("", add=[str(copy)], k=1)
     assert hits[0].path == str(root / "home" / "p01.png")
 
 
@@ -100,24 +100,24 @@ def test_filters_return_k_matching_hits_like_brute_force_over_the_subset(library
         filters = Filters(folder=str(root / "holidays"))
     with open_index(index_dir) as index:
         allowed = index.catalog.filtered_ids(filters)
-        rows = index.catalog.rows(allowed.tolist())
+        rows = index.catalog.images(allowed.tolist())
         vector = index.query_vector("a red circle")
-        hits = index.query("a red circle", k=4, filters=filters)
+        hits = index.search("a red circle", k=4, filters=filters)
     assert len(allowed) >= 1 and len(hits) == min(4, len(allowed))
     ids, scores = _brute(index, vector, allowed)
     assert [h.id for h in hits] == ids[:4]
     for h in hits:  # every hit satisfies the filter, independently checked
-        row = rows[h.id]
+        row, meta = rows[h.id].record, rows[h.id].record.metadata
         if filters.folder:
             assert row.path.startswith(str(root / "holidays") + os.sep)
         if filters.min_width:
-            assert row.width >= filters.min_width
+            assert meta.width >= filters.min_width
         if filters.formats:
-            assert row.format == {"png": "PNG", "jpg": "JPEG"}[filters.formats[0]]
+            assert meta.format == {"png": "PNG", "jpg": "JPEG"}[filters.formats[0]]
         if filters.camera:
-            assert filters.camera.lower() in f"{row.camera_make} {row.camera_model}".lower()
+            assert filters.camera.lower() in f"{meta.camera_make} {meta.camera_model}".lower()
         if filters.after:
-            when = row.taken_at or datetime.fromtimestamp(row.mtime_ns / 1e9)
+            when = meta.taken_at or datetime.fromtimestamp(row.mtime_ns / 1e9)
             assert filters.after <= when <= filters.before
 
 
@@ -132,7 +132,7 @@ def test_filters_work_through_an_ivf_index(library, tmp_path):
     with open_index(tmp_path / "ivf") as index:
         assert index.vectors.index_type == "IVF4,Flat"
         flt = Filters(folder=str(root / "holidays"))
-        hits = index.query("a cat", k=8, filters=flt)
+        hits = index.search("a cat", k=8, filters=flt)
         allowed = index.catalog.filtered_ids(flt)
         ids, _ = _brute(index, index.query_vector("a cat"), allowed)
     assert len(hits) == 8 and [h.id for h in hits] == ids[:8]
@@ -141,13 +141,13 @@ def test_filters_work_through_an_ivf_index(library, tmp_path):
 def test_relevance_cut_and_date_sort(library):
     _, index_dir = library
     with open_index(index_dir) as index:
-        full = index.query("sunset", k=20)
+        full = index.search("sunset", k=20)
         best = full[0].score
-        cut = index.query("sunset", k=20, relative=0.05)
+        cut = index.search("sunset", k=20, relative=0.05)
         assert [h.id for h in cut] == [h.id for h in full if h.score >= best - 0.05 * abs(best)]
-        floor = index.query("sunset", k=20, min_score=full[5].score)
+        floor = index.search("sunset", k=20, min_score=full[5].score)
         assert [h.id for h in floor] == [h.id for h in full[:6]] or all(h.score >= full[5].score for h in floor)
-        by_date = index.query("sunset", k=20, sort="date")
+        by_date = index.search("sunset", k=20, sort="date")
     dates = [h.metadata["taken_at"] or datetime.fromtimestamp(h.metadata["mtime"]).isoformat() for h in by_date]
     assert dates == sorted(dates) and {h.id for h in by_date} == {h.id for h in full}
 
@@ -183,7 +183,7 @@ def test_export_npy_and_parquet_are_aligned(library, tmp_path):
     side = json.loads((tmp_path / "v.ids.json").read_text())
     with open_index(index_dir) as index:
         _, ids, stored = index.catalog.snapshot_vectors()
-        rows = index.catalog.rows(ids.tolist())
+        rows = index.catalog.images(ids.tolist())
     assert side["ids"] == ids.tolist() and side["paths"] == [rows[i].path for i in ids.tolist()]
     np.testing.assert_array_equal(vecs, stored)
     pq = pytest.importorskip("pyarrow.parquet")

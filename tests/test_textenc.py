@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 
-from indexer import index_folder
 from searchlib import open_index
+from searchlib.indexer import index_folder
 from searchlib.textenc import NOTE_FILE, ONNX_FILE, OnnxTextEncoder
 from searchlib.tokenizer import ClipTokenizer
 from tests.conftest import TINY
@@ -54,7 +54,7 @@ def test_cli_search_in_a_new_process_never_imports_torch(images_dir, index_dir):
     code = (
         "import sys\n"
         "from click.testing import CliRunner\n"
-        "from cli.main import main\n"
+        "from searchlib.cli.main import main\n"
         f"r = CliRunner().invoke(main, ['--index', {str(index_dir)!r}, 'search', 'a red circle', '--json'])\n"
         "assert r.exit_code == 0, r.output\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

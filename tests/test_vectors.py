@@ -1,8 +1,10 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from searchlib.embedding import normalize
-from searchlib.vectors import VectorIndex
+from searchlib.vectors import Stamp, VectorIndex
 
 
 def _data(n=200, d=16, seed=0):
@@ -34,14 +36,19 @@ def test_save_load_checks_stamp_and_survives_corruption(tmp_path):
     ids, vecs = _data(20)
     vi = VectorIndex.build(16, ids, vecs)
     f, stamp = tmp_path / "v.faiss", tmp_path / "v.json"
-    vi.save(f, stamp, generation=7)
-    assert VectorIndex.load(f, stamp, 7, 20, 16).ntotal == 20
-    assert VectorIndex.load(f, stamp, 8, 20, 16) is None  # stale generation
-    assert VectorIndex.load(f, stamp, 7, 21, 16) is None  # count differs
+    saved = vi.save(f, stamp, generation=7)
+    assert Stamp.read(stamp) == saved and (saved.generation, saved.count, saved.dim) == (7, 20, 16)
+    assert VectorIndex.load(f, saved).ntotal == 20
+    assert VectorIndex.load(f, replace(saved, count=21)) is None  # the file holds another count
+    data = bytearray(f.read_bytes())
+    data[-50] ^= 0x40  # one flipped bit among the stored vectors: the checksum catches it
+    f.write_bytes(bytes(data))
+    assert VectorIndex.load(f, saved) is None
+    assert VectorIndex.load(f, saved, verify=False) is not None  # unchecked, it reads (scores are checked later)
     f.write_bytes(f.read_bytes()[:100])
-    assert VectorIndex.load(f, stamp, 7, 20, 16) is None  # corrupt file
+    assert VectorIndex.load(f, saved) is None  # truncated file
     stamp.unlink()
-    assert VectorIndex.load(f, stamp, 7, 20, 16) is None  # missing stamp
+    assert Stamp.read(stamp) is None  # missing stamp
 
 
 def _clustered(n, d=32, clusters=50, seed=0):
@@ -69,7 +76,7 @@ def test_ivf_round_trips_with_its_tuning(tmp_path):
     ids, vecs = _clustered(3000)
     vi = VectorIndex.build(32, ids, vecs, "IVF32,Flat")
     vi.save(tmp_path / "v", tmp_path / "s", generation=3)
-    back = VectorIndex.load(tmp_path / "v", tmp_path / "s", 3, 3000, 32, writable=False)
+    back = VectorIndex.load(tmp_path / "v", Stamp.read(tmp_path / "s"), writable=False)
     assert (back.index_type, back.nprobe) == ("IVF32,Flat", vi.nprobe)
     assert back.recall_at_10 == pytest.approx(vi.recall_at_10, abs=1e-4)
     np.testing.assert_array_equal(back.search(vecs[:5], 5)[1], vi.search(vecs[:5], 5)[1])

@@ -1,14 +1,14 @@
 """verify finds each kind of inconsistency and --repair fixes it."""
 
 import json
+import sqlite3
 
 from click.testing import CliRunner
-from sqlalchemy import text
 
-from cli.main import main
-from indexer import index_folder
 from searchlib import open_index
+from searchlib.cli.main import main
 from searchlib.config import VECTORS_FILE
+from searchlib.indexer import index_folder
 from searchlib.verify import verify
 from tests.conftest import TINY, write_images
 
@@ -32,15 +32,14 @@ def test_problems_found_and_repaired(tmp_path):
     files[0].unlink()
     (idx / VECTORS_FILE).write_bytes(b"corrupt")
     with open_index(idx) as index:
-        with index.catalog.session() as s:
-            s.execute(text("DELETE FROM embeddings WHERE image_id = (SELECT max(id) FROM images)"))
-            s.execute(text("UPDATE embeddings SET vector = zeroblob(8) "
-                           "WHERE image_id = (SELECT min(id) + 1 FROM images)"))
+        with sqlite3.connect(idx / "catalog.sqlite") as con:  # damage the catalog behind its back
+            con.execute("DELETE FROM embeddings WHERE image_id = (SELECT max(id) FROM images)")
+            con.execute("UPDATE embeddings SET vector = zeroblob(8) WHERE image_id = (SELECT min(id) + 1 FROM images)")
         report = verify(index)
         assert not report.ok
         assert report.missing_files == [str(files[0])]
         assert len(report.rows_without_vector) == 1 and len(report.bad_vectors) == 1
-        assert report.faiss_file == "unreadable"
+        assert report.faiss_file == "corrupt"
         fixed = verify(index, repair=True)
         assert fixed.repaired
     with open_index(idx) as index:
@@ -56,8 +55,23 @@ def test_cli_verify_exit_codes(tmp_path):
     runner = CliRunner()
     ok = runner.invoke(main, ["--index", str(idx), "verify", "--json"])
     assert ok.exit_code == 0 and json.loads(ok.stdout)["ok"] is True
-    (idx / VECTORS_FILE).unlink()
+    (idx / VECTORS_FILE).unlink()  # heals by itself: a note, not a failure
+    healing = runner.invoke(main, ["--index", str(idx), "verify"])
+    assert healing.exit_code == 0 and "note: no FAISS file" in healing.stdout
+    with open_index(idx) as index:
+        assert index.vectors.ntotal == 6  # the next reader rebuilt it
+    data = bytearray((idx / VECTORS_FILE).read_bytes())
+    data[-40] ^= 0x01  # bit rot inside the stored vectors, stamp untouched
+    (idx / VECTORS_FILE).write_bytes(bytes(data))
     bad = runner.invoke(main, ["--index", str(idx), "verify"])
-    assert bad.exit_code == 1 and "--repair" in bad.stdout
-    fixed = runner.invoke(main, ["--index", str(idx), "verify", "--repair"])
-    assert fixed.exit_code == 0 and "rebuilt the FAISS index (6 vectors)" in fixed.stdout
+    assert bad.exit_code == 1 and "--repair" in bad.stdout and "checksum" in bad.stdout
+    fixed = runner.invoke(main, ["--index", str(idx), "verify", "--repair", "--json"])
+    report = json.loads(fixed.stdout)
+    assert fixed.exit_code == 0 and report["ok"] is True and "rebuilt the FAISS index (6 vectors)" in report["repaired"]
+
+
+def test_verify_on_an_empty_index_is_ok(tmp_path):
+    (tmp_path / "empty").mkdir()
+    index_folder(tmp_path / "i", tmp_path / "empty", model=TINY, device="cpu", workers=0)
+    result = CliRunner().invoke(main, ["--index", str(tmp_path / "i"), "verify"])
+    assert result.exit_code == 0, result.output

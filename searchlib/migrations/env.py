@@ -2,10 +2,10 @@
 
 from alembic import context
 
-from searchlib.catalog import Base
+from searchlib.catalog.schema import metadata as target_metadata
 
 config = context.config
-target_metadata = Base.metadata
+
 
 
 def run_migrations() -> None:

@@ -1,0 +1,59 @@
+"""What an index run has to do: compare the files found under the roots with the catalog."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from searchlib.catalog import Catalog, FileState
+
+from .options import IndexOptions
+from .scan import FileEntry, ScanProblem, scan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Plan:
+    """Files to read, rows under the roots, rows whose files are gone, failures no longer relevant."""
+
+    todo: list[FileEntry] = field(default_factory=list)
+    known: dict[str, FileState] = field(default_factory=dict)
+    gone: dict[str, int] = field(default_factory=dict)  # path -> id of rows whose file is gone
+    failures_gone: list[str] = field(default_factory=list)  # remembered failures of vanished files
+
+
+def make_plan(catalog: Catalog, roots: list[str], options: IndexOptions, report,
+              scanned: Callable[[int], None] | None = None) -> Plan:
+    """Scan ``roots`` and sort every file: unchanged (counted), failed before (counted, not retried
+    unless ``options.retry_failed``), or to read. ``scanned`` hears the running count."""
+    plan = Plan(known=catalog.file_states(roots))
+    failed = {} if options.retry_failed else catalog.failed_files(roots)
+    remembered = catalog.failed_files(roots) if options.retry_failed else failed
+    seen: set[str] = set()
+    for item in scan(roots, options.exclude, options.include_hidden, options.follow_symlinks):
+        if item.path in seen:  # reached twice (a root inside another, or listed twice)
+            continue
+        seen.add(item.path)  # a problem this time is no proof that the file is gone
+        if scanned is not None and len(seen) % 1000 == 0:
+            scanned(len(seen))
+        if isinstance(item, ScanProblem):
+            report.fail(item.path, item.error)
+            continue
+        state = plan.known.get(item.path)
+        before = failed.get(item.path)
+        if state is not None and (state.size, state.mtime_ns) == (item.size, item.mtime_ns):
+            report.unchanged += 1
+        elif before is not None and (before.size, before.mtime_ns) == (item.size, item.mtime_ns):
+            report.failed_before += 1
+            log.info("%s failed before (%s); not retried", item.path, before.error)
+        else:
+            plan.todo.append(item)
+    if scanned is not None:
+        scanned(len(seen))
+    # Mark and sweep: rows of files gone from the roots. Their vectors may come back as moves
+    # (same bytes at a new path), so the sweep happens after the new files are placed.
+    plan.gone = {path: state.id for path, state in plan.known.items() if path not in seen}
+    plan.failures_gone = [path for path in remembered if path not in seen]
+    return plan

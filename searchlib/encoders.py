@@ -1,0 +1,100 @@
+"""The model behind an index, loaded as late and as little as possible.
+
+Text queries go through the exported ONNX text tower when the index has one (no torch); the full
+model loads only when something needs it (an image query that is not indexed, a model without an
+export, ``device="cuda"``). Both load once and are shared by every thread using the index.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import IndexNotFoundError
+from .models import ModelIdentity
+
+log = logging.getLogger(__name__)
+
+
+class IndexModel:
+    """The index's model: the full CLIP model (on first use) and the exported text tower.
+
+    Args:
+        directory: the index directory holding the exported text tower.
+        identity: the model the index was built with (None for an empty index).
+        device: where the full model runs (``auto``, ``cpu``, ``cuda``). On CUDA, text also goes
+            through the full model (the GPU is faster than the exported tower on the CPU).
+        writable: whether a missing or damaged export may be made again here.
+    """
+
+    def __init__(self, directory: Path, identity: ModelIdentity | None, device: str = "auto",
+                 writable: bool = True):
+        self.directory, self.identity, self.device, self.writable = directory, identity, device, writable
+        self._embedder = None
+        self._text = None  # OnnxTextEncoder, or False when there is none
+        self._lock = threading.Lock()
+
+    def _require_identity(self) -> ModelIdentity:
+        if self.identity is None:
+            raise IndexNotFoundError(f"the index at {self.directory} is empty; index some images first")
+        return self.identity
+
+    def embedder(self):
+        """The full model (loaded once, kept warm)."""
+        if self._embedder is None:
+            with self._lock:
+                if self._embedder is None:
+                    from .embedding import Embedder
+
+                    ident = self._require_identity()
+                    self._embedder = Embedder(ident.to_spec(), device=self.device, expected=ident)
+        return self._embedder
+
+    def text_encoder(self):
+        """The exported ONNX text tower, or None when texts go through the full model."""
+        if self._text is None:
+            with self._lock:
+                if self._text is None:
+                    self._text = self._load_text_encoder() or False
+        return self._text or None
+
+    def _load_text_encoder(self):
+        from .textenc import OnnxTextEncoder
+
+        ident = self._require_identity()
+        if self.device.startswith("cuda"):
+            return None
+        return OnnxTextEncoder.for_index(self.directory, ident)
+
+    def ensure_text_encoder(self, embedder=None) -> None:
+        """Export the text tower for fast cold queries if the index has no usable one."""
+        from .textenc import export_is_current, export_text_encoder
+
+        ident = self.identity
+        if ident is None or not self.writable or export_is_current(self.directory, ident):
+            return
+        try:
+            export_text_encoder(embedder or self.embedder(), self.directory)
+        except Exception as e:  # queries still work through the full model
+            log.warning("could not export the text encoder (%s: %s); queries will load the full model",
+                        type(e).__name__, e)
+        with self._lock:
+            self._text = None
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Normalized text vectors in the index's space."""
+        encoder = self.text_encoder()
+        if encoder is not None:
+            return encoder.embed_texts(list(texts))
+        vectors = self.embedder().embed_texts(list(texts))
+        if self.writable and not self.device.startswith("cuda"):
+            self.ensure_text_encoder(self.embedder())  # a damaged export heals at the first query
+        return vectors
+
+    def embed_images(self, images: Sequence) -> np.ndarray:
+        """Normalized image vectors (paths, bytes or ``PIL.Image``) in the index's space."""
+        return self.embedder().embed_images(list(images))
