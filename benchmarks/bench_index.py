@@ -137,19 +137,24 @@ def model_ceiling(embedder: Embedder, n: int) -> float:
     return statistics.median(rates)
 
 
-def naive(paths: list[Path], arch: str, batch: int, device: str) -> float:
+def naive(paths: list[Path], model: str, batch: int, device: str) -> float:
+    """One process, full decode, open_clip's own transform, eager PyTorch, batch by batch. Any model
+    spec the CLI takes (``bundled``, ``ARCH/TAG``, ``ARCH/random``): loaded through searchlib, run
+    the way a plain script would."""
     import open_clip
     import torch
 
-    torch.manual_seed(0)
-    model, _, preprocess = open_clip.create_model_and_transforms(arch)
-    model = model.eval().to(device)
+    reference = Embedder(parse_model_spec(model), device=device)
+    net = reference.reference_model()
+    transform = open_clip.transform.image_transform_v2(
+        open_clip.transform.PreprocessCfg(**open_clip.get_model_preprocess_cfg(net)), is_train=False)
+    size = reference.identity.image_size
     with torch.inference_mode():
-        model.encode_image(torch.zeros(1, 3, 224, 224, device=device))
+        net.encode_image(torch.zeros(1, 3, size, size, device=device))
         t0 = time.perf_counter()
         for start in range(0, len(paths), batch):
-            x = torch.stack([preprocess(Image.open(p)) for p in paths[start:start + batch]]).to(device)
-            model.encode_image(x).cpu()
+            x = torch.stack([transform(Image.open(p)) for p in paths[start:start + batch]]).to(device)
+            net.encode_image(x).cpu()
     return len(paths) / (time.perf_counter() - t0)
 
 
@@ -172,7 +177,7 @@ def end_to_end(paths: list[Path], work: Path, model: str, device: str, batch: in
     t0 = time.perf_counter()
     report = index_folder(index_dir, paths_dir, model=model, device=device, batch_size=batch,
                           jpeg_decoder=jpeg_decoder,
-                          progress=lambda p: marks.append((time.perf_counter(), p.done)))
+                          progress=lambda p: p.phase == "embedding" and marks.append((time.perf_counter(), p.done)))
     total = time.perf_counter() - t0
     assert report.failed == 0 and report.added == len(paths), (report.added, report.failures[:3])
     # Steady state: files finished per second while the pipeline is full at both ends, i.e. from
@@ -233,7 +238,6 @@ def main() -> None:
         "web 500x375": make_corpus(args.workdir / "web", args.web, (500, 375), 80, 2),
     }
     embedder = Embedder(parse_model_spec(args.model), device=args.device, batch_size=args.batch_size)
-    arch = args.model.split("/")[0]
     cores = os.cpu_count() or 1
     results = {"model": args.model, "device": args.device, "cores": cores, "backend": embedder.backend,
                "batch_size": embedder.batch_size, "date": time.strftime("%Y-%m-%d"),
@@ -250,7 +254,8 @@ def main() -> None:
         if with_device:
             row["decode_device"] = device_decode_ceiling(paths, embedder.preprocess, embedder.device,
                                                          embedder.batch_size)
-        row["naive"] = naive(paths[: min(len(paths), args.naive_files)], arch, embedder.batch_size, args.device)
+        row["naive"] = naive(paths[: min(len(paths), args.naive_files)], args.model, embedder.batch_size,
+                             args.device)
         for mode in decoders:
             steady, total = end_to_end(paths, args.workdir, args.model, args.device,
                                        args.batch_size, mode)

@@ -56,7 +56,7 @@ class _Status:
             self.bar = None
 
 
-@main.command("index", short_help="Embed the images under PATH... (incremental).")
+@main.command("index", short_help="Embed the images under the given folders (incremental).")
 @index_option
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--model", "model", metavar="SPEC",

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from searchlib.catalog import ChangeSet
 from searchlib.devicedecode import DeviceJpegDecoder, device_decoding_supported, device_jpeg_available
 from searchlib.embedding import Embedder
-from searchlib.errors import ConfigError, IndexCorruptError
+from searchlib.errors import ConfigError, IndexCorruptError, StorageFullError
 from searchlib.imaging import Preprocess
 from searchlib.index import Index, IndexWriter
 from searchlib.models import ensure_available, parse_model_spec, spec_matches
@@ -120,7 +120,11 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, option
                                         "written: restore it, or move the index away and index again")
             if options.index_type:
                 writer.set_index_type(options.index_type)
-            _Run(index, writer, options, roots, report, progress, cancel).run()
+            try:
+                _Run(index, writer, options, roots, report, progress, cancel).run()
+            except StorageFullError as e:
+                committed = index.catalog.count()
+                raise StorageFullError(f"{e} ({committed} images are committed)") from e
     finally:
         index.close()
     report.seconds = time.perf_counter() - started

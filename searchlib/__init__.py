@@ -15,9 +15,14 @@ this library; they are re-exported here so that the public API is one import.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# The library logs and never prints: without this, Python's last-resort handler would write
+# searchlib's warnings to stderr in applications that configure no logging.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _EXPORTS = {
     "open_index": "index",

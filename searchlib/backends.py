@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import cache_dir  # noqa: F401  (where exports are kept)
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -87,16 +88,6 @@ def mha_fastpath_off():
         torch.backends.mha.set_fastpath_enabled(previous)
 
 
-def cache_dir() -> Path:
-    """Where exported ONNX towers are kept (``$SEARCHLIB_CACHE`` or the user cache dir)."""
-    env = os.environ.get("SEARCHLIB_CACHE")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("searchlib", appauthor=False))
-
-
 class OnnxImageTower:
     """The image tower exported to ONNX (uint8 in; scaling and mean/std inside the graph).
 
@@ -104,10 +95,10 @@ class OnnxImageTower:
     weights dynamically (faster where the CPU has VNNI, at some cost in fidelity).
     """
 
-    def __init__(self, model, identity, int8: bool = False):
+    def __init__(self, load_model, identity, int8: bool = False):
         import onnxruntime as ort
 
-        path = self._export(model, identity, int8)
+        path = self._export(load_model, identity, int8)
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, os.cpu_count() or 1)
         options.log_severity_level = 3
@@ -116,9 +107,8 @@ class OnnxImageTower:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     @staticmethod
-    def _export(model, identity, int8: bool) -> Path:
-        import torch
-
+    def _export(load_model, identity, int8: bool) -> Path:
+        """The cached export for ``identity`` (made now, from ``load_model()``, if missing)."""
         key = hashlib.sha256(json.dumps(identity.to_dict(), sort_keys=True).encode()).hexdigest()[:20]
         folder = cache_dir() / "onnx"
         folder.mkdir(parents=True, exist_ok=True)
@@ -126,6 +116,9 @@ class OnnxImageTower:
         final = folder / f"{identity.arch}-{key}-image-int8.onnx" if int8 else fp32
         if final.is_file():
             return final
+        import torch
+
+        model = load_model()
         mean = torch.tensor(identity.mean).view(1, 3, 1, 1)
         std = torch.tensor(identity.std).view(1, 3, 1, 1)
 
@@ -167,12 +160,16 @@ class OnnxImageTower:
         return self.session.run(None, {"pixels": np.ascontiguousarray(pixels, dtype=np.uint8)})[0]
 
 
-def image_tower(backend: str, model, identity, device: str):
-    """The callable that runs ``model``'s image tower with ``backend`` (already resolved)."""
+def image_tower(backend: str, load_model, identity, device: str):
+    """The callable that runs the image tower with ``backend`` (already resolved).
+
+    ``load_model()`` returns the PyTorch model; it is called only when needed (the torch backends,
+    or an ONNX export not yet in the cache).
+    """
     if backend in ("onnx", "onnx-int8"):
         try:
-            return OnnxImageTower(model, identity, int8=backend == "onnx-int8")
+            return OnnxImageTower(load_model, identity, int8=backend == "onnx-int8")
         except Exception as e:  # an export or runtime problem must not stop indexing
             log.warning("ONNX image tower unavailable (%s: %s); using PyTorch", type(e).__name__, e)
-            return TorchImageTower(model, identity.mean, identity.std, device)
-    return TorchImageTower(model, identity.mean, identity.std, device, bf16=backend == "bf16")
+            return TorchImageTower(load_model(), identity.mean, identity.std, device)
+    return TorchImageTower(load_model(), identity.mean, identity.std, device, bf16=backend == "bf16")

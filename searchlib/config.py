@@ -30,3 +30,13 @@ def default_index_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("searchlib", appauthor=False)) / "index"
+
+
+def cache_dir() -> Path:
+    """Where per-model exports and facts are kept (``$SEARCHLIB_CACHE`` or the user cache dir)."""
+    env = os.environ.get("SEARCHLIB_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("searchlib", appauthor=False))

@@ -17,9 +17,11 @@ from .models import (
     RANDOM_TAG,
     ModelIdentity,
     ModelSpec,
+    cached_identity,
     check_pretrained,
     file_sha256,
     register_project_configs,
+    remember_identity,
 )
 from .vectormath import normalize  # noqa: F401  (re-exported: searchlib.embedding.normalize)
 
@@ -30,18 +32,30 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _gpu_device_nodes() -> bool:
+    """Whether this machine shows an NVIDIA GPU (checked without importing torch)."""
+    import glob
+
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.environ.get("SEARCHLIB_ASSUME_GPU") == "1"
+
+
 def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; validates explicit choices."""
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; validates explicit choices.
+
+    Without a GPU device node, ``auto`` is ``cpu`` without importing torch (which costs seconds).
+    """
+    device = (device or "auto").lower()
+    if device == "cpu":
+        return device
+    if device == "auto" and not _gpu_device_nodes():
+        return "cpu"
     import torch
 
-    device = (device or "auto").lower()
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
-        return device
-    if device == "cpu":
         return device
     raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
 
@@ -173,6 +187,9 @@ class Embedder:
         self._identity: ModelIdentity | None = None
 
     # -- loading -----------------------------------------------------------------------------
+    # The weights load only when something needs them. The identity comes from the index
+    # (``expected``) or from the identity cache of models loaded before, and on the CPU the image
+    # tower runs from its cached ONNX export, so indexing with a model used before needs no torch.
     def _load(self):
         if self._model is not None:
             return self._model
@@ -183,9 +200,11 @@ class Embedder:
             torch.set_num_threads(max(1, os.cpu_count() or 1))
         model = _create_model(self.spec)
         model.eval().requires_grad_(False)
-        self._identity = identity_of(self.spec, model)
-        if self.expected is not None:
-            self.check_matches(self.expected)
+        loaded = identity_of(self.spec, model)
+        if self.expected is not None and not loaded.same_model(self.expected):
+            raise self._mismatch(self.expected, loaded)
+        self._identity = loaded
+        remember_identity(self.spec, loaded)
         self._model = model.to(self.device)
         root = logging.getLogger()
         route = _RouteOpenClipWarnings()
@@ -194,7 +213,7 @@ class Embedder:
             self._tokenizer = open_clip.get_tokenizer(self.spec.arch)
         finally:
             root.removeFilter(route)
-        log.info("loaded model %s on %s", self._identity.describe(), self.device)
+        log.info("loaded model %s on %s", loaded.describe(), self.device)
         return self._model
 
     def tokenizer(self):
@@ -207,9 +226,17 @@ class Embedder:
         return self._load()
 
     @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory."""
+        return self._model is not None
+
+    @property
     def identity(self) -> ModelIdentity:
-        """The loaded model's identity (loads the model if needed)."""
-        self._load()
+        """The model's identity: known from the index or from earlier loads, else loaded."""
+        if self._identity is None:
+            self._identity = self.expected or cached_identity(self.spec)
+        if self._identity is None:
+            self._load()
         assert self._identity is not None
         return self._identity
 
@@ -218,16 +245,16 @@ class Embedder:
         ident = self.identity
         return Preprocess(ident.image_size, ident.interpolation, ident.resize_mode)
 
+    @staticmethod
+    def _mismatch(stored: ModelIdentity, other: ModelIdentity) -> ModelMismatchError:
+        return ModelMismatchError(
+            f"this index was built with model {stored.describe()}, not {other.describe()}; "
+            "use the index's model (omit --model) or a new --index directory")
+
     def check_matches(self, stored: ModelIdentity) -> None:
         """Raise :class:`ModelMismatchError` unless this model produces ``stored``'s vector space."""
-        if self._identity is None:
-            self._load()
-        assert self._identity is not None
-        if not self._identity.same_model(stored):
-            raise ModelMismatchError(
-                f"this index was built with model {stored.describe()}, not {self.identity.describe()}; "
-                "use the index's model (omit --model) or a new --index directory"
-            )
+        if not self.identity.same_model(stored):
+            raise self._mismatch(stored, self.identity)
 
     def _autocast(self):
         import contextlib
@@ -242,7 +269,7 @@ class Embedder:
         if self._tower is None:
             from .backends import image_tower
 
-            self._tower = image_tower(self.backend, self._load(), self.identity, self.device)
+            self._tower = image_tower(self.backend, self._load, self.identity, self.device)
         return self._tower
 
     # -- embedding ---------------------------------------------------------------------------
@@ -277,8 +304,6 @@ class Embedder:
 
         Rows of the result follow ``on_device``'s rows, then ``host``.
         """
-        import torch
-
         size = self.identity.image_size
         host_arr = np.stack(host) if len(host) else None
         if on_device is None or len(on_device) == 0:
@@ -287,6 +312,8 @@ class Embedder:
             return self.embed_pixels(on_device)
         if on_device.device.type == "cpu":
             return self.embed_pixels(np.concatenate([on_device.numpy(), host_arr]))
+        import torch
+
         moved = torch.from_numpy(host_arr).pin_memory().to(on_device.device, non_blocking=True)
         return self.embed_pixels(torch.cat([on_device, moved]))
 

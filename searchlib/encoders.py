@@ -36,6 +36,7 @@ class IndexModel:
         self.directory, self.identity, self.device, self.writable = directory, identity, device, writable
         self._embedder = None
         self._text = None  # OnnxTextEncoder, or False when there is none
+        self._healed = False  # a failed export is made again once per process, not per query
         self._lock = threading.Lock()
 
     def _require_identity(self) -> ModelIdentity:
@@ -91,8 +92,14 @@ class IndexModel:
         if encoder is not None:
             return encoder.embed_texts(list(texts))
         vectors = self.embedder().embed_texts(list(texts))
-        if self.writable and not self.device.startswith("cuda"):
-            self.ensure_text_encoder(self.embedder())  # a damaged export heals at the first query
+        if self.writable and not self.device.startswith("cuda") and not self._healed:
+            # A missing or damaged export heals at the first query that needed the full model.
+            from .textenc import export_is_current, remove_export
+
+            self._healed = True
+            if self.identity is not None and export_is_current(self.directory, self.identity):
+                remove_export(self.directory)  # its note is fine, so its file failed to load
+            self.ensure_text_encoder(self.embedder())
         return vectors
 
     def embed_images(self, images: Sequence) -> np.ndarray:

@@ -56,6 +56,7 @@ class Index:
         self._cache: VectorCache | None = None
         self._model = IndexModel(directory, self._identity, device, writable=not self.read_only)
         self._state = threading.Lock()
+        self._batcher = None
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -88,9 +89,18 @@ class Index:
         """Open the index at ``directory``, creating the directory and an empty catalog if needed."""
         directory = Path(directory).expanduser().resolve()
         _make_dir(directory)
-        return cls(directory, Catalog(catalog or directory / CATALOG_FILE, create=True), device)
+        local = directory / CATALOG_FILE
+        if not os.access(directory, os.W_OK) or (catalog is None and local.exists() and not os.access(local, os.W_OK)):
+            from .errors import IndexReadOnlyError
+
+            raise IndexReadOnlyError(f"the index at {directory} is read-only: searching works, writing does not; "
+                                     "index into a writable copy")
+        return cls(directory, Catalog(catalog or local, create=True), device)
 
     def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
         self.catalog.close()
 
     def __enter__(self) -> Index:
@@ -173,7 +183,18 @@ class Index:
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Normalized text vectors in this index's space, ``(len(texts), dim)`` float32."""
+        if self._batcher is not None:
+            return self._batcher(texts)
         return self._model.embed_texts(texts)
+
+    def batch_text_queries(self, max_batch: int = 32) -> None:
+        """Embed texts from concurrent threads together, a batch per encoder call (a server under
+        load answers more queries per second; a lone query is not delayed). See
+        :mod:`searchlib.textbatch`."""
+        from .textbatch import TextBatcher
+
+        if self._batcher is None:
+            self._batcher = TextBatcher(self._model.embed_texts, max_batch=max_batch)
 
     def embed_images(self, images: Sequence[str | os.PathLike | bytes | Any]) -> np.ndarray:
         """Normalized image vectors (file paths, encoded bytes or ``PIL.Image``) in this index's space."""
@@ -327,6 +348,23 @@ class Index:
         if int(image_id) not in found:
             raise QueryError(f"no indexed image has id {image_id}")
         return found[int(image_id)]
+
+    def thumbnail(self, image_id: int, size: int = 256):
+        """A JPEG thumbnail of an indexed image fitted into ``size`` pixels (EXIF orientation applied),
+        cached in the index directory: :class:`searchlib.thumbnails.Thumbnail` (``path``, ``etag``).
+
+        Raises:
+            QueryError: no image has this id.
+            ImageDecodeError: the file is gone or no longer an image.
+        """
+        from .thumbnails import thumbnail
+
+        row = self.image(image_id)
+        return thumbnail(self.directory, row.path, row.record.content_hash, size)
+
+    def generation(self) -> int:
+        """The catalog's generation: it moves whenever an indexer commits (a cheap way to notice)."""
+        return self.catalog.generation()
 
     def images(self) -> Iterator[dict]:
         """Every indexed image as ``{"id", "path", **metadata}``, ordered by path."""

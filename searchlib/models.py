@@ -302,6 +302,48 @@ def spec_matches(spec: ModelSpec, stored: ModelIdentity) -> None:
             "use the index's model (omit --model) or a new --index directory")
 
 
+# -- identities of models loaded before ------------------------------------------------------
+# Loading a model only to learn its identity (input size, normalization) costs seconds of torch
+# import; identities are remembered per spec in the user cache, so later runs skip that.
+
+
+def _spec_key(spec: ModelSpec) -> str:
+    weights = file_sha256(spec.checkpoint) if spec.checkpoint else spec.pretrained
+    return hashlib.sha256(f"{spec.arch}|{weights}".encode()).hexdigest()[:24]
+
+
+def cached_identity(spec: ModelSpec) -> ModelIdentity | None:
+    """The identity of ``spec`` recorded when it was last loaded, if any."""
+    import json
+
+    from .config import cache_dir
+
+    try:
+        data = json.loads((cache_dir() / "identities" / f"{_spec_key(spec)}.json").read_text())
+        ident = ModelIdentity.from_dict(data)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if (ident.arch, ident.name) != (spec.arch, spec.name):
+        return None
+    return ident
+
+
+def remember_identity(spec: ModelSpec, identity: ModelIdentity) -> None:
+    """Record ``identity`` for ``spec`` (best effort: an unwritable cache only costs time later)."""
+    import json
+
+    from .config import cache_dir
+
+    folder = cache_dir() / "identities"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{_spec_key(spec)}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(identity.to_dict()))
+        os.replace(tmp, folder / f"{_spec_key(spec)}.json")
+    except OSError:
+        pass
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """One row of ``searchlib models``."""

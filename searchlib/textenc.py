@@ -26,7 +26,7 @@ from .backends import cache_dir, mha_fastpath_off
 from .locks import cache_lock
 from .models import ModelIdentity
 from .tokenizing import TOKENIZER_FILES, load_tokenizer, save_tokenizer, tokenizer_kind
-from .vectors import checksum
+from .vectors import checksum, file_checksum
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,10 @@ def export_text_encoder(embedder, directory: Path) -> bool:
     if kind is None:
         return False
     cached = _cache_folder(identity)
+    note = _read_note(cached, identity)
+    if note is not None and file_checksum(cached / ONNX_FILE) != note["checksum"]:
+        log.warning("the cached text tower in %s is damaged: exporting it again", cached)
+        remove_export(cached)
     if _read_note(cached, identity) is None:
         cached.mkdir(parents=True, exist_ok=True)
         with cache_lock(cached, wait=600) as locked:
@@ -145,8 +149,8 @@ def _read_note(directory: Path, identity: ModelIdentity) -> dict | None:
         if not isinstance(note, dict) or {k: note.get(k) for k in _key(identity)} != _key(identity):
             return None
         int(note["context_length"])
-        if not isinstance(note.get("checksum"), str) or not (directory / ONNX_FILE).is_file():
-            return None
+        if not str(note.get("checksum")).startswith("xxh3_128:") or not (directory / ONNX_FILE).is_file():
+            return None  # no checksum, or one from an older searchlib: export again
         if note.get("tokenizer") not in ("clip-bpe", "hf", "sentencepiece"):
             return None
     except (OSError, ValueError, TypeError, KeyError):
@@ -189,11 +193,13 @@ class OnnxTextEncoder:
 
         def create() -> None:
             try:
-                data = np.fromfile(directory / ONNX_FILE, dtype=np.uint8)
-                if checksum(data) != note["checksum"]:
+                # From the path (onnxruntime maps it: faster than handing it bytes), then the
+                # checksum, over pages the session just brought into the cache.
+                session = ort.InferenceSession(str(directory / ONNX_FILE), options,
+                                               providers=["CPUExecutionProvider"])
+                if file_checksum(directory / ONNX_FILE) != note["checksum"]:
                     raise ValueError("the file does not match its checksum (damaged)")
-                created["session"] = ort.InferenceSession(data.tobytes(), options,
-                                                          providers=["CPUExecutionProvider"])
+                created["session"] = session
             except Exception as e:  # re-raised below, in the caller's thread
                 created["error"] = e
 

@@ -35,12 +35,9 @@ MAX_TEXT_CHARS = 4096
 
 
 def _text_cfg(arch: str) -> dict:
-    import open_clip
+    from .models import architecture_config
 
-    from .models import register_project_configs
-
-    register_project_configs()
-    return (open_clip.get_model_config(arch) or {}).get("text_cfg", {})
+    return architecture_config(arch).get("text_cfg", {})
 
 
 def context_length_of(arch: str) -> int:

@@ -197,9 +197,7 @@ class Catalog:
     def _engine(self) -> Engine:
         if self.is_sqlite:
             if self.read_only:
-                # mode=ro: never write; immutable would be wrong if an indexer elsewhere writes.
-                engine = create_engine(f"sqlite:///file:{self.path}?mode=ro&uri=true")
-                event.listen(engine, "connect", _sqlite_read_pragmas)
+                engine = _read_only_sqlite(self.path)
             else:
                 engine = create_engine(f"sqlite:///{self.path}")
                 event.listen(engine, "connect", _sqlite_pragmas)
@@ -427,6 +425,12 @@ class Catalog:
             result = conn.execution_options(yield_per=batch).execute(select(images).order_by(images.c.path))
             for row in result:
                 yield _stored(row, labels.get(row.id, ()))
+
+    def tag_counts(self) -> dict[str, int]:
+        """How many images carry each tag."""
+        with self._read() as conn:
+            rows = conn.execute(select(tags.c.label, func.count()).group_by(tags.c.label).order_by(tags.c.label))
+            return {label: int(n) for label, n in rows}
 
     def id_of_path(self, path: str) -> int | None:
         with self._read() as conn:
@@ -685,6 +689,25 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA busy_timeout=30000")  # readers and one writer wait instead of failing
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _read_only_sqlite(path: Path) -> Engine:
+    """An engine that never writes. ``mode=ro`` sees an indexer's commits, but a WAL database whose
+    shared-memory file cannot be created (a read-only mount) only opens as ``immutable``, which is
+    then true: nothing can change it there."""
+    import sqlite3
+
+    for flags in ("mode=ro", "immutable=1"):
+        try:
+            sqlite3.connect(f"file:{path}?{flags}", uri=True).execute("SELECT 1 FROM sqlite_master").close()
+        except sqlite3.Error:
+            continue
+        engine = create_engine(f"sqlite:///file:{path}?{flags}&uri=true")
+        event.listen(engine, "connect", _sqlite_read_pragmas)
+        return engine
+    engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")  # fails with the real reason
+    event.listen(engine, "connect", _sqlite_read_pragmas)
+    return engine
 
 
 def _sqlite_read_pragmas(dbapi_conn, _record) -> None:

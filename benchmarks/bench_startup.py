@@ -1,0 +1,106 @@
+"""Fixed costs of an index run, each as a ratio to a cold ``searchlib search`` measured in the same run.
+
+Every figure is the median wall time of ``--reps`` runs of the console script in a fresh process
+(what a user waits for), on this machine:
+
+* cold search: ``searchlib search`` in a new process on an index of the same model;
+* nothing to do: ``searchlib index`` over a folder whose files are all indexed;
+* 8 new files, fresh index: ``searchlib index`` of 8 photos into a new index, with the model used
+  before on this machine (its identity and ONNX exports in the user cache), and with an empty
+  user cache (the very first run with a model: the weights load, the towers are exported);
+* N camera JPEGs end to end, against the decode-only time of the same files (the ceiling the
+  workers allow) and the model-only time.
+
+    python benchmarks/bench_startup.py --model ViT-B-32/random --json benchmarks/results-startup-cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_index import decode_ceiling, make_corpus, model_ceiling  # noqa: E402
+from searchlib.embedding import Embedder  # noqa: E402
+from searchlib.models import parse_model_spec  # noqa: E402
+
+EXE = str(Path(sys.executable).with_name("searchlib"))
+
+
+def timed(args: list[str], env: dict | None = None) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([EXE, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - t0
+
+
+def median_of(reps: int, fn) -> float:
+    return statistics.median(fn() for _ in range(reps))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="ViT-B-32/random")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--camera", type=int, default=160, help="12 MP JPEGs for the end-to-end run")
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/searchlib-bench-startup"))
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    work = args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    make_corpus(work / "eight", 8, (1600, 1200), 90, 5)
+    camera = make_corpus(work / "camera", args.camera, (4000, 3000), 92, 1)
+    base = work / "base-index"
+    shutil.rmtree(base, ignore_errors=True)
+    timed(["--index", str(base), "index", str(work / "eight"), "--model", args.model])  # warms the model cache
+
+    def fresh(env=None) -> float:
+        target = work / "fresh-index"
+        shutil.rmtree(target, ignore_errors=True)
+        return timed(["--index", str(target), "index", str(work / "eight"), "--model", args.model], env)
+
+    def first_ever() -> float:
+        with tempfile.TemporaryDirectory() as empty:
+            return fresh({**os.environ, "SEARCHLIB_CACHE": empty})
+
+    results = {"model": args.model, "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "reps": args.reps}
+    results["cold_search_s"] = median_of(args.reps, lambda: timed(["--index", str(base), "search", "a dog on a beach"]))
+    results["noop_s"] = median_of(args.reps, lambda: timed(["--index", str(base), "index", str(work / "eight")]))
+    results["fresh8_s"] = median_of(args.reps, fresh)
+    results["fresh8_first_ever_s"] = median_of(max(1, args.reps // 2), first_ever)
+    target = work / "camera-index"
+    shutil.rmtree(target, ignore_errors=True)
+    results["camera_files"] = len(camera)
+    results["camera_s"] = timed(["--index", str(target), "index", str(work / "camera"), "--model", args.model])
+    embedder = Embedder(parse_model_spec(args.model), device="cpu")
+    decode_rate = decode_ceiling(camera, embedder.preprocess, workers=os.cpu_count() or 1)
+    model_rate = model_ceiling(embedder, 4 * embedder.batch_size)
+    results["camera_decode_only_s"] = len(camera) / decode_rate
+    results["camera_model_only_s"] = len(camera) / model_rate
+    # Decoding and the model share the cores: together they cannot beat 1/(1/decode + 1/model).
+    results["camera_bound_s"] = results["camera_decode_only_s"] + results["camera_model_only_s"]
+    cold = results["cold_search_s"]
+    print(f"\nmodel {args.model}, {results['cores']} cores, medians of {args.reps}")
+    print(f"{'what':<44} {'seconds':>8} {'vs cold search':>15}")
+    for label, key in [("cold search", "cold_search_s"), ("index run with nothing to do", "noop_s"),
+                       ("8 new files, fresh index (model used before)", "fresh8_s"),
+                       ("8 new files, fresh index (empty user cache)", "fresh8_first_ever_s")]:
+        print(f"{label:<44} {results[key]:>8.2f} {results[key] / cold:>14.2f}x")
+    print(f"{len(camera)} camera JPEGs end to end: {results['camera_s']:.1f} s; "
+          f"decode-only {results['camera_decode_only_s']:.1f} s, model-only {results['camera_model_only_s']:.1f} s, both on the same cores "
+          f"{results['camera_bound_s']:.1f} s (the run reaches {results['camera_bound_s'] / results['camera_s']:.0%} "
+          "of that bound)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Thumbnails of indexed images, cached on disk in the index directory.
+
+A thumbnail is the image fitted into ``size`` x ``size`` pixels with its EXIF orientation applied,
+saved as JPEG. The cache key is the indexed content hash plus the file's current size and mtime,
+so a file that changed since it was indexed gets a new thumbnail (and a new ETag); old ones are
+simply never asked for again. JPEGs are decoded at reduced size (DCT scaling), which is what makes
+a 12 MP photo's first thumbnail cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from .config import THUMBNAILS_DIR
+from .embedding import read_image_file
+from .errors import ImageDecodeError, QueryError
+from .imaging import _is_deep, _to_8bit, open_image
+
+#: Sizes a caller may ask for (a fixed set keeps the cache small and URLs cacheable).
+SIZES = (128, 256, 512, 1024)
+QUALITY = 85
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """A thumbnail file and the tag that changes whenever its content would."""
+
+    path: Path
+    etag: str
+
+
+def choose_size(size: int) -> int:
+    """The smallest offered size that is at least ``size`` (the largest if none is)."""
+    if size < 1:
+        raise QueryError(f"a thumbnail size must be at least 1 pixel, not {size}")
+    return next((s for s in SIZES if s >= size), SIZES[-1])
+
+
+def thumbnail(directory: Path, path: str, content_hash: str, size: int,
+              max_pixels: int | None = None) -> Thumbnail:
+    """The cached thumbnail of the file at ``path`` (made now if missing).
+
+    Raises:
+        ImageDecodeError: the file is gone, unreadable or no longer an image.
+    """
+    size = choose_size(size)
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise ImageDecodeError(f"{path} cannot be read: {e.strerror or e}") from e
+    key = hashlib.sha256(f"{content_hash}:{st.st_size}:{st.st_mtime_ns}:{size}".encode()).hexdigest()[:32]
+    folder = directory / THUMBNAILS_DIR / str(size)
+    target = folder / f"{key}.jpg"
+    if target.is_file():
+        return Thumbnail(target, key)
+    data = make_thumbnail(read_image_file(path), size, max_pixels)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{key}.{os.getpid()}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    except OSError:  # a read-only index
+        return _outside_index(key, data)
+    return Thumbnail(target, key)
+
+
+def _outside_index(key: str, data: bytes) -> Thumbnail:
+    """A thumbnail that cannot be cached in the index (read-only): kept in a per-user temp folder."""
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / f"searchlib-thumbnails-{os.getuid()}"
+    folder.mkdir(exist_ok=True)
+    target = folder / f"{key}.jpg"
+    target.write_bytes(data)
+    return Thumbnail(target, key)
+
+
+def make_thumbnail(data: bytes, size: int, max_pixels: int | None = None) -> bytes:
+    """JPEG bytes of the image fitted into ``size`` x ``size``, EXIF orientation applied.
+
+    Raises:
+        ImageDecodeError: not an image, or larger than the decode guard allows.
+    """
+    img = open_image(data, max_pixels) if max_pixels else open_image(data)
+    try:
+        if img.format == "JPEG":
+            img.draft("RGB", (size, size))  # decode at 1/2, 1/4 or 1/8 scale when that still covers it
+        img.seek(0)
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        if _is_deep(img.mode):  # 16-bit and float images: fit first, then scale to 8 bits
+            img.thumbnail((size, size), Image.Resampling.BILINEAR)
+            img = _to_8bit(img)
+        if img.mode not in ("RGB", "L"):
+            img = img.convert("RGBA" if "transparency" in img.info or img.mode in ("RGBA", "LA", "PA") else "RGB")
+            if img.mode == "RGBA":  # flatten on white: JPEG has no alpha
+                canvas = Image.new("RGB", img.size, (255, 255, 255))
+                canvas.paste(img, mask=img.getchannel("A"))
+                img = canvas
+        img.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
+        out = io.BytesIO()
+        img.convert("RGB").save(out, "JPEG", quality=QUALITY, optimize=False)
+        return out.getvalue()
+    except ImageDecodeError:
+        raise
+    except Exception as e:
+        raise ImageDecodeError(f"cannot make a thumbnail ({type(e).__name__}: {e})") from e
