@@ -94,10 +94,10 @@ def main() -> None:
                        ("8 new files, fresh index (model used before)", "fresh8_s"),
                        ("8 new files, fresh index (empty user cache)", "fresh8_first_ever_s")]:
         print(f"{label:<44} {results[key]:>8.2f} {results[key] / cold:>14.2f}x")
-    print(f"{len(camera)} camera JPEGs end to end: {results['camera_s']:.1f} s; "
-          f"decode-only {results['camera_decode_only_s']:.1f} s, model-only {results['camera_model_only_s']:.1f} s, both on the same cores "
-          f"{results['camera_bound_s']:.1f} s (the run reaches {results['camera_bound_s'] / results['camera_s']:.0%} "
-          "of that bound)")
+    r = results
+    print(f"{len(camera)} camera JPEGs end to end: {r['camera_s']:.1f} s; decode-only {r['camera_decode_only_s']:.1f} s, "
+          f"model-only {r['camera_model_only_s']:.1f} s, both on the same cores {r['camera_bound_s']:.1f} s "
+          f"(the run reaches {r['camera_bound_s'] / r['camera_s']:.0%} of that bound)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
