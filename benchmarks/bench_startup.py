@@ -95,7 +95,8 @@ def main() -> None:
                        ("8 new files, fresh index (empty user cache)", "fresh8_first_ever_s")]:
         print(f"{label:<44} {results[key]:>8.2f} {results[key] / cold:>14.2f}x")
     r = results
-    print(f"{len(camera)} camera JPEGs end to end: {r['camera_s']:.1f} s; decode-only {r['camera_decode_only_s']:.1f} s, "
+    print(f"{len(camera)} camera JPEGs end to end: {r['camera_s']:.1f} s; "
+          f"decode-only {r['camera_decode_only_s']:.1f} s, "
           f"model-only {r['camera_model_only_s']:.1f} s, both on the same cores {r['camera_bound_s']:.1f} s "
           f"(the run reaches {r['camera_bound_s'] / r['camera_s']:.0%} of that bound)")
     if args.json:
