@@ -28,10 +28,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from searchlib.catalog import Catalog, NewImage  # noqa: E402
+from searchlib.catalog import Catalog, ChangeSet  # noqa: E402
 from searchlib.embedding import Embedder, normalize  # noqa: E402
 from searchlib.index import Index, open_index  # noqa: E402
 from searchlib.models import parse_model_spec  # noqa: E402
+from searchlib.records import ImageMetadata, ImageRecord  # noqa: E402
 from searchlib.textenc import NOTE_FILE, ONNX_FILE, export_text_encoder  # noqa: E402
 
 MODEL = "ViT-B-32/random"
@@ -64,14 +65,14 @@ def build(root: Path, n: int, embedder: Embedder, text_dir: Path) -> Path:
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     catalog = Catalog(directory / "catalog.sqlite", create=True)
-    catalog.set_model_identity(embedder.identity)
     vecs = clustered(n, embedder.identity.dim, seed=n)
+    meta = ImageMetadata(width=4000, height=3000, format="JPEG")
     t0 = time.perf_counter()
     for start in range(0, n, 50_000):
-        items = [NewImage(f"/photos/{i // 1000:04d}/IMG_{i:07d}.jpg", 3_000_000 + i, 1_600_000_000_000_000_000 + i,
-                          f"{i:064x}", {"width": 4000, "height": 3000, "format": "JPEG"}, vecs[i])
+        items = [(ImageRecord(f"/photos/{i // 1000:04d}/IMG_{i:07d}.jpg", 3_000_000 + i,
+                              1_600_000_000_000_000_000 + i, f"{i:064x}", meta), vecs[i])
                  for i in range(start, min(n, start + 50_000))]
-        catalog.write_batch(items)
+        catalog.apply(ChangeSet(added=items, identity=embedder.identity if start == 0 else None))
     catalog.close()
     for name in (ONNX_FILE, NOTE_FILE):
         shutil.copy(text_dir / name, directory / name)
@@ -102,7 +103,7 @@ def warm_latency(directory: Path, reps: int) -> dict:
             t0 = time.perf_counter()
             v = index.embed_texts([q])[0]
             t1 = time.perf_counter()
-            index.search_vector(v, k=10)
+            index.search(v, k=10)
             t2 = time.perf_counter()
             enc.append(t1 - t0)
             srch.append(t2 - t1)

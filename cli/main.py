@@ -157,6 +157,7 @@ def _register() -> None:
         cmd_index,
         cmd_models,
         cmd_search,
+        cmd_serve,
         cmd_train,
         cmd_verify,
     )

@@ -53,3 +53,7 @@ class StorageFullError(SearchlibError):
 
 class QueryError(ConfigError):
     """A query or one of its parameters cannot be used (empty text, bad term, unknown id...)."""
+
+
+class ImageNotFoundError(QueryError):
+    """No indexed image has the id asked for."""

@@ -24,7 +24,7 @@ import numpy as np
 from .catalog import Applied, Catalog, ChangeSet
 from .config import CATALOG_FILE, VECTORS_FILE
 from .encoders import IndexModel
-from .errors import IndexNotFoundError, QueryError, SearchlibError
+from .errors import ImageNotFoundError, IndexNotFoundError, QueryError, SearchlibError
 from .filters import Filters
 from .locks import cache_lock, remove_stale_temp_files
 from .models import ModelIdentity
@@ -56,7 +56,8 @@ class Index:
         self._cache: VectorCache | None = None
         self._model = IndexModel(directory, self._identity, device, writable=not self.read_only)
         self._state = threading.Lock()
-        self._batcher = None
+        self._text_batcher = None
+        self._search_batcher = None
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -98,9 +99,10 @@ class Index:
         return cls(directory, Catalog(catalog or local, create=True), device)
 
     def close(self) -> None:
-        if self._batcher is not None:
-            self._batcher.close()
-            self._batcher = None
+        for batcher in (self._text_batcher, self._search_batcher):
+            if batcher is not None:
+                batcher.close()
+        self._text_batcher = self._search_batcher = None
         self.catalog.close()
 
     def __enter__(self) -> Index:
@@ -183,18 +185,28 @@ class Index:
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Normalized text vectors in this index's space, ``(len(texts), dim)`` float32."""
-        if self._batcher is not None:
-            return self._batcher(texts)
+        if self._text_batcher is not None:
+            return np.stack(self._text_batcher.submit(list(texts))) if texts else self._model.embed_texts([])
         return self._model.embed_texts(texts)
 
-    def batch_text_queries(self, max_batch: int = 32) -> None:
-        """Embed texts from concurrent threads together, a batch per encoder call (a server under
-        load answers more queries per second; a lone query is not delayed). See
-        :mod:`searchlib.textbatch`."""
-        from .textbatch import TextBatcher
+    def batch_queries(self, max_batch: int = 32) -> None:
+        """Serve concurrent threads in batches: their texts share one encoder call and their
+        unfiltered searches one scan of the vectors (a server under load answers more queries per
+        second; a lone query is not delayed). See :mod:`searchlib.batching`."""
+        from .batching import Batcher
 
-        if self._batcher is None:
-            self._batcher = TextBatcher(self._model.embed_texts, max_batch=max_batch)
+        with self._state:
+            if self._text_batcher is None:
+                self._text_batcher = Batcher(lambda texts: list(self._model.embed_texts(texts)), max_batch,
+                                             "searchlib-text-batcher")
+                self._search_batcher = Batcher(self._search_many, max_batch, "searchlib-search-batcher")
+
+    def _search_many(self, requests: list[tuple[np.ndarray, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Unfiltered searches of several queries in one call: ``[(vector, k)] -> [(scores, ids)]``."""
+        cache = self._vector_cache()
+        k = max(r[1] for r in requests)
+        scores, ids = cache.search(np.stack([r[0] for r in requests]), k)
+        return [(scores[i, :kk], ids[i, :kk]) for i, (_, kk) in enumerate(requests)]
 
     def embed_images(self, images: Sequence[str | os.PathLike | bytes | Any]) -> np.ndarray:
         """Normalized image vectors (file paths, encoded bytes or ``PIL.Image``) in this index's space."""
@@ -208,7 +220,7 @@ class Index:
         """
         ids, vectors = self.catalog.vectors_of([int(image_id)])
         if not len(ids):
-            raise QueryError(f"no indexed image has id {image_id}")
+            raise ImageNotFoundError(f"no indexed image has id {image_id}")
         return vectors[0]
 
     def image_vector(self, image: str | os.PathLike | bytes | Any) -> np.ndarray:
@@ -323,7 +335,11 @@ class Index:
             allowed = self.catalog.filtered_ids(filters)
             if len(allowed) == 0:
                 return []
-        scores, ids = cache.search(vector.reshape(1, -1), k, allowed)
+        if allowed is None and self._search_batcher is not None:
+            ((row_scores, row_ids),) = self._search_batcher.submit([(vector.reshape(-1), k)])
+            scores, ids = row_scores[None], row_ids[None]
+        else:
+            scores, ids = cache.search(vector.reshape(1, -1), k, allowed)
         return self._hits([(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0])
 
     def _hits(self, pairs: list[tuple[int, float]]) -> list[Hit]:
@@ -346,7 +362,7 @@ class Index:
         """
         found = self.catalog.images([int(image_id)])
         if int(image_id) not in found:
-            raise QueryError(f"no indexed image has id {image_id}")
+            raise ImageNotFoundError(f"no indexed image has id {image_id}")
         return found[int(image_id)]
 
     def thumbnail(self, image_id: int, size: int = 256):
@@ -359,8 +375,10 @@ class Index:
         """
         from .thumbnails import thumbnail
 
-        row = self.image(image_id)
-        return thumbnail(self.directory, row.path, row.record.content_hash, size)
+        found = self.catalog.file_of(image_id)
+        if found is None:
+            raise ImageNotFoundError(f"no indexed image has id {image_id}")
+        return thumbnail(self.directory, found[0], found[1], size)
 
     def generation(self) -> int:
         """The catalog's generation: it moves whenever an indexer commits (a cheap way to notice)."""

@@ -79,11 +79,12 @@ def looks_like_path(text: str) -> bool:
     return "/" in text or text.startswith(("~", "."))
 
 
-def parse_term(text: str, sign: float = 1.0) -> QueryTerm:
+def parse_term(text: str, sign: float = 1.0, paths: bool = True) -> QueryTerm:
     """``"sunset"``, ``"2:sunset"`` or an image path -> a :class:`QueryTerm`.
 
     A term is an image only when it is clearly a path (:func:`looks_like_path`) and names an
     existing file, so a search for ``sun`` stays a text search in a folder holding a file ``sun``.
+    With ``paths=False`` every term is text (a server never looks at paths named in requests).
     """
     weight = 1.0
     match = _WEIGHT.match(text)
@@ -94,7 +95,7 @@ def parse_term(text: str, sign: float = 1.0) -> QueryTerm:
         raise QueryError("an empty query term; write e.g. 'beach + sunset - people'")
     if not math.isfinite(weight):
         raise QueryError(f"the weight of {text!r} is not a number")
-    if looks_like_path(text):
+    if paths and looks_like_path(text):
         path = os.path.abspath(os.path.expanduser(text))
         if os.path.isfile(path):
             return QueryTerm(path, sign * weight, "image")
@@ -103,13 +104,13 @@ def parse_term(text: str, sign: float = 1.0) -> QueryTerm:
     return QueryTerm(text, sign * weight, "text")
 
 
-def parse_query(text: str) -> list[QueryTerm]:
+def parse_query(text: str, paths: bool = True) -> list[QueryTerm]:
     """Split ``"beach + sunset - people"`` into terms. Only `` + `` and `` - `` with spaces split,
-    so ``t-shirt`` and ``black-and-white`` stay whole."""
+    so ``t-shirt`` and ``black-and-white`` stay whole. ``paths``: see :func:`parse_term`."""
     parts = _SPLIT.split(f" {text.strip()} ".strip())
-    terms = [parse_term(parts[0])]
+    terms = [parse_term(parts[0], paths=paths)]
     for op, value in zip(parts[1::2], parts[2::2]):
-        terms.append(parse_term(value, 1.0 if op == "+" else -1.0))
+        terms.append(parse_term(value, 1.0 if op == "+" else -1.0, paths=paths))
     return terms
 
 

@@ -230,7 +230,7 @@ class VectorCache:
             yield self._index if self._index is not None else index
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` ``(scores, ids)`` for one query (among ``allowed`` ids if given).
+        """Top-``k`` ``(scores, ids)`` for each query row (among ``allowed`` ids if given).
 
         Scores that cannot be cosines mean the cache file was damaged in a way its stamp did not
         catch: it is rebuilt from the catalog and the search runs again.

@@ -296,14 +296,14 @@ class VectorIndex:
         if k <= 0:
             empty = np.zeros((len(queries), 0))
             return empty.astype(np.float32), empty.astype(np.int64)
-        if self.exact and len(queries) <= 4 and self._gpu_index is None and gpu_count() == 0:
+        if self.exact and len(queries) <= 64 and self._gpu_index is None and gpu_count() == 0:
             found = self._search_flat_blas(queries, k)
             if found is not None:
                 return found
         return self._searcher().search(queries, k)
 
     def _search_flat_blas(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """Exact search for a few queries as one BLAS matrix product over the stored codes.
+        """Exact search for up to 64 queries as one BLAS matrix product over the stored codes.
 
         FAISS scans a flat index one query at a time on one core; numpy's product uses every
         core (100k x 512: 5.8 ms instead of 12.7 ms here). Same results: both are exact. None when

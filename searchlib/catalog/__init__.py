@@ -426,6 +426,12 @@ class Catalog:
             for row in result:
                 yield _stored(row, labels.get(row.id, ()))
 
+    def file_of(self, image_id: int) -> tuple[str, str] | None:
+        """``(path, content_hash)`` of one row (a lighter lookup than :meth:`images`), or None."""
+        with self._read() as conn:
+            row = conn.execute(select(images.c.path, images.c.content_hash).where(images.c.id == int(image_id))).first()
+        return (row[0], row[1]) if row else None
+
     def tag_counts(self) -> dict[str, int]:
         """How many images carry each tag."""
         with self._read() as conn:

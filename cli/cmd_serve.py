@@ -1,0 +1,76 @@
+"""``searchlib serve``: the web page and the HTTP API over one index."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import click
+
+from .main import index_option, main
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(a[4][0]).is_loopback for a in socket.getaddrinfo(host, None))
+        except OSError:
+            return False
+
+
+@main.command("serve", short_help="A web page and an HTTP API over the index.")
+@index_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but loopback needs --token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any free one).")
+@click.option("--token", envvar="SEARCHLIB_TOKEN", metavar="TOKEN",
+              help="Require this token on every request (Authorization: Bearer TOKEN, or ?token= once in the "
+                   "browser). Env SEARCHLIB_TOKEN.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the model runs when a query needs it (image uploads).")
+@click.option("--max-upload-mb", type=click.IntRange(1, 1024), default=20, show_default=True,
+              help="Largest image upload accepted.")
+@click.pass_obj
+def serve_cmd(obj: dict, host: str, port: int, token: str | None, device: str, max_upload_mb: int) -> None:
+    """Serve a web page (search box, thumbnail grid, "more like this", drop an image to search by it)
+    and a JSON API under /api/v1 (OpenAPI docs at /docs) for the index. Read-only: nothing served
+    changes the index. Stops cleanly on Ctrl-C.
+
+    \b
+    The page's URL reflects the search (/?q=a+red+circle), so it can be bookmarked.
+    Photos that 'searchlib index' adds meanwhile appear without a restart.
+    """
+    if not _is_loopback(host) and not token:
+        raise click.UsageError(f"--host {host} is reachable from other machines: give --token TOKEN (or set "
+                               "SEARCHLIB_TOKEN) so that only you can see your photos")
+    import uvicorn
+
+    from searchlib.web import create_app
+
+    app = create_app(obj["index_dir"], catalog=obj.get("catalog"), token=token, device=device,
+                     max_upload=max_upload_mb << 20)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    shown = f"[{host}]" if ":" in host else host
+
+    original_startup = server.startup
+
+    async def startup(sockets=None):
+        await original_startup(sockets)
+        bound = port
+        for srv in getattr(server, "servers", []):
+            for sock in srv.sockets:
+                bound = sock.getsockname()[1]
+        suffix = f"/?token={token}" if token else "/"
+        click.echo(f"serving {obj['index_dir']} at http://{shown}:{bound}{suffix}  (Ctrl-C stops)")
+
+    server.startup = startup
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+        pass
+    click.echo("searchlib: stopped", err=True)
