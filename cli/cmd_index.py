@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -58,7 +59,7 @@ class _Status:
 
 @main.command("index", short_help="Embed the images under the given folders (incremental).")
 @index_option
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
 @click.option("--model", "model", metavar="SPEC",
               help="Model: ARCH/TAG (open_clip, e.g. ViT-B-32/laion2b_s34b_b79k), 'bundled', or ARCH "
                    "with --checkpoint. Default: the index's model, or ViT-B-32/laion2b_s34b_b79k for a "
@@ -92,13 +93,18 @@ class _Status:
               help="FAISS index: 'auto' (exact up to 200k images, then IVF trained from the stored "
                    "vectors, its recall measured), 'Flat', or a factory string like 'IVF4096,Flat' or "
                    "'HNSW32'. Remembered by the index.")
+@click.option("--ray", "ray", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Embed on Ray: decoding in CPU tasks and the model on actors (one per GPU where there are "
+                   "GPUs). Alone, starts a local Ray; with ADDRESS (e.g. ray://head:10001 or head:6379), joins "
+                   "that cluster, which needs --catalog postgresql://... . Every node must read the files at the "
+                   "same paths.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as one JSON object.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary line.")
 @click.pass_obj
 def index_cmd(obj: dict, paths: tuple[str, ...], model: str | None, checkpoint: str | None, device: str,
               backend: str, jpeg_decoder: str, batch_size: int | None, workers: int | None, max_megapixels: float,
               exclude: tuple[str, ...], include_hidden: bool, follow_symlinks: bool, retry_failed: bool,
-              index_type: str | None, as_json: bool, quiet: bool) -> None:
+              index_type: str | None, ray: str | None, as_json: bool, quiet: bool) -> None:
     """Index images under PATH... (folders or files); re-runs only embed what changed.
 
     Unchanged files (same size and mtime) are skipped without reading; changed files are
@@ -109,11 +115,16 @@ def index_cmd(obj: dict, paths: tuple[str, ...], model: str | None, checkpoint: 
     """
     from searchlib.indexer import IndexOptions, index_folder
 
+    if ray not in (None, "local") and os.path.exists(ray) and "://" not in ray:
+        raise click.UsageError(f"--ray took {ray!r} as a cluster address: put --ray after the paths, or write "
+                               "--ray=ADDRESS")
+    if not paths:
+        raise click.UsageError("give the folders or files to index, e.g. 'searchlib index ~/Pictures'")
     options = IndexOptions(model=model, checkpoint=checkpoint, device=device, batch_size=batch_size,
                            workers=workers, max_megapixels=max_megapixels, exclude=exclude,
                            include_hidden=include_hidden, follow_symlinks=follow_symlinks,
                            retry_failed=retry_failed, index_type=index_type, backend=backend,
-                           jpeg_decoder=jpeg_decoder, catalog=obj.get("catalog"))
+                           jpeg_decoder=jpeg_decoder, catalog=obj.get("catalog"), ray=ray)
     status = _Status(not quiet and sys.stderr.isatty())
     try:
         report = index_folder(obj["index_dir"], *paths, options=options, progress=status)

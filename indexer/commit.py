@@ -138,7 +138,7 @@ class BatchCommitter:
         reuse = self.writer_ref.catalog.vectors_by_hash(known) if known else {}
         for d in batch:
             if d.content_hash in reuse:
-                self._place(d, reuse[d.content_hash])
+                self.place(d, reuse[d.content_hash])
         fresh = [d for d in batch if d.content_hash not in reuse]
         missing = [d for d in fresh if d.pixels is None and not d.for_device]
         if missing:  # a 64-bit hash-key collision in the worker: decode here after all
@@ -151,9 +151,10 @@ class BatchCommitter:
             for failure in done.failures:
                 self.fail(failure)
             for d, vector in zip(done.items, done.vectors):
-                self._place(d, vector)
+                self.place(d, vector)
 
-    def _place(self, d: Decoded, vector: np.ndarray) -> None:
+    def place(self, d: Decoded, vector: np.ndarray) -> None:
+        """A file with its vector (embedded elsewhere, or stored): an update, a move or a new row."""
         record = d.record
         self.placed += 1
         state = self.known.get(d.path)

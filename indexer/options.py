@@ -40,6 +40,8 @@ class IndexOptions:
         backend: how the image tower runs (``auto``, ``torch``, ``bf16``, ``onnx``, ``onnx-int8``).
         jpeg_decoder: where JPEGs are decoded (:data:`JPEG_DECODERS`).
         catalog: a database URL for the catalog (default: SQLite in the index directory).
+        ray: embed on Ray: ``"local"`` starts a local Ray, anything else is a cluster address
+            (which needs a PostgreSQL catalog). None: the local pipeline.
     """
 
     model: str | None = None
@@ -57,6 +59,7 @@ class IndexOptions:
     backend: str = "auto"
     jpeg_decoder: str = "auto"
     catalog: str | None = None
+    ray: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude", tuple(self.exclude or ()))
@@ -69,6 +72,10 @@ class IndexOptions:
             raise ConfigError("--workers must be 0 or more")
         if self.max_megapixels is not None and not self.max_megapixels > 0:
             raise ConfigError("--max-megapixels must be more than 0")
+        if self.ray not in (None, "local") and (self.catalog is None or self.catalog.startswith("sqlite")
+                                                or "://" not in self.catalog):
+            raise ConfigError("indexing on a Ray cluster needs a PostgreSQL catalog: give --catalog "
+                              "postgresql://... (SQLite works with a local Ray: --ray alone)")
 
     @property
     def max_pixels(self) -> int | None:

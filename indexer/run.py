@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from searchlib.catalog import ChangeSet
 from searchlib.devicedecode import DeviceJpegDecoder, device_decoding_supported, device_jpeg_available
 from searchlib.embedding import Embedder
-from searchlib.errors import ConfigError, IndexCorruptError, StorageFullError
+from searchlib.errors import ConfigError, IndexCorruptError, SearchlibError, StorageFullError
 from searchlib.imaging import Preprocess
 from searchlib.index import Index, IndexWriter
 from searchlib.models import ensure_available, parse_model_spec, spec_matches
@@ -194,6 +194,8 @@ class _Run:
         return embedder.preprocess
 
     def _embed_all(self, plan: Plan, embedder: Embedder) -> set[int]:
+        if self.options.ray:
+            return self._embed_all_on_ray(plan, embedder)
         o = self.options
         catalog = self.index.catalog
         prep = self._preprocess(embedder)
@@ -240,6 +242,61 @@ class _Run:
         if split is not None:
             self.report.device_decoded = split.device_files
             log.info("%s", split.summary())
+        return committer.moved_ids
+
+
+    def _embed_all_on_ray(self, plan: Plan, embedder: Embedder) -> set[int]:
+        """Decode on Ray tasks and embed on Ray actors; commit here (see :mod:`.distributed`)."""
+        from . import distributed
+
+        o = self.options
+        catalog = self.index.catalog
+        started = distributed.connect(None if o.ray == "local" else o.ray)
+        identity = embedder.identity
+        new_identity = identity if self.index.identity is None else None
+        # The local stage only serves the rare file whose 64-bit hash key collided in a task.
+        stage = EmbedStage(embedder, None, None, o.max_pixels)
+        committer = BatchCommitter(self.writer, embedder, plan.known, self.report,
+                                   catalog.hashes_of(plan.gone.values()), o.commit_seconds, stage, new_identity)
+        total, seen = len(plan.todo), set()
+        try:
+            rows = distributed.embedded_rows(plan.todo, identity, catalog.known_hashes(), o.device, o.backend,
+                                             o.batch_size, o.max_pixels)
+            for row in rows:
+                result, vector = distributed.to_result(row)
+                if result.path in seen:  # delivered again by a retried task
+                    continue
+                seen.add(result.path)
+                if isinstance(result, Failed):
+                    committer.fail(result)
+                elif vector is not None:
+                    committer.place(result, vector)
+                else:
+                    committer.push(result)  # bytes already in the catalog: its stored vector is reused
+                if committer.ready():
+                    committer.flush()
+                self._tell(len(seen), total, "embedding")
+                if self.cancel is not None and self.cancel.is_set():
+                    self.report.cancelled = True
+                    break
+            committer.flush(final=True)
+        except BaseException as e:
+            try:
+                committer.flush(final=False)
+            finally:
+                committer.close()
+                if started:
+                    import ray
+
+                    ray.shutdown()
+            if isinstance(e, Exception) and not isinstance(e, SearchlibError):
+                raise SearchlibError(f"Ray failed: {' '.join(str(e).split())[:400]}") from e
+            raise
+        committer.close()
+        if started:
+            import ray
+
+            ray.shutdown()
         return committer.moved_ids
 
 

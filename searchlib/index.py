@@ -390,18 +390,21 @@ class Index:
             yield {"id": row.id, "path": row.path, **row.to_dict()}
 
     def info(self) -> dict:
-        """Counts, model, index type and its recall, sizes on disk."""
+        """Counts, model, index type and its recall, sizes on disk.
+
+        While an indexer commits, ``vectors`` (read first) may lag ``images`` but never exceeds it.
+        """
         ident = self.identity
+        vectors = self.vectors if ident is not None else None
         names = [CATALOG_FILE, CATALOG_FILE + "-wal", VECTORS_FILE, "text_encoder.onnx"]
         sizes = {name: (self.directory / name).stat().st_size for name in names if (self.directory / name).exists()}
         out: dict = {"index": str(self.directory), "catalog": self.catalog.describe(), "images": self.catalog.count(),
                      "model": ident.to_dict() if ident else None, "index_type_requested": self.index_type,
                      "vector_dtype": self.catalog.vector_dtype, "schema": self.catalog.schema_revision(),
                      "read_only": self.read_only, "bytes_on_disk": sizes}
-        if ident is None:
+        if vectors is None:
             return {**out, "vectors": 0, "index_type": None, "exact": True, "recall_at_10": None, "nprobe": None,
                     "dim": None}
-        vectors = self.vectors
         return {**out, "vectors": vectors.ntotal, "index_type": vectors.index_type, "exact": vectors.exact,
                 "recall_at_10": vectors.recall_at_10, "nprobe": vectors.nprobe or None, "dim": vectors.dim}
 

@@ -80,3 +80,24 @@ def tiny_embedder():
     from searchlib.models import parse_model_spec
 
     return Embedder(parse_model_spec(TINY), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (started on first use; .ci/run installs PostgreSQL)."""
+    from tests.pgserver import PostgresServer
+
+    server = PostgresServer()
+    if not server.available:
+        pytest.fail("PostgreSQL is not installed (apt-get install postgresql; .ci/run does this) or not root")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def catalog_url(request, tmp_path):
+    """A fresh, empty catalog on each backend: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "catalog.sqlite")
+    return request.getfixturevalue("postgres").new_database()

@@ -1,3 +1,6 @@
+import hashlib
+import os
+
 import numpy as np
 
 from searchlib.catalog import SCHEMA_HEAD, Catalog, ChangeSet, FailedFile
@@ -6,7 +9,8 @@ from searchlib.records import ImageMetadata, ImageRecord
 
 
 def _item(path: str, vec) -> tuple[ImageRecord, np.ndarray]:
-    record = ImageRecord(path, 10, 1_000, f"hash-{path}", ImageMetadata(width=4, height=3, format="PNG"))
+    name = path if path.isascii() else hashlib.sha1(os.fsencode(path)).hexdigest()
+    record = ImageRecord(path, 10, 1_000, f"hash-{name}", ImageMetadata(width=4, height=3, format="PNG"))
     return record, np.asarray(vec, dtype=np.float32)
 
 
@@ -22,8 +26,8 @@ def test_new_catalog_is_migrated_and_uses_wal(tmp_path):
     assert cat.count() == 0 and cat.generation() == 0
 
 
-def test_apply_add_update_remove_bumps_generation_and_logs_changes(tmp_path):
-    cat = Catalog(tmp_path / "c.sqlite", create=True)
+def test_apply_add_update_remove_bumps_generation_and_logs_changes(catalog_url):
+    cat = Catalog(catalog_url, create=True)
     first = cat.apply(ChangeSet(added=[_item("/a", [1, 0]), _item("/b", [0, 1])]))
     ids = first.added_ids
     assert len(ids) == 2 and first.generation == 1 and first.previous == 0
@@ -42,24 +46,24 @@ def test_apply_add_update_remove_bumps_generation_and_logs_changes(tmp_path):
     assert current == 2 and touched.tolist() == sorted(ids)
 
 
-def test_a_path_added_twice_updates_its_row(tmp_path):
-    cat = Catalog(tmp_path / "c.sqlite", create=True)
+def test_a_path_added_twice_updates_its_row(catalog_url):
+    cat = Catalog(catalog_url, create=True)
     a = cat.apply(ChangeSet(added=[_item("/a", [1, 0])]))
     b = cat.apply(ChangeSet(added=[_item("/a", [0, 1])]))
     assert a.added_ids == b.added_ids and cat.count() == 1
     np.testing.assert_allclose(cat.snapshot_vectors()[2], [[0, 1]])
 
 
-def test_failures_are_remembered_and_forgotten(tmp_path):
-    cat = Catalog(tmp_path / "c.sqlite", create=True)
+def test_failures_are_remembered_and_forgotten(catalog_url):
+    cat = Catalog(catalog_url, create=True)
     cat.apply(ChangeSet(failed=[FailedFile("/bad.jpg", 5, 7, "not a readable image")]))
     assert cat.failed_files(["/"])["/bad.jpg"].error == "not a readable image"
     cat.apply(ChangeSet(added=[_item("/bad.jpg", [1, 0])]))  # fixed: indexed now
     assert cat.failed_files() == {}
 
 
-def test_float16_storage_round_trips_within_half_precision(tmp_path):
-    cat = Catalog(tmp_path / "c.sqlite", create=True)
+def test_float16_storage_round_trips_within_half_precision(catalog_url):
+    cat = Catalog(catalog_url, create=True)
     cat.set_vector_dtype("float16")
     v = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
@@ -67,3 +71,29 @@ def test_float16_storage_round_trips_within_half_precision(tmp_path):
     _, _, stored = cat.snapshot_vectors()
     np.testing.assert_allclose(stored, v, atol=1e-3)
     np.testing.assert_array_equal(applied.vectors, stored)  # what the cache gets is what is stored
+
+
+def test_paths_that_are_not_utf8_and_folder_filters(catalog_url):
+    from searchlib.filters import Filters
+
+    cat = Catalog(catalog_url, create=True)
+    odd = os.fsdecode(b"/photos/caf\xe9/\xff.jpg")
+    applied = cat.apply(ChangeSet(added=[_item(odd, [1, 0]), _item("/photos/cafe/a.jpg", [0, 1]),
+                                         _item("/photos/caf\u00e9/b.jpg", [1, 1])]))
+    assert set(cat.file_states()) == {odd, "/photos/cafe/a.jpg", "/photos/caf\u00e9/b.jpg"}
+    folder = os.fsdecode(b"/photos/caf\xe9")
+    assert cat.filtered_ids(Filters(folder=folder)).tolist() == [applied.added_ids[0]]
+    assert set(cat.file_states([folder])) == {odd}
+    assert cat.images([applied.added_ids[0]])[applied.added_ids[0]].path == odd
+
+
+def test_changes_since_a_pruned_generation_asks_for_a_rebuild(catalog_url, monkeypatch):
+    from searchlib import catalog as module
+
+    monkeypatch.setattr(module, "CHANGES_KEPT", 3)
+    cat = Catalog(catalog_url, create=True)
+    for i in range(256):
+        cat.apply(ChangeSet(added=[_item(f"/{i}", [1, 0])]))
+    assert cat.changes_since(10) is None  # pruned at generation 256
+    current, touched = cat.changes_since(254)
+    assert current == 256 and len(touched) == 2
