@@ -90,9 +90,17 @@ class _Status:
               help="Try again files that failed in an earlier run and have not changed since (they are "
                    "skipped otherwise).")
 @click.option("--index-type", metavar="TYPE",
-              help="FAISS index: 'auto' (exact up to 200k images, then IVF trained from the stored "
-                   "vectors, its recall measured), 'Flat', or a factory string like 'IVF4096,Flat' or "
-                   "'HNSW32'. Remembered by the index.")
+              help="FAISS index: 'auto' (chosen by size and --max-index-memory, its recall measured), 'Flat', or "
+                   "a factory string like 'IVF4096,Flat' or 'HNSW32'. Remembered by the index.")
+@click.option("--max-index-memory", metavar="SIZE",
+              help="Memory budget for the vector index (e.g. 2GiB; default a quarter of RAM). It picks the index: "
+                   "exact while it fits, then IVF, then OPQ+IVF+PQ codes on disk, memory-mapped. Remembered.")
+@click.option("--rerank", type=click.IntRange(0, 10_000), metavar="N",
+              help="On compressed (PQ) indexes, re-rank the best N candidates exactly from the stored vectors "
+                   "(default 100; 0 off). Remembered.")
+@click.option("--vector-dtype", type=click.Choice(["float32", "float16"]),
+              help="How a new index stores vectors in its catalog: float16 halves the bytes (cosine error about "
+                   "1e-4; see README).")
 @click.option("--ray", "ray", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Embed on Ray: decoding in CPU tasks and the model on actors (one per GPU where there are "
                    "GPUs). Alone, starts a local Ray; with ADDRESS (e.g. ray://head:10001 or head:6379), joins "
@@ -104,7 +112,8 @@ class _Status:
 def index_cmd(obj: dict, paths: tuple[str, ...], model: str | None, checkpoint: str | None, device: str,
               backend: str, jpeg_decoder: str, batch_size: int | None, workers: int | None, max_megapixels: float,
               exclude: tuple[str, ...], include_hidden: bool, follow_symlinks: bool, retry_failed: bool,
-              index_type: str | None, ray: str | None, as_json: bool, quiet: bool) -> None:
+              index_type: str | None, max_index_memory: str | None, rerank: int | None, vector_dtype: str | None,
+              ray: str | None, as_json: bool, quiet: bool) -> None:
     """Index images under PATH... (folders or files); re-runs only embed what changed.
 
     Unchanged files (same size and mtime) are skipped without reading; changed files are
@@ -124,7 +133,8 @@ def index_cmd(obj: dict, paths: tuple[str, ...], model: str | None, checkpoint: 
                            workers=workers, max_megapixels=max_megapixels, exclude=exclude,
                            include_hidden=include_hidden, follow_symlinks=follow_symlinks,
                            retry_failed=retry_failed, index_type=index_type, backend=backend,
-                           jpeg_decoder=jpeg_decoder, catalog=obj.get("catalog"), ray=ray)
+                           jpeg_decoder=jpeg_decoder, catalog=obj.get("catalog"), ray=ray,
+                           max_index_memory=max_index_memory, rerank=rerank, vector_dtype=vector_dtype)
     status = _Status(not quiet and sys.stderr.isatty())
     try:
         report = index_folder(obj["index_dir"], *paths, options=options, progress=status)

@@ -41,13 +41,15 @@ from .output import clean, date_cell, echo_json, emit, human_bytes, output_optio
                    "differs per query, so a cut relative to the best adapts where --min-score cannot.")
 @click.option("--sort", type=click.Choice(["score", "date"]), default="score", show_default=True,
               help="Order of the kept hits: best first, or by date taken (oldest first).")
+@click.option("--rerank", type=click.IntRange(0, 10_000), metavar="N",
+              help="On a compressed index, re-rank the best N candidates exactly (default: the index's setting).")
 @output_options
 @click.pass_obj
 def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, ...], subtract: tuple[str, ...],
                k: int, offset: int, folder: str | None, after: str | None, before: str | None, camera: str | None,
                min_width: int | None, min_height: int | None, formats: tuple[str, ...], tags: tuple[str, ...],
-               min_score: float | None, relative: float | None, sort: str, as_json: bool, as_nl: bool,
-               as_paths: bool, nul: bool) -> None:
+               min_score: float | None, relative: float | None, sort: str, rerank: int | None, as_json: bool,
+               as_nl: bool, as_paths: bool, nul: bool) -> None:
     """Find the images that best match QUERY, a description in plain words.
 
     \b
@@ -71,7 +73,7 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
     extra = tuple(Path(os.path.abspath(p)) for p in images) + add
     with open_from(obj) as index:
         hits = index.search(query, k=k, offset=offset, add=extra, subtract=subtract, filters=filters,
-                            min_score=min_score, relative=relative, sort=sort)
+                            min_score=min_score, relative=relative, sort=sort, rerank=rerank)
     if emit([h.to_dict() for h in hits], [h.path for h in hits], as_json, as_nl, as_paths, nul):
         pass
     elif not hits:
@@ -106,11 +108,14 @@ def info_cmd(obj: dict, as_json: bool) -> None:
     click.echo(f"vectors:     {info['vectors']} ({info['index_type']}, dim {info['dim']}, "
                f"{info['vector_dtype']} in the catalog)")
     kind = "exact" if info["exact"] else f"approximate, nprobe {info['nprobe']}"
-    click.echo(f"recall@10:   {info['recall_at_10']:.3f} ({kind}; requested: {info['index_type_requested']})")
-    if info.get("memory"):
-        mem = info["memory"]
-        click.echo(f"memory:      {human_bytes(mem['expected_bytes'])} expected "
-                   f"(budget {human_bytes(mem['budget_bytes']) if mem.get('budget_bytes') else 'none'})")
+    recall = f"{info['recall_at_10']:.3f}"
+    if info.get("rerank"):
+        recall += f", {info['recall_at_10_rerank']:.3f} re-ranking the best {info['rerank']} exactly"
+    click.echo(f"recall@10:   {recall} ({kind}; requested: {info['index_type_requested']})")
+    mem = info["memory"]
+    where = "codes on disk, memory-mapped" if info.get("on_disk") else "in memory"
+    click.echo(f"memory:      {human_bytes(mem['expected_bytes'])} expected, {where} (budget "
+               f"{human_bytes(mem['budget_bytes'])}: {mem['rule']})")
     click.echo(f"model:       {model.get('name', '-')}")
     click.echo(f"on disk:     {human_bytes(total)}" + ("  (read-only)" if info["read_only"] else ""))
 

@@ -42,6 +42,10 @@ class IndexOptions:
         catalog: a database URL for the catalog (default: SQLite in the index directory).
         ray: embed on Ray: ``"local"`` starts a local Ray, anything else is a cluster address
             (which needs a PostgreSQL catalog). None: the local pipeline.
+        max_index_memory: memory budget for the vector index (``"2GiB"`` or bytes); it picks the
+            index type (:mod:`searchlib.indexplan`). Remembered by the index; None keeps it.
+        rerank: candidates re-ranked exactly from the stored vectors on compressed indexes.
+        vector_dtype: ``float32`` or ``float16`` storage of vectors in a new catalog.
     """
 
     model: str | None = None
@@ -60,6 +64,9 @@ class IndexOptions:
     jpeg_decoder: str = "auto"
     catalog: str | None = None
     ray: str | None = None
+    max_index_memory: str | int | None = None
+    rerank: int | None = None
+    vector_dtype: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude", tuple(self.exclude or ()))
@@ -72,6 +79,12 @@ class IndexOptions:
             raise ConfigError("--workers must be 0 or more")
         if self.max_megapixels is not None and not self.max_megapixels > 0:
             raise ConfigError("--max-megapixels must be more than 0")
+        if self.max_index_memory is not None:
+            from searchlib.indexplan import parse_size
+
+            object.__setattr__(self, "max_index_memory", parse_size(self.max_index_memory))
+        if self.vector_dtype not in (None, "float32", "float16"):
+            raise ConfigError(f"--vector-dtype must be float32 or float16, not {self.vector_dtype!r}")
         if self.ray not in (None, "local") and (self.catalog is None or self.catalog.startswith("sqlite")
                                                 or "://" not in self.catalog):
             raise ConfigError("indexing on a Ray cluster needs a PostgreSQL catalog: give --catalog "

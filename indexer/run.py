@@ -120,6 +120,7 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, option
                                         "written: restore it, or move the index away and index again")
             if options.index_type:
                 writer.set_index_type(options.index_type)
+            writer.configure(options.max_index_memory, options.rerank, options.vector_dtype)
             try:
                 _Run(index, writer, options, roots, report, progress, cancel).run()
             except StorageFullError as e:

@@ -286,7 +286,7 @@ class Index:
     # -- searching ---------------------------------------------------------------------------
     def search(self, query: Any = "", k: int = 10, *, offset: int = 0, add: Sequence = (),
                subtract: Sequence = (), filters: Filters | None = None, min_score: float | None = None,
-               relative: float | None = None, sort: str = "score") -> list[Hit]:
+               relative: float | None = None, sort: str = "score", rerank: int | None = None) -> list[Hit]:
         """The images that best match ``query``, best first.
 
         Args:
@@ -302,6 +302,8 @@ class Index:
             relative: drop hits scoring below ``best - relative * |best|`` (best of the whole
                 result, not of the page).
             sort: ``score`` (best first) or ``date`` (the kept hits, oldest first).
+            rerank: on an index of compressed codes, re-rank this many candidates exactly from the
+                stored vectors (default: the index's setting, 100; 0 turns it off).
 
         Raises:
             QueryError: an empty query, a bad term or parameter.
@@ -312,6 +314,8 @@ class Index:
         if not 1 <= k <= MAX_K or not 0 <= offset <= MAX_K - k:
             raise QueryError(f"k must be 1..{MAX_K} and offset 0..{MAX_K} - k (got k={k}, offset={offset})")
         check_cut(min_score, relative)
+        if rerank is not None and not 0 <= rerank <= MAX_K:
+            raise QueryError(f"rerank must be 0..{MAX_K}, not {rerank}")
         cache = self._vector_cache()
         # Load (or map) the FAISS index while the query is embedded: a cold query pays for one.
         errors: list[BaseException] = []
@@ -323,23 +327,24 @@ class Index:
             loader.join()
         if errors:  # reported here, in the caller's thread, never through threading.excepthook
             raise errors[0]
-        hits = self._search_vector(cache, vector, offset + k, filters)
+        hits = self._search_vector(cache, vector, offset + k, filters, rerank)
         hits = relevance_cut(hits, min_score, relative)
         if sort == "date":
             hits = sort_by_date(hits)
         return renumber(hits[offset:], offset + 1)
 
-    def _search_vector(self, cache: VectorCache, vector: np.ndarray, k: int, filters: Filters | None) -> list[Hit]:
+    def _search_vector(self, cache: VectorCache, vector: np.ndarray, k: int, filters: Filters | None,
+                       rerank: int | None = None) -> list[Hit]:
         allowed = None
         if filters is not None and not filters.is_empty():
             allowed = self.catalog.filtered_ids(filters)
             if len(allowed) == 0:
                 return []
-        if allowed is None and self._search_batcher is not None:
+        if allowed is None and rerank is None and self._search_batcher is not None:
             ((row_scores, row_ids),) = self._search_batcher.submit([(vector.reshape(-1), k)])
             scores, ids = row_scores[None], row_ids[None]
         else:
-            scores, ids = cache.search(vector.reshape(1, -1), k, allowed)
+            scores, ids = cache.search(vector.reshape(1, -1), k, allowed, rerank)
         return self._hits([(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0])
 
     def _hits(self, pairs: list[tuple[int, float]]) -> list[Hit]:
@@ -404,9 +409,19 @@ class Index:
                      "read_only": self.read_only, "bytes_on_disk": sizes}
         if vectors is None:
             return {**out, "vectors": 0, "index_type": None, "exact": True, "recall_at_10": None, "nprobe": None,
-                    "dim": None}
+                    "dim": None, "memory": None}
+        cache = self._vector_cache()
+        plan = cache.plan(vectors.ntotal)
+        on_disk = not vectors.exact and hasattr(vectors, "delta")
         return {**out, "vectors": vectors.ntotal, "index_type": vectors.index_type, "exact": vectors.exact,
-                "recall_at_10": vectors.recall_at_10, "nprobe": vectors.nprobe or None, "dim": vectors.dim}
+                "recall_at_10": vectors.recall_at_10, "nprobe": vectors.nprobe or None, "dim": vectors.dim,
+                "ef_search": getattr(vectors, "ef_search", None) or None,
+                "rerank": cache.rerank() if on_disk else 0,
+                "recall_at_10_rerank": getattr(vectors, "recall_at_10_rerank", None) if on_disk else None,
+                "on_disk": on_disk,
+                "memory": {"expected_bytes": plan.expected_bytes if plan.factory == vectors.index_type
+                           else _expected_bytes(vectors), "budget_bytes": plan.budget_bytes,
+                           "rule": plan.reason, "planned_type": plan.factory}}
 
 
 class IndexWriter:
@@ -432,6 +447,20 @@ class IndexWriter:
             self._index._vector_cache().apply(applied)
         return applied
 
+    def configure(self, max_index_memory: int | None = None, rerank: int | None = None,
+                  vector_dtype: str | None = None) -> None:
+        """Remember index settings: the memory budget that picks the index type, the re-rank depth,
+        and (for an index without vectors yet) how vectors are stored (``float32``/``float16``)."""
+        if vector_dtype is not None:
+            self.catalog.set_vector_dtype(vector_dtype)
+        if rerank is not None:
+            if not 0 <= rerank <= MAX_K:
+                raise QueryError(f"--rerank must be 0..{MAX_K}, not {rerank}")
+            self.catalog.set_setting("rerank", str(rerank))
+        if max_index_memory is not None and str(max_index_memory) != self.catalog.get_setting("max_index_memory"):
+            self.catalog.set_setting("max_index_memory", str(max_index_memory))
+            self.rebuild_needed = True
+
     def set_index_type(self, index_type: str) -> None:
         """Request an index type (``auto`` or a FAISS factory string); applied when the run finishes."""
         if index_type != "auto":
@@ -453,6 +482,12 @@ class IndexWriter:
             return
         self._index._vector_cache().finish(force_rebuild=self.rebuild_needed)
         self._index._model.ensure_text_encoder(embedder)
+
+
+def _expected_bytes(vectors) -> int:
+    from .indexplan import _expected
+
+    return _expected(vectors.index_type, vectors.ntotal, vectors.dim)
 
 
 def open_index(path: str | os.PathLike, device: str = "auto", catalog: str | None = None) -> Index:

@@ -24,8 +24,9 @@ import numpy as np
 from .catalog import Applied, Catalog
 from .config import VECTORS_FILE, VECTORS_STAMP_FILE
 from .errors import ConfigError
+from .indexplan import IndexPlan, plan_index
 from .locks import cache_lock
-from .vectors import Stamp, VectorIndex, choose_index_type
+from .vectors import Stamp, VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,25 @@ class VectorCache:
     def requested_type(self) -> str:
         return self.catalog.get_setting("index_type", "auto") or "auto"
 
+    def budget(self) -> int:
+        """The memory budget for the index (``--max-index-memory``; default a quarter of RAM)."""
+        from .indexplan import default_budget
+
+        value = self.catalog.get_setting("max_index_memory")
+        return int(value) if value else default_budget()
+
+    def plan(self, count: int) -> IndexPlan:
+        """The index a collection of ``count`` vectors gets now (see :mod:`searchlib.indexplan`)."""
+        return plan_index(count, self.dim, self.requested_type(), self.budget())
+
+    def rerank(self) -> int:
+        """Candidates re-ranked exactly from the stored vectors (approximate codes only)."""
+        value = self.catalog.get_setting("rerank")
+        if value is not None:
+            return int(value)
+        from .ondisk import DEFAULT_RERANK
+
+        return DEFAULT_RERANK
     # -- reading -----------------------------------------------------------------------------
     def get(self) -> VectorIndex:
         """The index as of the catalog's current generation (loaded, caught up or rebuilt)."""
@@ -123,7 +143,12 @@ class VectorCache:
         stamp = Stamp.read(self.stamp_path)
         if stamp is not None and stamp.dim == self.dim and stamp.generation <= current:
             up_to_date = stamp.generation == current
-            loaded = VectorIndex.load(self.path, stamp, writable=not up_to_date)
+            if stamp.kind == "ondisk":
+                from .ondisk import OnDiskIndex
+
+                loaded = OnDiskIndex.load(self.directory, self.path, stamp)
+            else:
+                loaded = VectorIndex.load(self.path, stamp, writable=not up_to_date)
             if loaded is not None:
                 with self._rw.exclusive():
                     self._index, self._generation, self._mapped = loaded, stamp.generation, up_to_date
@@ -162,15 +187,21 @@ class VectorCache:
         return True
 
     def _rebuild(self) -> None:
-        requested = self.requested_type()
         with self.catalog.vector_snapshot() as snap:
             generation, count = snap.generation, snap.count
-            index_type = choose_index_type(count, self.dim, requested)
-            log.info("building %s vector index from %d stored vectors", index_type, count)
-            parts = list(snap.chunks())
-        ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
-        vectors = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, self.dim), np.float32)
-        built = VectorIndex.build(self.dim, ids, vectors, index_type, fallback=True)
+            plan = self.plan(count)
+            log.info("building %s vector index from %d stored vectors (%s)", plan.factory, count, plan.reason)
+            if plan.on_disk:
+                from .ondisk import OnDiskIndex
+
+                built = OnDiskIndex.build(self.directory, self.dim, plan.factory, snap, self.catalog.sample_vectors,
+                                          self.catalog.vectors_of, plan.budget_bytes, rerank=self.rerank())
+            else:
+                parts = list(snap.chunks())
+        if not plan.on_disk:
+            ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+            vectors = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, self.dim), np.float32)
+            built = VectorIndex.build(self.dim, ids, vectors, plan.factory, fallback=True)
         with self._rw.exclusive():
             self._index, self._generation, self._mapped = built, generation, False
         self.save()
@@ -189,7 +220,7 @@ class VectorCache:
     def finish(self, force_rebuild: bool = False) -> None:
         """After a writing run: retrain or rebuild if the collection outgrew its index, then save."""
         index = self.get()
-        if force_rebuild or index.needs_rebuild(index.ntotal, self.requested_type()):
+        if force_rebuild or index.needs_rebuild(index.ntotal, self.requested_type(), self.budget()):
             with self._update:
                 self._rebuild()
         else:
@@ -229,18 +260,26 @@ class VectorCache:
         with self._rw.shared():
             yield self._index if self._index is not None else index
 
-    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None,
+               rerank: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` ``(scores, ids)`` for each query row (among ``allowed`` ids if given).
 
-        Scores that cannot be cosines mean the cache file was damaged in a way its stamp did not
-        catch: it is rebuilt from the catalog and the search runs again.
+        An index of approximate codes (PQ) fetches ``max(k, rerank)`` candidates and re-ranks them by
+        their exact cosine with the stored vectors, so scores are exact and recall goes up without
+        growing the index in memory. Scores that cannot be cosines mean the cache file was damaged
+        in a way its stamp did not catch: it is rebuilt from the catalog and the search runs again.
         """
+        query = np.ascontiguousarray(query, dtype=np.float32).reshape(-1, self.dim)
         for _attempt in range(2):
             with self.reading() as index:
+                depth = 0 if index.exact else (self.rerank() if rerank is None else rerank)
+                wanted = max(k, depth)
                 if allowed is None:
-                    scores, ids = index.search(query, k)
+                    scores, ids = index.search(query, wanted)
                 else:
-                    scores, ids = index.search_subset(query, k, allowed)
+                    scores, ids = index.search_subset(query, wanted, allowed)
+            if depth:
+                scores, ids = self._rerank(query, ids, k)
             valid = ids >= 0
             if not valid.any() or np.all(np.abs(scores[valid]) <= SCORE_LIMIT):
                 return scores, ids
@@ -249,3 +288,19 @@ class VectorCache:
             with self._update:
                 self._rebuild()
         return scores, ids
+
+    def _rerank(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores for the candidates from their stored vectors; the best ``k`` per query."""
+        ids, vectors = self.catalog.vectors_of(np.unique(candidates[candidates >= 0]).tolist())
+        position = {int(i): n for n, i in enumerate(ids.tolist())}
+        out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        out_ids = np.full((len(queries), k), -1, dtype=np.int64)
+        for row, (query, cands) in enumerate(zip(queries, candidates)):
+            kept = [int(i) for i in cands if int(i) in position]  # deleted since: dropped
+            if not kept:
+                continue
+            exact = vectors[[position[i] for i in kept]] @ query
+            order = np.argsort(-exact, kind="stable")[:k]
+            out_scores[row, :len(order)] = exact[order]
+            out_ids[row, :len(order)] = np.asarray(kept)[order]
+        return out_scores, out_ids

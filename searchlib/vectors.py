@@ -24,11 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError
+from .indexplan import FLAT_MAX  # noqa: F401  (re-exported; the rule lives in indexplan)
 
 log = logging.getLogger(__name__)
 
-#: Collections up to this size use exact search (a flat scan of 200k × 512 takes ~15 ms here).
-FLAT_MAX = 200_000
 #: Recall@10 against exact search that IVF's nprobe must reach.
 RECALL_TARGET = 0.95
 #: Rebuild/retrain once the collection is this many times the size the index was trained for.
@@ -62,7 +61,15 @@ class Stamp:
     nprobe: int = 0
     recall_at_10: float = 1.0
     file_size: int = 0
-    checksum: str = ""  # blake2b of the FAISS file's bytes
+    checksum: str = ""  # of the FAISS file's bytes (xxh3)
+    kind: str = "memory"  # memory | ondisk (see searchlib.ondisk)
+    ef_search: int = 0
+    recall_at_10_rerank: float = 0.0
+    rerank: int = 0
+    ivfdata: str = ""
+    ivfdata_checksum: str = ""
+    delta_checksum: str = ""
+    tombstones_checksum: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,14 +109,11 @@ def file_checksum(path: Path, chunk: int = 1 << 24) -> str:
     return "xxh3_128:" + digest.hexdigest()
 
 
-def choose_index_type(count: int, dim: int, requested: str = "auto") -> str:
-    """The factory string for a collection of ``count`` vectors (``auto``) or the user's choice."""
-    if requested and requested != "auto":
-        return requested
-    if count <= FLAT_MAX:
-        return "Flat"
-    nlist = 2 ** max(8, round(math.log2(4 * math.sqrt(count))))
-    return f"IVF{nlist},Flat"
+def choose_index_type(count: int, dim: int, requested: str = "auto", budget: int | None = None) -> str:
+    """The factory string for a collection of ``count`` vectors (see :func:`searchlib.indexplan.plan_index`)."""
+    from .indexplan import plan_index
+
+    return plan_index(count, dim, requested, budget).factory
 
 
 def _is_ivf(index_type: str) -> bool:
@@ -364,9 +368,9 @@ class VectorIndex:
             order = np.argsort(-sims, axis=1)[:, :k]
             return np.take_along_axis(sims, order, axis=1), allowed[order]
 
-    def needs_rebuild(self, count: int, requested: str = "auto") -> bool:
+    def needs_rebuild(self, count: int, requested: str = "auto", budget: int | None = None) -> bool:
         """Whether a collection of ``count`` vectors has outgrown (or outshrunk) this index."""
-        wanted = choose_index_type(count, self.dim, requested)
+        wanted = choose_index_type(count, self.dim, requested, budget)
         if wanted != self.index_type:
             # A requested type this index fell back from is retried once the collection has grown.
             return not (self.exact and count <= max(1, self.trained_count) * GROWTH_FACTOR

@@ -87,7 +87,8 @@ def test_auto_type_and_rebuild_thresholds():
 
     assert choose_index_type(1000, 512) == "Flat"
     assert choose_index_type(FLAT_MAX + 1, 512).startswith("IVF")
-    assert choose_index_type(1_000_000, 512) == "IVF4096,Flat"
+    assert choose_index_type(1_000_000, 512, budget=8 << 30) == "IVF1024,Flat"  # fits: exact vectors
+    assert choose_index_type(1_000_000, 512, budget=1 << 30) == "OPQ128_512,IVF1024_HNSW32,PQ128x8"  # does not
     assert choose_index_type(10, 512, "HNSW32") == "HNSW32"
     ids, vecs = _clustered(3000)
     vi = VectorIndex.build(32, ids, vecs, "IVF32,Flat")

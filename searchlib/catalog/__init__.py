@@ -489,6 +489,21 @@ class Catalog:
             return generation, np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
         return generation, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
+    def sample_vectors(self, n: int, seed: int = 0) -> np.ndarray:
+        """About ``n`` stored vectors drawn at random (by random ids: ids that were deleted are
+        skipped, so a sparse id range gives fewer; what was drawn is returned)."""
+        with self._read() as conn:
+            low, high = conn.execute(select(func.min(embeddings.c.image_id), func.max(embeddings.c.image_id))).one()
+        if low is None:
+            return np.zeros((0, 0), dtype=np.float32)
+        rng = np.random.default_rng(seed)
+        span = int(high) - int(low) + 1
+        wanted = np.unique(rng.integers(int(low), int(high) + 1, size=min(span, int(n * 1.2) + 16)))
+        ids, vectors = self.vectors_of(wanted.tolist())
+        if len(ids) > n:
+            vectors = vectors[rng.choice(len(ids), n, replace=False)]
+        return vectors
+
     def changes_since(self, generation: int) -> tuple[int, np.ndarray] | None:
         """``(current generation, ids touched after generation)``, or None when the log no longer
         reaches back that far (the caller rebuilds)."""
