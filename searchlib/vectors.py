@@ -181,10 +181,16 @@ class VectorIndex:
             raise ConfigError(f"invalid --index-type {index_type!r}: {str(e).splitlines()[0]}") from e
 
     def copy(self) -> VectorIndex:
-        """An independent copy in memory (of a memory-mapped index too)."""
+        """An independent copy in memory that owns its data (of a memory-mapped index too).
+
+        ``faiss.clone_index`` is not enough: the clone of a mapped index still views the mapped
+        codes, and the first ``add`` on it aborts the whole process (faiss 1.15: "This operation
+        cannot be performed on a viewed vector"). A serialize/deserialize round trip owns them.
+        """
         import faiss
 
-        clone = VectorIndex(self.dim, self.index_type, index=faiss.clone_index(self.index))
+        owned = faiss.deserialize_index(faiss.serialize_index(self.index))
+        clone = VectorIndex(self.dim, self.index_type, index=owned)
         clone.trained_count, clone.nprobe, clone.recall_at_10 = self.trained_count, self.nprobe, self.recall_at_10
         clone._apply_nprobe()
         return clone
@@ -428,10 +434,12 @@ class VectorIndex:
             except OSError:
                 return None
         read_only = faiss.IO_FLAG_READ_ONLY
-        # Flat codes (IO_FLAG_MMAP_IFC) and IVF lists (IO_FLAG_MMAP) are mapped, not copied: a
+        # Flat codes and IVF lists (IO_FLAG_MMAP_IFC) are mapped, not copied: a
         # 200 MB flat index opens in 20 ms instead of 110 ms.
-        mmap_codes = getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP)  # older faiss: no IFC flag
-        flags = [0] if writable else [mmap_codes | read_only, faiss.IO_FLAG_MMAP | read_only, 0]
+        mmap_codes = getattr(faiss, "IO_FLAG_MMAP_IFC", None)  # older faiss: no IFC flag, read it all
+        # Not IO_FLAG_MMAP alone: it gives IVF indexes on-disk lists tied to the path, which can
+        # neither be cloned nor serialized into an independent copy when a reader catches up.
+        flags = [0] if writable or mmap_codes is None else [mmap_codes | read_only, 0]
         for flag in flags:
             try:
                 index = faiss.read_index(str(path), flag)

@@ -116,3 +116,36 @@ def test_hnsw_removal_asks_for_a_rebuild():
     vi = VectorIndex.build(32, ids, vecs, "HNSW16")
     with pytest.raises(ConfigError, match="cannot remove"):
         vi.remove(ids[:3])
+
+
+MAPPED_COPY = """
+import sys
+import numpy as np
+from searchlib.embedding import normalize
+from searchlib.vectors import Stamp, VectorIndex
+from pathlib import Path
+
+folder, factory = Path(sys.argv[1]), sys.argv[2]
+rng = np.random.default_rng(0)
+vecs = normalize(rng.normal(size=(3000, 32)))
+ids = np.arange(3000, dtype=np.int64) + 1
+VectorIndex.build(32, ids[:2900], vecs[:2900], factory).save(folder / "v", folder / "s", generation=1)
+mapped = VectorIndex.load(folder / "v", Stamp.read(folder / "s"), writable=False)  # read-only: memory-mapped
+copy = mapped.copy()
+copy.remove(ids[:10])
+copy.add(ids[2900:], vecs[2900:])  # a reader catching up with a writer's commit
+print(copy.ntotal, mapped.ntotal)
+"""
+
+
+@pytest.mark.parametrize("factory", ["Flat", "IVF32,Flat"])
+def test_a_mapped_index_copies_into_one_that_can_change(tmp_path, factory):
+    # faiss.clone_index of a mapped index still viewed the mapped codes: the first add aborted
+    # the process (a server died when an indexer committed while it served).
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", MAPPED_COPY, str(tmp_path), factory],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["2990", "2900"]
