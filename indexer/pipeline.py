@@ -227,8 +227,13 @@ class _Worker:
     def send(self, seq: int, offset: int, jobs: list[tuple]) -> None:
         if not self.sent:
             self.busy_since = time.monotonic()
-        self.conn.send(jobs)
         self.sent.append((seq, offset, jobs))
+        try:
+            self.conn.send(jobs)
+        except OSError:
+            # The process died since its last result (a file crashed it): the pool sees the
+            # end of its pipe next and replaces it, sending these jobs again.
+            log.debug("decode worker %d gone before a chunk could be sent", self.process.pid)
 
     def stop(self, kill: bool) -> None:
         try:

@@ -300,6 +300,22 @@ def test_a_decoder_crash_costs_that_file_only(tmp_path):
     assert failed == [("020-crash.jpg", "the decoder crashed (exit code 139)")]
 
 
+def test_a_chunk_sent_to_a_worker_that_just_died_is_not_lost(tmp_path):
+    # The race behind a flaky failure: a worker dies on a file while the pool is handing it its
+    # next chunk; the send hit a broken pipe and the whole run failed.
+    from searchlib.indexer.pipeline import _decode_job, _Worker
+
+    entries = _small_jpegs(tmp_path, 4)
+    w = _Worker(np.zeros(0, np.uint64), _decode_job)
+    w.process.kill()
+    w.process.wait()
+    jobs = [(e, Preprocess(16), None, False) for e in entries]
+    for _ in range(64):  # enough to fill the socket's buffer if the first sends do not fail
+        w.send(7, 0, jobs)
+    assert len(w.sent) == 64 and w.sent[0] == (7, 0, jobs)  # kept: the pool sends them again
+    w.stop(kill=True)
+
+
 def test_ctrl_c_while_indexing_stops_cleanly_and_keeps_committed_work(tmp_path):
     import signal
     import sqlite3
