@@ -11,12 +11,15 @@ from .output import echo_json, table
 @main.command("models", short_help="Known models, and which work offline.")
 @click.option("--all", "include_all", is_flag=True,
               help="List every open_clip pretrained model, not just the recommended ones.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of {name, available_offline, note}.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON array of {name, available_offline, note, languages}.")
 def models_cmd(include_all: bool, as_json: bool) -> None:
     """List models usable with 'searchlib index --model SPEC'.
 
     'bundled' ships with searchlib and always works offline. ARCH/TAG models come from open_clip
     and are downloaded once into its cache; 'available_offline' says whether that already happened.
+    'languages' says what queries a model reads: most read English only; xlm-roberta, nllb and
+    i18n models read many languages.
     """
     from searchlib.models import list_models
 
@@ -24,5 +27,5 @@ def models_cmd(include_all: bool, as_json: bool) -> None:
     if as_json:
         echo_json([r.__dict__ for r in rows])
         return
-    click.echo(table(["model", "offline", "note"],
-                     [[r.name, "yes" if r.available_offline else "no", r.note] for r in rows], flex=2))
+    click.echo(table(["model", "offline", "languages", "note"],
+                     [[r.name, "yes" if r.available_offline else "no", r.languages, r.note] for r in rows], flex=3))

@@ -111,8 +111,11 @@ def _create_model_quietly(spec: ModelSpec) -> torch.nn.Module:
     register_project_configs()
     if spec.arch not in open_clip.list_models():
         raise ModelError(f"unknown model architecture {spec.arch!r}; run 'searchlib models --all'")
+    # A checkpoint or random weights: never fetch a Hugging Face / timm tower's base weights (the
+    # checkpoint holds them all, and offline they cannot be fetched).
+    no_base = {"pretrained_text": False, "pretrained_image": False}
     if spec.checkpoint is not None:
-        model = open_clip.create_model(spec.arch, pretrained=None)
+        model = open_clip.create_model(spec.arch, pretrained=None, **no_base)
         state = load_state_dict(spec.checkpoint)
         try:
             model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
@@ -124,7 +127,7 @@ def _create_model_quietly(spec: ModelSpec) -> torch.nn.Module:
         log.warning("model %s has random weights: fine for tests and benchmarks, useless for search", spec.name)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)  # the same weights in every process, so an index stays searchable
-            return open_clip.create_model(spec.arch, pretrained=None)
+            return open_clip.create_model(spec.arch, pretrained=None, **no_base)
     check_pretrained(spec.arch, spec.pretrained or "")
     try:
         return open_clip.create_model(spec.arch, pretrained=spec.pretrained, require_pretrained=True)

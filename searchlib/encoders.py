@@ -37,6 +37,7 @@ class IndexModel:
         self._embedder = None
         self._text = None  # OnnxTextEncoder, or False when there is none
         self._healed = False  # a failed export is made again once per process, not per query
+        self._bank: np.ndarray | None = None
         self._lock = threading.Lock()
 
     def _require_identity(self) -> ModelIdentity:
@@ -101,6 +102,21 @@ class IndexModel:
                 remove_export(self.directory)  # its note is fine, so its file failed to load
             self.ensure_text_encoder(self.embedder())
         return vectors
+
+    def bank_vectors(self) -> np.ndarray:
+        """The relevance bank's captions (:data:`searchlib.relevance.BANK`) in the index's space:
+        read from the index directory, or embedded once and kept there."""
+        if self._bank is None:
+            from .relevance import BANK, load_bank, save_bank
+
+            model = self._require_identity().to_dict()
+            vectors = load_bank(self.directory, model)
+            if vectors is None:
+                vectors = self.embed_texts(BANK)
+                if self.writable:
+                    save_bank(self.directory, model, vectors)
+            self._bank = vectors
+        return self._bank
 
     def embed_images(self, images: Sequence) -> np.ndarray:
         """Normalized image vectors (paths, bytes or ``PIL.Image``) in the index's space."""

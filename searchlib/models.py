@@ -34,8 +34,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 #: open_clip JSON configs of the project's own architectures (the bundled model, tiny test models).
 MODEL_CONFIG_DIR = PACKAGE_DIR / "model_configs"
 BUNDLED_DIR = PACKAGE_DIR / "bundled"
-BUNDLED_ARCH = "searchlib-mini"
-BUNDLED_WEIGHTS = BUNDLED_DIR / "searchlib-mini.safetensors"
+BUNDLED_ARCH = "searchlib-bilingual"
+BUNDLED_WEIGHTS = BUNDLED_DIR / "searchlib-bilingual.safetensors"
 
 #: Models shown by ``searchlib models`` besides the bundled one: good choices for photo search.
 RECOMMENDED = (
@@ -44,6 +44,10 @@ RECOMMENDED = (
     "ViT-L-14/laion2b_s32b_b82k",
     "ViT-B-16-SigLIP/webli",
     "MobileCLIP-S2/datacompdr",
+    # Multilingual: queries in any language (see searchlib.languages).
+    "xlm-roberta-base-ViT-B-32/laion5b_s13b_b90k",
+    "nllb-clip-base-siglip/v1",
+    "ViT-B-16-SigLIP-i18n-256/webli",
 )
 
 
@@ -98,13 +102,49 @@ def parse_model_spec(spec: str | None, checkpoint: str | os.PathLike | None = No
     return ModelSpec(arch=arch, pretrained=tag, name=spec)
 
 
+#: In the project's configs, this tokenizer name stands for the tokenizer shipped with the bundled
+#: model (an absolute path is only known at run time).
+BUNDLED_TOKENIZER_MARK = "@bundled-tokenizer"
+BUNDLED_TOKENIZER = BUNDLED_DIR / "tokenizer"
+
+
+def _resolved(config: dict) -> dict:
+    text = config.get("text_cfg", {})
+    if text.get("hf_tokenizer_name") == BUNDLED_TOKENIZER_MARK:
+        config = {**config, "text_cfg": {**text, "hf_tokenizer_name": str(BUNDLED_TOKENIZER)}}
+    return config
+
+
+_registered: list[str] = []
+
+
+def config_dirs() -> list[Path]:
+    """Folders of open_clip architecture configs (JSON): the project's own, then any named in
+    ``$SEARCHLIB_MODEL_CONFIGS`` (``os.pathsep``-separated) for local architectures."""
+    extra = [Path(p).expanduser() for p in os.environ.get("SEARCHLIB_MODEL_CONFIGS", "").split(os.pathsep) if p]
+    return [MODEL_CONFIG_DIR, *extra]
+
+
 def register_project_configs() -> None:  # imports open_clip: only where the model is needed
-    """Make open_clip aware of the project's own architecture configs (idempotent)."""
+    """Make open_clip aware of the project's own architecture configs (idempotent).
+
+    The configs are written, resolved, into a folder of this process (the bundled tokenizer's path
+    is filled in) and added to open_clip's registry from there.
+    """
+    import json
+    import tempfile
+
     import open_clip
 
     known = set(open_clip.list_models())
-    if not all(p.stem in known for p in MODEL_CONFIG_DIR.glob("*.json")):
-        open_clip.add_model_config(MODEL_CONFIG_DIR)
+    configs = [p for d in config_dirs() for p in sorted(d.glob("*.json"))]
+    if _registered and all(p.stem in known for p in configs):
+        return
+    folder = Path(tempfile.mkdtemp(prefix="searchlib-configs-"))
+    for path in configs:
+        (folder / path.name).write_text(json.dumps(_resolved(json.loads(path.read_text()))))
+    open_clip.add_model_config(folder)
+    _registered.append(str(folder))
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -161,17 +201,17 @@ def _pretrained_registry():
 def known_architectures() -> set[str]:
     """open_clip's architecture names and the project's own (from their JSON configs)."""
     names = {p.stem for p in (_open_clip_dir() / "model_configs").glob("*.json")}
-    return names | {p.stem for p in MODEL_CONFIG_DIR.glob("*.json")}
+    return names | {p.stem for d in config_dirs() for p in d.glob("*.json")}
 
 
 def architecture_config(arch: str) -> dict:
     """The JSON config of an architecture ({} if unknown), read without open_clip."""
     import json
 
-    for folder in (MODEL_CONFIG_DIR, _open_clip_dir() / "model_configs"):
+    for folder in (*config_dirs(), _open_clip_dir() / "model_configs"):
         path = folder / f"{arch}.json"
         if path.is_file():
-            return json.loads(path.read_text())
+            return _resolved(json.loads(path.read_text()))
     return {}
 
 
@@ -351,15 +391,19 @@ class ModelInfo:
     name: str
     available_offline: bool
     note: str
+    languages: str = "English"
 
 
 def list_models(include_all: bool = False) -> list[ModelInfo]:
     """Known models and whether each can be loaded without a network (no torch is imported)."""
+    from .languages import languages_of
+
     rows = [
         ModelInfo(
             BUNDLED_NAME,
             BUNDLED_WEIGHTS.is_file(),
             "shipped with searchlib; trained on synthetic shapes (offline demo and tests)",
+            languages_of(BUNDLED_ARCH).label,
         )
     ]
     names = list(RECOMMENDED)
@@ -368,7 +412,7 @@ def list_models(include_all: bool = False) -> list[ModelInfo]:
     for name in names:
         arch, _, tag = name.partition("/")
         cached = pretrained_cache_file(arch, tag) is not None and _text_tower_files_cached(arch)
-        rows.append(ModelInfo(name, cached, "cached" if cached else "downloads on first use"))
+        rows.append(ModelInfo(name, cached, "cached" if cached else "downloads on first use", languages_of(arch).label))
     return rows
 
 

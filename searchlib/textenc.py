@@ -84,8 +84,7 @@ def _export_onnx(embedder, folder: Path, context_length: int) -> None:
     finally:
         tmp.unlink(missing_ok=True)
         model.to(was_device)
-    kind = tokenizer_kind(identity.arch)
-    save_tokenizer(tokenizer, kind, folder)
+    kind = save_tokenizer(tokenizer, tokenizer_kind(identity.arch), folder)
     note = {**_key(identity), "context_length": context_length, "tokenizer": kind, "optimized": True,
             "checksum": checksum(np.fromfile(folder / ONNX_FILE, dtype=np.uint8))}
     _atomic_write_text(folder / NOTE_FILE, json.dumps(note))
@@ -119,7 +118,7 @@ def export_text_encoder(embedder, directory: Path) -> bool:
     with cache_lock(directory) as locked:
         if not locked:
             return False
-        names = [ONNX_FILE, *TOKENIZER_FILES.get(kind, ())]
+        names = [ONNX_FILE, *TOKENIZER_FILES.get(_read_note(cached, identity)["tokenizer"], ())]
         for name in names:
             tmp = directory / f".{name}.{os.getpid()}.tmp"
             shutil.copyfile(cached / name, tmp)

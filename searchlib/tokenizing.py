@@ -72,11 +72,17 @@ def clean_text(text: str, kind: str) -> str:
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 
 
-def save_tokenizer(tokenizer, kind: str, folder: Path) -> None:
-    """Write the files ``kind`` needs from open_clip's tokenizer object into ``folder``."""
+def save_tokenizer(tokenizer, kind: str, folder: Path) -> str:
+    """Write the files the query path needs from open_clip's tokenizer object into ``folder``.
+
+    Returns the kind written: ``hf`` becomes ``sentencepiece`` for a tokenizer that has no fast
+    (``tokenizer.json``) form but a SentencePiece model.
+    """
     if kind == "clip-bpe":
-        return
+        return kind
     inner = tokenizer.tokenizer  # the transformers tokenizer inside HFTokenizer / SigLipTokenizer
+    if getattr(inner, "backend_tokenizer", None) is None and str(getattr(inner, "vocab_file", "")).endswith(".model"):
+        kind = "sentencepiece"
     clean = _clean_kind(tokenizer)
     settings = {"clean": clean, "context_length": int(tokenizer.context_length),
                 "pad_id": int(inner.pad_token_id if inner.pad_token_id is not None else 0),
@@ -92,6 +98,7 @@ def save_tokenizer(tokenizer, kind: str, folder: Path) -> None:
         shutil.copyfile(inner.vocab_file, folder / "tokenizer.model")
         settings["eos_id"] = int(inner.eos_token_id)
     (folder / SETTINGS_FILE).write_text(json.dumps(settings))
+    return kind
 
 
 def _clean_kind(tokenizer) -> str:

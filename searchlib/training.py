@@ -45,11 +45,11 @@ class TrainConfig:
         checkpoint_every: steps between resumable checkpoints.
     """
 
-    model: str = "searchlib-mini/random"
+    model: str = "searchlib-bilingual/random"
     checkpoint: str | None = None
     data: str = "synthetic"
     out_dir: str = "runs/bundled"
-    steps: int = 3600
+    steps: int = 5000
     batch_size: int = 128
     lr: float = 7e-4
     warmup: int = 100
@@ -69,17 +69,110 @@ class TrainStep:
 
 
 # -- data ----------------------------------------------------------------------------------------
+def synthetic_batch(prep: Preprocess, batch_size: int, seed: int, step: int) -> tuple[np.ndarray, list[str]]:
+    """Batch ``step`` of the synthetic data: the same however a run resumes. Each sample's caption is
+    in English or Chinese at random, sometimes partial (colour or shape left out)."""
+    from .synthetic import LANGUAGES, make_sample
+
+    rng = random.Random(seed * 1_000_003 + step)
+    samples = [make_sample(rng, 128, partial=True) for _ in range(batch_size)]
+    pixels = np.stack([to_model_pixels(s.image, prep) for s in samples])
+    return pixels, [s.caption_in(rng.choice(LANGUAGES)) for s in samples]
+
+
 def _synthetic_batches(prep: Preprocess, batch_size: int, seed: int, start_step: int
                        ) -> Iterator[tuple[np.ndarray, list[str]]]:
-    from .synthetic import make_sample
+    """Batches made ahead in a second process while the model trains on the current one.
 
-    step = start_step
+    The process is a fresh interpreter (``python -c ...``) talking over its pipes: a spawned
+    multiprocessing pool would re-import the caller's ``__main__``, which breaks scripts without a
+    ``__name__ == "__main__"`` guard, and forking a process that runs torch's threads is unsafe.
+    """
+    import pickle
+    import subprocess
+    import sys
+
+    ahead = 2
+    proc = subprocess.Popen([sys.executable, "-c", "from searchlib.training import serve_synthetic_batches as s; s()"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def ask(step: int) -> None:
+        pickle.dump((prep, batch_size, seed, step), proc.stdin)
+        proc.stdin.flush()
+
+    try:
+        for i in range(ahead):
+            ask(start_step + i)
+        step = start_step + ahead
+        while True:
+            try:
+                batch = pickle.load(proc.stdout)
+            except EOFError:
+                raise RuntimeError(f"the synthetic batch process exited (code {proc.wait()})") from None
+            ask(step)
+            step += 1
+            yield batch
+    finally:
+        proc.stdin.close()
+        proc.kill()
+        proc.wait()
+
+
+def serve_synthetic_batches() -> None:
+    """The batch process: read ``(prep, batch_size, seed, step)`` requests from stdin, write
+    :func:`synthetic_batch` results to stdout (pickled), until stdin closes."""
+    import pickle
+    import signal
+    import sys
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's; it stops us
+    reader, writer = sys.stdin.buffer, sys.stdout.buffer
     while True:
-        rng = random.Random(seed * 1_000_003 + step)  # batch k is the same however the run resumes
-        samples = [make_sample(rng, 128, partial=True) for _ in range(batch_size)]
-        pixels = np.stack([to_model_pixels(s.image, prep) for s in samples])
-        yield pixels, [s.caption for s in samples]
-        step += 1
+        try:
+            prep, batch_size, seed, step = pickle.load(reader)
+        except EOFError:
+            return
+        pickle.dump(synthetic_batch(prep, batch_size, seed, step), writer, protocol=pickle.HIGHEST_PROTOCOL)
+        writer.flush()
+
+
+def caption_corpus(samples: int = 40_000, seed: int = 12_345) -> Iterator[str]:
+    """Captions in both languages (and the zero-shot prompts) to learn a tokenizer from."""
+    from .analysis import TEMPLATES
+    from .synthetic import COLORS, SHAPES, make_sample
+
+    rng = random.Random(seed)
+    for _ in range(samples):
+        sample = make_sample(rng, 32, partial=rng.random() < 0.5, artefacts=False)
+        yield sample.caption_in("en")
+        yield sample.caption_in("zh")
+    for word in list(COLORS) + SHAPES:
+        for template in TEMPLATES:
+            yield template.format(word)
+
+
+def build_caption_tokenizer(folder: Path, vocab_size: int = 1024) -> Path:
+    """Learn a byte-level BPE tokenizer from the synthetic captions (English and Chinese) and save it
+    where transformers and the ``tokenizers`` package read it (``tokenizer.json``). Byte-level:
+    any text tokenizes, words it never saw as several byte pieces."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    # Chinese has no spaces: each CJK character is a piece of its own (as BERT does), so that
+    # "红色" means the same wherever it appears instead of merging into whole phrases.
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]"), "isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False),
+    ])
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=["<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator((text.lower() for text in caption_corpus()), trainer)
+    folder.mkdir(parents=True, exist_ok=True)
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>").save_pretrained(str(folder))
+    return folder
 
 
 def read_caption_pairs(folder: Path) -> list[tuple[Path, str]]:

@@ -91,3 +91,37 @@ def test_near_duplicates_are_grouped(tmp_path):
     names = [sorted(m["path"].rsplit("/", 1)[1] for m in g) for g in groups]
     assert names[0] == sorted(["orig0.png", "reencoded.jpg", "resized.png", "cropped.png", "brighter.png"]), names
     assert all(len(g) < 5 for g in names[1:])
+
+
+ZH_QUERIES = [("一个红色的圆形", "circle", "red"), ("两颗蓝色的星星", "star", "blue"),
+              ("黄色的太阳", "sun", "yellow"), ("一棵绿色的树", "tree", "green"),
+              ("一辆紫色的汽车", "car", "purple"), ("一朵粉红色的花", "flower", "pink")]
+
+
+def test_chinese_queries_find_the_same_things(shapes_index):
+    index_dir, truth = shapes_index
+    precisions = []
+    with open_index(index_dir) as index:
+        assert index.query_warnings("一个红色的圆形") == []  # the bundled model reads Chinese
+        for query, shape, color in ZH_QUERIES:
+            hits = index.search(query, k=5)
+            precisions.append(np.mean([truth[h.path].shape == shape and truth[h.path].color == color for h in hits]))
+    assert np.mean(precisions) >= 0.8, dict(zip([q for q, _, _ in ZH_QUERIES], precisions))
+
+
+def test_bundled_torch_free_path_matches_open_clip(tmp_path):
+    import json
+
+    from searchlib.embedding import Embedder
+    from searchlib.textenc import NOTE_FILE, OnnxTextEncoder, export_text_encoder
+    from searchlib.tokenizing import load_tokenizer
+
+    texts = ["a red circle", "两颗蓝色的星星", "A Red CIRCLE!!", "左上角有一个很大的绿色圆形，白色背景", "", "x" * 300,
+             "emoji 🐱 and 日本語のテキスト", "Ünïcödé café"]
+    embedder = Embedder(parse_model_spec("bundled"), device="cpu")
+    assert export_text_encoder(embedder, tmp_path)
+    note = json.loads((tmp_path / NOTE_FILE).read_text())
+    ours = load_tokenizer(note["tokenizer"], tmp_path, int(note["context_length"]))
+    np.testing.assert_array_equal(ours(texts), embedder.tokenizer()(texts).numpy())
+    fast = OnnxTextEncoder.for_index(tmp_path, embedder.identity).embed_texts(texts)
+    assert ((fast * embedder.embed_texts(texts)).sum(axis=1) >= 0.999).all()

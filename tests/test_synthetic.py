@@ -17,8 +17,9 @@ def test_variety_of_kinds_colors_counts_backgrounds():
     assert {s.shape for s in samples} == set(SHAPES) and len(SHAPES) >= 8
     assert {s.color for s in samples} == set(COLORS) and len(COLORS) >= 10
     assert {s.count for s in samples} == {1, 2, 3}
-    assert {s.background for s in samples} == {"plain", "gradient", "noise", "stripes"}
+    assert {s.background for s in samples} == {"plain", "gradient", "noise", "stripes", "texture", "photo"}
     assert len({s.caption for s in samples}) > 300
+    assert len({s.caption_in("zh") for s in samples}) > 300
 
 
 def test_caption_states_what_is_drawn():
@@ -36,3 +37,23 @@ def test_matches_checks_only_stated_attributes():
     c = make_sample(rng, shape="square", color="red", count=1)
     a.mentioned = {"shape", "color", "count"}
     assert matches(a, b) and not matches(a, c)
+
+
+def test_chinese_captions_state_what_is_drawn():
+    from searchlib.synthetic import COLOR_ZH, SHAPE_ZH
+
+    for s in generate(100, 6):
+        text, mentioned = s.captions["zh"]
+        assert {"shape", "color"} <= mentioned and matches(s, s, "zh")
+        assert any(word in text for word in SHAPE_ZH[s.shape])
+        assert any(word in text for word in COLOR_ZH[s.color])
+        assert not any(ch.isascii() and ch.isalpha() for ch in text), text
+
+
+def test_drawings_vary_beyond_one_template():
+    # Same shape, colour and count: rotation, outline, stretch, texture and artefacts differ.
+    rng = random.Random(9)
+    images = [np.asarray(make_sample(rng, 64, shape="star", color="blue", count=1).image, dtype=np.int16)
+              for _ in range(12)]
+    differences = [np.abs(a - b).mean() for a, b in zip(images, images[1:])]
+    assert min(differences) > 3.0, differences

@@ -1,5 +1,7 @@
 """The trainer: CLIP loss goes down, checkpoints resume, fine-tuning reads caption folders."""
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -88,3 +90,21 @@ def test_folder_without_captions_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="no image/caption pairs"):
         read_caption_pairs(tmp_path / "empty")
+
+
+def test_evaluate_reports_each_language_and_their_agreement():
+    from click.testing import CliRunner
+
+    from searchlib.cli.main import main
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["evaluate", "--model", "searchlib-tiny/random", "--count", "20", "--json",
+                                  "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    for lang in ("en", "zh"):
+        assert {"t2i_r5", "single_t2i_r5", "color_accuracy", "shape_accuracy", "i2t_r1"} <= set(report[lang])
+        assert all(0.0 <= v <= 1.0 for v in report[lang].values())
+    assert 0.0 <= report["cross_lingual_top5_overlap"] <= 1.0
+    table = runner.invoke(main, ["evaluate", "--model", "searchlib-tiny/random", "--count", "20", "--device", "cpu"])
+    assert table.exit_code == 0 and table.stdout.splitlines()[0].split() == ["metric", "en", "zh"]
