@@ -24,7 +24,8 @@ def demo_cmd(directory: str, count: int, k: int, device: str, as_json: bool) -> 
 
     Works offline. The photos are drawn shapes and objects (circles, stars, houses, cars, ...) in
     many colors; each hit is shown with the caption the photo was generated from, so you can judge
-    the results. Re-running reuses the index.
+    the results. One query is in Chinese, and one has no answer in the folder (--relevant then
+    returns nothing). Re-running reuses the index.
     """
     from searchlib.indexer.demo import run_demo
 
@@ -32,7 +33,9 @@ def demo_cmd(directory: str, count: int, k: int, device: str, as_json: bool) -> 
     if as_json:
         echo_json({"folder": str(result.folder), "index": str(result.index_dir), "report": result.report.to_dict(),
                    "queries": [{"query": q, "hits": [{**h.to_dict(), "true_caption": c} for h, c in hits]}
-                               for q, hits in result.results]})
+                               for q, hits in result.results],
+                   "relevant_only": {"query": result.nothing_query,
+                                     "hits": [h.to_dict() for h in result.nothing_kept]}})
         return
     r = result.report
     click.echo(f"Generated {count} photos in {result.folder}")
@@ -41,11 +44,23 @@ def demo_cmd(directory: str, count: int, k: int, device: str, as_json: bool) -> 
     for query, hits in result.results:
         click.echo(f'search "{query}"')
         for hit, caption in hits:
-            click.echo(f"  {hit.rank}. {hit.score:.3f}  {hit.path.rsplit('/', 1)[-1]:<13} (drawn as: {caption})")
+            relevance = f"  relevance {hit.relevance:.2f}" if hit.relevance is not None else ""
+            click.echo(f"  {hit.rank}. {hit.score:.3f}{relevance}  {hit.path.rsplit('/', 1)[-1]:<13} "
+                       f"(drawn as: {caption})")
         click.echo("")
+    best = result.nothing_best
+    click.echo(f'search "{result.nothing_query}" --relevant      (no cat was drawn)')
+    if result.nothing_kept:
+        click.echo(f"  kept {len(result.nothing_kept)} hits judged relevant")
+    elif best is not None:
+        click.echo(f"  nothing relevant found (closest image: score {best.score:.3f}, relevance "
+                   f"{best.relevance:.2f}; scores alone do not say that nothing matched)")
+    click.echo("")
     idx = shlex.quote(str(result.index_dir))
     click.echo("Try next:")
     click.echo(f'  searchlib --index {idx} search "an orange flower"')
+    click.echo(f'  searchlib --index {idx} search "一朵橙色的花" --relevant')
+    click.echo(f"  searchlib --index {idx} serve                 # the same photos in your browser")
     click.echo(f"  searchlib --index {idx} info")
     click.echo(f"  searchlib --index {idx} list")
     click.echo("  searchlib index ~/Pictures                     # your photos (default model; downloads once)")

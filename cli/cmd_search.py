@@ -39,6 +39,9 @@ from .output import clean, date_cell, echo_json, emit, human_bytes, output_optio
               help="Drop hits far below the best: keep scores >= best - F * |best| (e.g. 0.15). CLIP "
                    "scores of unrelated images sit only a little below related ones, and where they sit "
                    "differs per query, so a cut relative to the best adapts where --min-score cannot.")
+@click.option("--relevant", is_flag=True,
+              help="Keep only hits judged relevant: calibrated relevance >= 0.5 (the same scale for "
+                   "every query; text queries). A query that matches nothing returns nothing.")
 @click.option("--sort", type=click.Choice(["score", "date"]), default="score", show_default=True,
               help="Order of the kept hits: best first, or by date taken (oldest first).")
 @click.option("--rerank", type=click.IntRange(0, 10_000), metavar="N",
@@ -48,15 +51,17 @@ from .output import clean, date_cell, echo_json, emit, human_bytes, output_optio
 def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, ...], subtract: tuple[str, ...],
                k: int, offset: int, folder: str | None, after: str | None, before: str | None, camera: str | None,
                min_width: int | None, min_height: int | None, formats: tuple[str, ...], tags: tuple[str, ...],
-               min_score: float | None, relative: float | None, sort: str, rerank: int | None, as_json: bool,
-               as_nl: bool, as_paths: bool, nul: bool) -> None:
+               min_score: float | None, relative: float | None, relevant: bool, sort: str, rerank: int | None,
+               as_json: bool, as_nl: bool, as_paths: bool, nul: bool) -> None:
     """Find the images that best match QUERY, a description in plain words.
 
     \b
     QUERY may combine terms:  "beach + sunset - people"  ("2:sunset" weighs a term;
     only " + " and " - " with spaces split, so "t-shirt" stays whole). QUERY is text;
     a term is an image only when it is clearly a path to a file ("./cat.jpg",
-    "~/x.png", "dir/y.jpg"). Scores are cosine similarities (higher is closer).
+    "~/x.png", "dir/y.jpg"). Scores are cosine similarities (higher is closer);
+    relevance (text queries) is calibrated: 0.5 and above means a likely match,
+    on the same scale for every query.
     """
     from pathlib import Path
 
@@ -72,16 +77,29 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
                       min_width=min_width, min_height=min_height, formats=formats, tags=tags)
     extra = tuple(Path(os.path.abspath(p)) for p in images) + add
     with open_from(obj) as index:
+        for warning in index.query_warnings(query, add):
+            click.echo(f"searchlib: warning: {warning}", err=True)
         hits = index.search(query, k=k, offset=offset, add=extra, subtract=subtract, filters=filters,
-                            min_score=min_score, relative=relative, sort=sort, rerank=rerank)
+                            min_score=min_score, relative=relative, relevant=relevant, sort=sort,
+                            rerank=rerank)
     if emit([h.to_dict() for h in hits], [h.path for h in hits], as_json, as_nl, as_paths, nul):
-        pass
+        if relevant and not hits:
+            click.echo("searchlib: nothing relevant found", err=True)
     elif not hits:
-        click.echo("no matching images", err=True)
+        click.echo("nothing relevant found (drop --relevant to see the closest images anyway)" if relevant
+                   else "no matching images", err=True)
     else:
-        rows = [[str(h.rank), f"{h.score:.3f}", date_cell(h.metadata), h.path] for h in hits]
-        click.echo(table(["rank", "score", "date", "path"], rows))
+        graded = any(h.relevance is not None for h in hits)
+        rows = [[str(h.rank), f"{h.score:.3f}"] + ([_relevance_cell(h.relevance)] if graded else [])
+                + [date_cell(h.metadata), h.path] for h in hits]
+        click.echo(table(["rank", "score"] + (["relevance"] if graded else []) + ["date", "path"], rows))
     exit_now()
+
+
+def _relevance_cell(relevance: float | None) -> str:
+    if relevance is None:
+        return "-"
+    return f"{relevance:.2f}"
 
 
 @main.command("info", short_help="What the index holds: counts, model, index type, sizes.")

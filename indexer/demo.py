@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from .run import IndexReport, index_folder
 DEMO_QUERIES = (
     "a red circle",
     "two blue stars",
+    "两颗蓝色的星星",  # the same in Chinese: the bundled model reads both
     "a yellow sun",
     "a green tree",
     "a purple car",
@@ -31,14 +32,22 @@ _SEEDED = [("circle", "red", 1), ("star", "blue", 2), ("sun", "yellow", 1), ("tr
            ("car", "purple", 1), ("triangle", None, 3)]
 
 
+#: A query the demo folder has no answer for: ``relevant=True`` returns nothing for it.
+DEMO_NOTHING = "a cat"
+
+
 @dataclass
 class DemoResult:
-    """What the demo did: where, the index report, and each query's hits with true captions."""
+    """What the demo did: where, the index report, each query's hits with true captions, and what
+    ``relevant=True`` kept for a query with no answer (:data:`DEMO_NOTHING`; nothing, ideally)."""
 
     folder: Path
     index_dir: Path
     report: IndexReport
     results: list[tuple[str, list[tuple[Hit, str]]]]
+    nothing_query: str = DEMO_NOTHING
+    nothing_kept: list[Hit] = field(default_factory=list)
+    nothing_best: Hit | None = None
 
 
 def make_demo_folder(folder: Path, count: int = 200, seed: int = 7) -> dict[str, str]:
@@ -102,4 +111,6 @@ def run_demo(directory: str | os.PathLike, count: int = 200, k: int = 3, device:
         for query in queries:
             hits = index.search(query, k=k)
             results.append((query, [(h, truth.get(h.path, "")) for h in hits]))
-    return DemoResult(folder, index_dir, report, results)
+        kept = index.search(DEMO_NOTHING, k=k, relevant=True)
+        best = index.search(DEMO_NOTHING, k=1)
+    return DemoResult(folder, index_dir, report, results, DEMO_NOTHING, kept, best[0] if best else None)

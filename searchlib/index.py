@@ -16,6 +16,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from .locks import cache_lock, remove_stale_temp_files
 from .models import ModelIdentity
 from .query import Hit, QueryTerm, check_cut, combine, parse_query, parse_term, relevance_cut, renumber, sort_by_date
 from .records import StoredImage
+from .relevance import BACKGROUND_SAMPLE, RelevanceScorer, is_relevant
 from .vectorcache import VectorCache
 from .vectors import VectorIndex
 
@@ -58,6 +60,7 @@ class Index:
         self._state = threading.Lock()
         self._text_batcher = None
         self._search_batcher = None
+        self._scorer: tuple[int | None, RelevanceScorer] | None = None
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -255,6 +258,19 @@ class Index:
             raise QueryError("the query is empty; say what to look for, e.g. 'a dog on a beach'")
         return terms
 
+    def query_warnings(self, query: Any = "", add: Sequence = ()) -> list[str]:
+        """Warnings about a query, without running it: text in a script the index's model was not
+        trained to read (e.g. Chinese or Cyrillic for an English-only model)."""
+        from .languages import query_warning
+
+        ident = self.identity
+        texts = [query] if isinstance(query, str) else []
+        texts += [t for t in add if isinstance(t, str)]
+        if ident is None or not texts:
+            return []
+        warning = query_warning(" ".join(texts), ident.arch, ident.name)
+        return [warning] if warning else []
+
     def query_vector(self, query: Any = "", add: Sequence = (), subtract: Sequence = ()) -> np.ndarray:
         """One normalized vector for a combined query.
 
@@ -266,7 +282,9 @@ class Index:
             add, subtract: more terms (texts, image paths, bytes or ``PIL.Image``; texts may be
                 ``weight:``-prefixed).
         """
-        terms = self._terms(query, add, subtract)
+        return self._vector_of(self._terms(query, add, subtract))
+
+    def _vector_of(self, terms: list[QueryTerm]) -> np.ndarray:
         texts = [t.value for t in terms if t.kind == "text"]
         text_vecs = iter(self.embed_texts(texts)) if texts else iter(())
         vecs = []
@@ -286,8 +304,12 @@ class Index:
     # -- searching ---------------------------------------------------------------------------
     def search(self, query: Any = "", k: int = 10, *, offset: int = 0, add: Sequence = (),
                subtract: Sequence = (), filters: Filters | None = None, min_score: float | None = None,
-               relative: float | None = None, sort: str = "score", rerank: int | None = None) -> list[Hit]:
+               relative: float | None = None, relevant: bool = False, sort: str = "score",
+               rerank: int | None = None) -> list[Hit]:
         """The images that best match ``query``, best first.
+
+        Hits of text queries carry a calibrated ``relevance`` (0..1, the same scale for every
+        query; see :mod:`searchlib.relevance`) besides the raw cosine ``score``.
 
         Args:
             query: text (``"beach + 2:sunset - people"``), an image (``PIL.Image``, bytes,
@@ -301,6 +323,8 @@ class Index:
             min_score: drop hits below this cosine similarity.
             relative: drop hits scoring below ``best - relative * |best|`` (best of the whole
                 result, not of the page).
+            relevant: keep only hits judged relevant (``relevance >= 0.5``); a query that matches
+                nothing then returns nothing. Text queries only.
             sort: ``score`` (best first) or ``date`` (the kept hits, oldest first).
             rerank: on an index of compressed codes, re-rank this many candidates exactly from the
                 stored vectors (default: the index's setting, 100; 0 turns it off).
@@ -316,18 +340,27 @@ class Index:
         check_cut(min_score, relative)
         if rerank is not None and not 0 <= rerank <= MAX_K:
             raise QueryError(f"rerank must be 0..{MAX_K}, not {rerank}")
+        terms = self._terms(query, add, subtract)
+        textual = all(t.kind == "text" for t in terms)
+        if relevant and not textual:
+            raise QueryError("relevance is judged for text queries only; drop --relevant for image "
+                             "queries, or use --min-score")
         cache = self._vector_cache()
         # Load (or map) the FAISS index while the query is embedded: a cold query pays for one.
         errors: list[BaseException] = []
         loader = threading.Thread(target=_call, args=(cache.get, errors), name="searchlib-load-vectors")
         loader.start()
         try:
-            vector = self.query_vector(query, add, subtract)
+            vector = self._vector_of(terms)
         finally:
             loader.join()
         if errors:  # reported here, in the caller's thread, never through threading.excepthook
             raise errors[0]
         hits = self._search_vector(cache, vector, offset + k, filters, rerank)
+        if textual:
+            hits = self._with_relevance(vector, hits)
+        if relevant:
+            hits = [h for h in hits if is_relevant(h.relevance)]
         hits = relevance_cut(hits, min_score, relative)
         if sort == "date":
             hits = sort_by_date(hits)
@@ -346,6 +379,32 @@ class Index:
         else:
             scores, ids = cache.search(vector.reshape(1, -1), k, allowed, rerank)
         return self._hits([(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0])
+
+    def relevance_scorer(self) -> RelevanceScorer:
+        """What judges relevance here: a background sample of this index's vectors (drawn again
+        when the collection changes) and the caption bank in the index's model."""
+        generation = self._vector_cache().generation
+        with self._state:
+            scorer = self._scorer
+        if scorer is None or scorer[0] != generation:
+            background = self.catalog.sample_vectors(BACKGROUND_SAMPLE, seed=0)
+            scorer = (generation, RelevanceScorer(background, self._model.bank_vectors()))
+            with self._state:
+                self._scorer = scorer
+        return scorer[1]
+
+    def _with_relevance(self, vector: np.ndarray, hits: list[Hit]) -> list[Hit]:
+        if not hits:
+            return hits
+        scorer = self.relevance_scorer()
+        ids, vectors = self.catalog.vectors_of([h.id for h in hits])
+        by_id = dict(zip(ids.tolist(), range(len(ids))))
+        kept = [h for h in hits if h.id in by_id]  # a row deleted since the search: drop it, as _hits does
+        if not kept:
+            return kept
+        rows = vectors[[by_id[h.id] for h in kept]]
+        figures = scorer.relevance(vector, np.array([h.score for h in kept], dtype=np.float32), rows)
+        return [replace(h, relevance=round(float(r), 4)) for h, r in zip(kept, figures)]
 
     def _hits(self, pairs: list[tuple[int, float]]) -> list[Hit]:
         """The one place hits are made: catalog rows for ``(id, score)`` pairs, in order."""
@@ -482,6 +541,10 @@ class IndexWriter:
             return
         self._index._vector_cache().finish(force_rebuild=self.rebuild_needed)
         self._index._model.ensure_text_encoder(embedder)
+        try:  # embedded now, so that the first query does not pay for it
+            self._index._model.bank_vectors()
+        except Exception as e:  # queries embed it later; indexing is done and must not fail here
+            log.warning("could not embed the relevance bank (%s: %s)", type(e).__name__, e)
 
 
 def _expected_bytes(vectors) -> int:

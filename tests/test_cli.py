@@ -58,7 +58,7 @@ def test_search_table_and_json(runner, indexed, index_dir):
     assert hits == sorted(hits, key=lambda h: -h["score"])
     assert {"rank", "id", "path", "score", "width", "height", "taken_at", "content_hash"} <= set(hits[0])
     table = run(runner, index_dir, "search", "a red circle", "-k", "2").stdout.splitlines()
-    assert table[0].split() == ["rank", "score", "date", "path"] and len(table) == 3
+    assert table[0].split() == ["rank", "score", "relevance", "date", "path"] and len(table) == 3
 
 
 def test_info_and_list(runner, indexed, index_dir):
@@ -74,7 +74,7 @@ def test_info_and_list(runner, indexed, index_dir):
 def test_models_json(runner):
     rows = json.loads(runner.invoke(main, ["models", "--json"]).stdout)
     assert rows[0]["name"] == "bundled"
-    assert {"name", "available_offline", "note"} == set(rows[0])
+    assert {"name", "available_offline", "note", "languages"} == set(rows[0])
 
 
 def test_search_without_index_is_one_line_exit_1(runner, tmp_path):

@@ -73,6 +73,22 @@ def test_filters_and_paging_agree_with_the_library(client, library, params, filt
     assert [h["id"] for h in got] == [h.id for h in expected] and got and got[0]["rank"] == 4
 
 
+def test_relevance_is_reported_and_relevant_cuts(client, library):
+    body = client.get("/api/v1/search", params={"q": "a red circle", "k": 10}).json()
+    with open_index(library / "index") as index:
+        expected = index.search("a red circle", k=10)
+        kept = index.search("a red circle", k=10, relevant=True)
+    assert [h["relevance"] for h in body["hits"]] == [h.relevance for h in expected]
+    assert all(0.0 <= h["relevance"] <= 1.0 for h in body["hits"])
+    cut = client.get("/api/v1/search", params={"q": "a red circle", "k": 10, "relevant": "true"}).json()
+    assert [h["id"] for h in cut["hits"]] == [h.id for h in kept]
+    assert cut["query"]["relevant"] is True
+    nothing = client.get("/api/v1/search", params={"q": "zzzz qqqq", "relevant": "true"}).json()
+    assert nothing["hits"] == [] and nothing["next_offset"] is None
+    warned = client.get("/api/v1/search", params={"q": "красный круг"}).json()
+    assert warned["warnings"] and "Cyrillic" in warned["warnings"][0]
+
+
 def test_relative_and_min_score_cuts(client):
     full = client.get("/api/v1/search", params={"q": "a star", "k": 30}).json()["hits"]
     best = full[0]["score"]

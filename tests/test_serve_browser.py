@@ -135,6 +135,32 @@ def test_a_bookmarked_url_shows_its_results_and_more_like_this_ranks_the_image_f
     page.wait_for_function("() => document.querySelector('#q').value === 'a yellow sun'")
 
 
+def test_only_relevant_hides_what_does_not_match_and_says_so(served, page):
+    root, url = served
+    page.goto(f"{url}/?q=zzzz+qqqq")
+    page.wait_for_selector(".tile img")  # without the cut: the closest images anyway
+    assert page.query_selector(".tile .rel") is not None  # each tile shows its relevance
+    page.check("#relevant")
+    page.wait_for_function("() => document.querySelector('#status').textContent.includes('nothing relevant')")
+    assert page.query_selector(".tile") is None and "relevant=1" in page.url
+    page.fill("#q", "a red circle")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".tile img")
+    with open_index(root / "index") as index:
+        expected = [h.id for h in index.search("a red circle", k=60, relevant=True)]
+    assert expected and [t["id"] for t in _tiles(page)] == expected
+    page.reload()  # the URL keeps the box ticked
+    page.wait_for_selector(".tile img")
+    assert page.is_checked("#relevant")
+
+
+def test_a_query_the_model_cannot_read_shows_a_warning(served, page):
+    _, url = served
+    page.goto(f"{url}/?q=" + "красный круг")
+    page.wait_for_selector(".tile img")
+    assert "Cyrillic" in page.inner_text("#notice")
+
+
 def test_keyboard_navigation(served, page):
     _, url = served
     page.goto(f"{url}/?q=a+green+tree")

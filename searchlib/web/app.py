@@ -197,7 +197,9 @@ def _links(image_id: int) -> dict:
 
 
 def _hits_response(index: Index, hits: list[Hit], k: int, offset: int, started: float, query: dict) -> dict:
+    text = query.get("q") or ""
     return {"hits": [_hit_json(h) for h in hits], "k": k, "offset": offset,
+            "warnings": index.query_warnings(text) if text else [],
             "next_offset": offset + k if len(hits) == k and offset + 2 * k <= MAX_K else None,
             "generation": index.generation(), "took_ms": round(1000 * (time.perf_counter() - started), 1),
             "query": query}
@@ -233,6 +235,7 @@ def _routes(app: FastAPI, holder: IndexHolder, max_upload: int) -> None:
                camera: str | None = None, min_width: Pixels = None,
                min_height: Pixels = None, format: Multi = None, tag: Multi = None,
                min_score: float | None = None, relative: Annotated[float | None, Query(ge=0)] = None,
+               relevant: Annotated[bool, Query(description="Only hits judged relevant (relevance >= 0.5)")] = False,
                sort: Annotated[str, Query(pattern="^(score|date)$")] = "score") -> dict:
         if not q.strip():
             raise ApiError(400, "q is empty; say what to look for, e.g. 'a dog on a beach'")
@@ -240,8 +243,8 @@ def _routes(app: FastAPI, holder: IndexHolder, max_upload: int) -> None:
         filters = search_args(k, offset, folder, after, before, camera, min_width, min_height, format, tag)
         index = holder.get()
         hits = index.search(_text_terms(q), k=k, offset=offset, filters=filters, min_score=min_score, relative=relative,
-                            sort=sort)
-        return _hits_response(index, hits, k, offset, started, {"q": q})
+                            relevant=relevant, sort=sort)
+        return _hits_response(index, hits, k, offset, started, {"q": q, "relevant": relevant})
 
     @app.post(f"{API}/search", summary="Search by an uploaded image (multipart 'image'), optionally with text")
     async def search_upload(image: Annotated[UploadFile, File(description="An image file")],

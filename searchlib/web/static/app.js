@@ -7,13 +7,15 @@ const PAGE = 60;
 const $ = (id) => document.getElementById(id);
 const FILTERS = { in: "f-in", after: "f-after", before: "f-before", camera: "f-camera" };
 
-const state = { q: "", like: null, filters: {}, upload: null, hits: [], next: null, loading: false, selected: -1,
+const state = { q: "", like: null, relevant: false, filters: {}, upload: null, hits: [], next: null, loading: false, selected: -1,
   generation: null };
 
 function readUrl() {
   const params = new URLSearchParams(location.search);
   state.q = params.get("q") || "";
   state.like = params.get("like");
+  state.relevant = params.get("relevant") === "1";
+  $("relevant").checked = state.relevant;
   state.filters = {};
   for (const key of Object.keys(FILTERS)) {
     const value = params.get(key);
@@ -28,6 +30,7 @@ function writeUrl(push) {
   const params = new URLSearchParams();
   if (state.like) params.set("like", state.like);
   else if (state.q) params.set("q", state.q);
+  if (state.relevant) params.set("relevant", "1");
   for (const [key, value] of Object.entries(state.filters)) params.set(key, value);
   const url = params.toString() ? `/?${params}` : "/";
   if (push) history.pushState(null, "", url); else history.replaceState(null, "", url);
@@ -60,6 +63,7 @@ function searchUrl(offset) {
     return `${API}/images/${encodeURIComponent(state.like)}/similar?${params}`;
   }
   params.set("q", state.q);
+  if (state.relevant) params.set("relevant", "true");  // judged for text queries only
   return `${API}/search?${params}`;
 }
 
@@ -87,11 +91,13 @@ async function run(reset) {
     state.generation = page.generation;
     state.next = page.next_offset;
     appendHits(page.hits);
-    notice("");
+    // A query the model cannot read (e.g. Chinese for an English-only model) says so.
+    notice((page.warnings || []).map(escapeHtml).join("<br>"));
     const what = state.upload ? "like the dropped image" : state.like ? `like image ${state.like}` : `for “${state.q}”`;
+    const textual = !state.upload && !state.like;
     $("status").textContent = state.hits.length
       ? `${state.hits.length} photos ${what} (${page.took_ms} ms)`
-      : `no photos ${what}`;
+      : state.relevant && textual ? `nothing relevant ${what}` : `no photos ${what}`;
   } catch (error) {
     $("status").textContent = "";
     notice(escapeHtml(error.message), true);
@@ -284,6 +290,11 @@ document.addEventListener("paste", (event) => {
 });
 
 $("search-form").addEventListener("submit", searchText);
+$("relevant").addEventListener("change", () => {
+  state.relevant = $("relevant").checked;
+  writeUrl(true);
+  if (!state.upload && !state.like) run(true);
+});
 $("apply-filters").addEventListener("click", applyFilters);
 $("clear-filters").addEventListener("click", () => {
   for (const id of Object.values(FILTERS)) $(id).value = "";
