@@ -22,6 +22,19 @@ def _quiet_broken_pipe() -> None:
         pass
 
 
+def _stdout_gone() -> bool:
+    """Whether our standard output is a pipe whose reader has gone (so a BrokenPipeError was
+    about it, and not about a pipe to one of our own helper processes)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (tests, embedding): assume so
+        return True
+
+
 class SearchlibGroup(click.Group):
     """Turns library errors into one line on stderr and exit code 1 (usage errors stay 2)."""
 
@@ -30,7 +43,10 @@ class SearchlibGroup(click.Group):
             return super().invoke(ctx)
         except SearchlibError as e:
             raise click.ClickException(_one_line(str(e))) from e
-        except BrokenPipeError:
+        except BrokenPipeError as e:
+            if not _stdout_gone():  # a pipe to a worker broke: an error, never a silent success
+                raise click.ClickException(f"a pipe to a helper process broke ({e}); nothing committed was "
+                                           "lost, run the command again") from e
             _quiet_broken_pipe()
             ctx.exit(0)
         except KeyboardInterrupt:

@@ -59,6 +59,25 @@ def test_a_closed_pipe_ends_quietly(small):
     assert proc.stdout.strip().endswith("codes 0")
 
 
+BROKEN_HELPER = """
+from searchlib.cli.main import main, run
+
+@main.command("boom")
+def boom():
+    raise BrokenPipeError(32, "Broken pipe")  # as a pipe to a dead worker process would
+
+run()
+"""
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error_not_a_silent_success():
+    # Before: every BrokenPipeError was taken for a closed stdout and ended with exit code 0.
+    proc = subprocess.run([sys.executable, "-c", BROKEN_HELPER, "boom"], capture_output=True, text=True)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert proc.stderr.count("\n") == 1 and "a pipe to a helper process broke" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_piped_tables_keep_whole_paths_and_escape_names(small, tmp_path):
     folder = tmp_path / ("a" * 120)
     write_images(folder, 1)
