@@ -106,6 +106,9 @@ class _Status:
                    "GPUs). Alone, starts a local Ray; with ADDRESS (e.g. ray://head:10001 or head:6379), joins "
                    "that cluster, which needs --catalog postgresql://... . Every node must read the files at the "
                    "same paths.")
+@click.option("--commit-seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Commit what is embedded at least this often: a killed or interrupted run loses at most "
+                   "this much work.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as one JSON object.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary line.")
 @click.pass_obj
@@ -113,7 +116,7 @@ def index_cmd(obj: dict, paths: tuple[str, ...], model: str | None, checkpoint: 
               backend: str, jpeg_decoder: str, batch_size: int | None, workers: int | None, max_megapixels: float,
               exclude: tuple[str, ...], include_hidden: bool, follow_symlinks: bool, retry_failed: bool,
               index_type: str | None, max_index_memory: str | None, rerank: int | None, vector_dtype: str | None,
-              ray: str | None, as_json: bool, quiet: bool) -> None:
+              ray: str | None, commit_seconds: float, as_json: bool, quiet: bool) -> None:
     """Index images under PATH... (folders or files); re-runs only embed what changed.
 
     Unchanged files (same size and mtime) are skipped without reading; changed files are
@@ -134,7 +137,8 @@ def index_cmd(obj: dict, paths: tuple[str, ...], model: str | None, checkpoint: 
                            include_hidden=include_hidden, follow_symlinks=follow_symlinks,
                            retry_failed=retry_failed, index_type=index_type, backend=backend,
                            jpeg_decoder=jpeg_decoder, catalog=obj.get("catalog"), ray=ray,
-                           max_index_memory=max_index_memory, rerank=rerank, vector_dtype=vector_dtype)
+                           max_index_memory=max_index_memory, rerank=rerank, vector_dtype=vector_dtype,
+                           commit_seconds=commit_seconds)
     status = _Status(not quiet and sys.stderr.isatty())
     try:
         report = index_folder(obj["index_dir"], *paths, options=options, progress=status)
