@@ -26,10 +26,10 @@ DEMO_QUERIES = (
     "a purple car",
     "three triangles",
 )
-#: (shape, color, count) the folder holds a few of for each query, so every query has answers
-#: among the random others.
+#: (shape, color, count) the folder holds a few of for each query (and for the orange flower the
+#: "Try next" lines suggest), so every query has answers among the random others.
 _SEEDED = [("circle", "red", 1), ("star", "blue", 2), ("sun", "yellow", 1), ("tree", "green", 1),
-           ("car", "purple", 1), ("triangle", None, 3)]
+           ("car", "purple", 1), ("triangle", None, 3), ("flower", "orange", 1)]
 
 
 #: A query the demo folder has no answer for: ``relevant=True`` returns nothing for it.
