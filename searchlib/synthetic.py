@@ -348,19 +348,26 @@ def _occlude(rng: random.Random, draw: ImageDraw.ImageDraw, cx, cy, r, size: int
 
 
 # -- captions --------------------------------------------------------------------------------
+def _leave_out(rng: random.Random, partial: bool, color: str, noun: str, generic: list[str],
+               mentioned: set[str]) -> tuple[str, str]:
+    """Partial captions (training only) teach the text tower each concept on its own, which is
+    what zero-shot prompts like "a photo of a star" or "a red object" ask about: sometimes the
+    colour is left out, sometimes the shape becomes a generic noun. Updates ``mentioned``."""
+    omit = rng.random() if partial else 1.0
+    if omit < 0.12:
+        mentioned.discard("color")
+        return "", noun
+    if omit < 0.22:
+        mentioned.discard("shape")
+        return color, rng.choice(generic)
+    return color, noun
+
+
 def _caption_en(rng: random.Random, s: Sample, partial: bool = False) -> tuple[str, set[str]]:
     color = rng.choice(COLOR_SYNONYMS[s.color])
     noun = rng.choice(SHAPE_SYNONYMS[s.shape])
     mentioned = {"shape", "color", "count"}
-    # Partial captions (training only) teach the text tower each concept on its own, which is
-    # what zero-shot prompts like "a photo of a star" or "a red object" ask about.
-    omit = rng.random() if partial else 1.0
-    if omit < 0.12:
-        color = ""
-        mentioned.discard("color")
-    elif omit < 0.22:
-        noun = rng.choice(["object", "thing", "shape"])
-        mentioned.discard("shape")
+    color, noun = _leave_out(rng, partial, color, noun, ["object", "thing", "shape"], mentioned)
     noun = noun if s.count == 1 else _plural(noun)
     parts = []
     if s.count > 1:
@@ -391,13 +398,7 @@ def _caption_zh(rng: random.Random, s: Sample, partial: bool = False) -> tuple[s
     mentioned = {"shape", "color", "count"}
     color = rng.choice(COLOR_ZH[s.color])
     noun = rng.choice(SHAPE_ZH[s.shape])
-    omit = rng.random() if partial else 1.0
-    if omit < 0.12:
-        color = ""
-        mentioned.discard("color")
-    elif omit < 0.22:
-        noun = rng.choice(["东西", "物体", "图形"])
-        mentioned.discard("shape")
+    color, noun = _leave_out(rng, partial, color, noun, ["东西", "物体", "图形"], mentioned)
     measure = rng.choice(MEASURE_ZH.get(s.shape, ["个"])) if mentioned >= {"shape"} else "个"
     size = ""
     if rng.random() < 0.45:
@@ -411,7 +412,7 @@ def _caption_zh(rng: random.Random, s: Sample, partial: bool = False) -> tuple[s
     else:
         core = noun
     if size:
-        core = size + ("" if size.endswith("的") else "") + core
+        core = size + core
     count = NUMBERS_ZH[s.count] + measure if (s.count > 1 or rng.random() < 0.75) else ""
     phrase = count + core
     position = ""
