@@ -502,7 +502,7 @@ def test_input_validation_messages(small, tmp_path):
 
 # -- 21. long queries ----------------------------------------------------------------------------
 def test_a_huge_word_costs_bounded_work():
-    from searchlib.tokenizer import MAX_WORD, ClipTokenizer
+    from searchlib.tokenizing import MAX_WORD, ClipTokenizer
 
     tok = ClipTokenizer(77)
     word = "abcdefghij" * 1000

@@ -9,7 +9,7 @@ import numpy as np
 from searchlib import open_index
 from searchlib.indexer import index_folder
 from searchlib.textenc import NOTE_FILE, ONNX_FILE, OnnxTextEncoder
-from searchlib.tokenizer import ClipTokenizer
+from searchlib.tokenizing import ClipTokenizer
 from tests.conftest import TINY
 
 TEXTS = ["a red circle", "Two dogs on a BEACH at sunset!!", "it's 2019's café — naïve", "数字 🐱 &amp; <b>",
