@@ -89,7 +89,10 @@ def postgres():
 
     server = PostgresServer()
     if not server.available:
-        pytest.fail("PostgreSQL is not installed (apt-get install postgresql; .ci/run does this) or not root")
+        from tests.services import missing_service
+
+        missing_service("PostgreSQL is not available here", "apt-get install -y postgresql and run the tests "
+                        "as root (.ci/run does both)")
     server.start()
     yield server
     server.stop()

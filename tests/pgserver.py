@@ -33,6 +33,12 @@ class PostgresServer:
 
     @property
     def available(self) -> bool:
+        import pwd
+
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return False
         return self.bin is not None and shutil.which("su") is not None and os.geteuid() == 0
 
     def _as_postgres(self, command: str) -> None:

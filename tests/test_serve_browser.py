@@ -68,8 +68,10 @@ def served(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("chromium is not installed: apt-get install -y chromium (.ci/run does this)")
+    if not os.access(CHROMIUM, os.X_OK):
+        from tests.services import missing_service
+
+        missing_service("Chromium is not installed here", "apt-get install -y chromium (.ci/run does this)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
