@@ -99,7 +99,7 @@ def query_latency(index_dir: Path, url: str | None, reps: int) -> dict:
     catalog.apply(ChangeSet(identity=embedder.identity))
     catalog.close()
     with open_index(index_dir, catalog=url) as index:
-        index._model.ensure_text_encoder(embedder)
+        index.store.model.ensure_text_encoder(embedder)
         index.search("warm up", k=10)
         warm = []
         for i in range(reps):

@@ -8,6 +8,7 @@ import click
 
 from .main import exit_now, index_option, main, open_from
 from .output import clean, date_cell, echo_json, emit, human_bytes, output_options, table
+from .terms import query_terms
 
 
 @main.command("search", short_help="Find the images that best match a description.")
@@ -63,8 +64,6 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
     relevance (text queries) is calibrated: 0.5 and above means a likely match,
     on the same scale for every query.
     """
-    from pathlib import Path
-
     from searchlib.filters import Filters, parse_date
 
     if not query.strip() and not images and not add:
@@ -75,11 +74,11 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
     filters = Filters(folder=folder, after=parse_date(after) if after else None,
                       before=parse_date(before, end=True) if before else None, camera=camera,
                       min_width=min_width, min_height=min_height, formats=formats, tags=tags)
-    extra = tuple(Path(os.path.abspath(p)) for p in images) + add
+    terms = query_terms(query, add, subtract, images)
     with open_from(obj) as index:
         for warning in index.query_warnings(query, add):
             click.echo(f"searchlib: warning: {warning}", err=True)
-        hits = index.search(query, k=k, offset=offset, add=extra, subtract=subtract, filters=filters,
+        hits = index.search(terms, k=k, offset=offset, filters=filters,
                             min_score=min_score, relative=relative, relevant=relevant, sort=sort,
                             rerank=rerank)
     if emit([h.to_dict() for h in hits], [h.path for h in hits], as_json, as_nl, as_paths, nul):

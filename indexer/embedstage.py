@@ -16,7 +16,6 @@ pixels), made with ``dataclasses.replace``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import threading
@@ -29,6 +28,7 @@ from searchlib.devicedecode import DeviceJpegDecoder
 from searchlib.embedding import Embedder
 from searchlib.errors import ImageDecodeError
 from searchlib.imaging import decode_for_model, header_metadata
+from searchlib.records import content_hash
 
 from .pipeline import Decoded, Failed, read_file
 from .split import DecodeSplit
@@ -123,7 +123,7 @@ class EmbedStage:
         if (len(data), st.st_mtime_ns) != (d.size, d.mtime_ns):
             log.info("%s changed while being indexed; storing it as read now", d.path)
             d = replace(d, metadata=header_metadata(data, self.max_pixels), size=len(data),
-                        mtime_ns=st.st_mtime_ns, content_hash=hashlib.sha256(data).hexdigest())
+                        mtime_ns=st.st_mtime_ns, content_hash=content_hash(data))
         return data, d
 
     def _decode_offered(self, offered: list[Decoded], failures: list[Failed]):

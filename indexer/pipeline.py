@@ -11,7 +11,6 @@ stored vector is reused. A file that hangs or crashes its decoder costs that fil
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
@@ -30,7 +29,7 @@ import numpy as np
 from searchlib.errors import ImageDecodeError
 from searchlib.imaging import Preprocess, decode_for_model, header_metadata
 from searchlib.jpeginfo import jpeg_info
-from searchlib.records import ImageMetadata, ImageRecord
+from searchlib.records import ImageMetadata, ImageRecord, content_hash
 
 from .scan import FileEntry
 from .split import MovingMean
@@ -127,7 +126,7 @@ def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None,
         return Failed(entry.path, str(e), entry.size, entry.mtime_ns)
     except OSError as e:
         return Failed(entry.path, f"cannot read: {e.strerror or e}", entry.size, entry.mtime_ns)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = content_hash(data)
     try:
         for_device = False
         if skip_known and _is_known(digest):

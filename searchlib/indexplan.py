@@ -94,7 +94,7 @@ def plan_index(count: int, dim: int, requested: str = "auto", budget: int | None
     budget = budget or default_budget()
     if requested and requested != "auto":
         on_disk = "PQ" in requested.upper() and "IVF" in requested.upper()
-        return IndexPlan(requested, on_disk, _expected(requested, count, dim), budget, "requested")
+        return IndexPlan(requested, on_disk, expected_bytes(requested, count, dim), budget, "requested")
     flat = flat_bytes(count, dim)
     if count <= FLAT_MAX and flat <= budget:
         return IndexPlan("Flat", False, flat, budget, f"{count} vectors fit the budget exactly")
@@ -119,7 +119,8 @@ def plan_index(count: int, dim: int, requested: str = "auto", budget: int | None
     raise ConfigError(f"no PQ code size divides the dimension {dim}; give --index-type")
 
 
-def _expected(factory: str, count: int, dim: int) -> int:
+def expected_bytes(factory: str, count: int, dim: int) -> int:
+    """The memory an index of ``factory`` type holding ``count`` ``dim``-d vectors is expected to take."""
     upper = factory.upper()
     pq = re.search(r"PQ(\d+)", upper)
     if pq and "IVF" in upper:

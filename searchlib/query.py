@@ -1,14 +1,14 @@
 """Queries as data: parsing combined queries, combining their vectors, relevance cuts, sorting.
 
-Pure functions over strings, numpy arrays and :class:`Hit` lists. Embedding the terms and
-searching the index are :class:`searchlib.index.Index`'s job; nothing here touches the catalog,
-the FAISS cache or the model.
+Pure functions over strings, numpy arrays and :class:`Hit` lists: nothing here touches the file
+system, the catalog, the FAISS cache or the model. A string term is always text; whether an
+argument names an image file is for the caller to decide (the CLI does, for its arguments; the web
+API takes uploads and ids). Embedding the terms and searching are :mod:`searchlib.search`'s job.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -19,6 +19,9 @@ import numpy as np
 from .errors import QueryError
 from .records import path_fields
 from .vectormath import normalize
+
+#: The most hits one search returns (``k + offset``).
+MAX_K = 10_000
 
 
 @dataclass(frozen=True)
@@ -74,18 +77,8 @@ _WEIGHT = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*:\s*(.+)$", re.S)
 _SPLIT = re.compile(r"\s+([+-])\s+")
 
 
-def looks_like_path(text: str) -> bool:
-    """Whether a query term is clearly a file path: it has a ``/`` or starts with ``~`` or ``.``."""
-    return "/" in text or text.startswith(("~", "."))
-
-
-def parse_term(text: str, sign: float = 1.0, paths: bool = True) -> QueryTerm:
-    """``"sunset"``, ``"2:sunset"`` or an image path -> a :class:`QueryTerm`.
-
-    A term is an image only when it is clearly a path (:func:`looks_like_path`) and names an
-    existing file, so a search for ``sun`` stays a text search in a folder holding a file ``sun``.
-    With ``paths=False`` every term is text (a server never looks at paths named in requests).
-    """
+def parse_term(text: str, sign: float = 1.0) -> QueryTerm:
+    """``"sunset"`` or ``"2:sunset"`` -> a text :class:`QueryTerm` (signed weight)."""
     weight = 1.0
     match = _WEIGHT.match(text)
     if match:
@@ -95,22 +88,16 @@ def parse_term(text: str, sign: float = 1.0, paths: bool = True) -> QueryTerm:
         raise QueryError("an empty query term; write e.g. 'beach + sunset - people'")
     if not math.isfinite(weight):
         raise QueryError(f"the weight of {text!r} is not a number")
-    if paths and looks_like_path(text):
-        path = os.path.abspath(os.path.expanduser(text))
-        if os.path.isfile(path):
-            return QueryTerm(path, sign * weight, "image")
-        if os.path.exists(path):
-            raise QueryError(f"{text} is not a regular file; an image term must name an image file")
     return QueryTerm(text, sign * weight, "text")
 
 
-def parse_query(text: str, paths: bool = True) -> list[QueryTerm]:
-    """Split ``"beach + sunset - people"`` into terms. Only `` + `` and `` - `` with spaces split,
-    so ``t-shirt`` and ``black-and-white`` stay whole. ``paths``: see :func:`parse_term`."""
+def parse_query(text: str) -> list[QueryTerm]:
+    """Split ``"beach + sunset - people"`` into text terms. Only `` + `` and `` - `` with spaces
+    split, so ``t-shirt`` and ``black-and-white`` stay whole."""
     parts = _SPLIT.split(f" {text.strip()} ".strip())
-    terms = [parse_term(parts[0], paths=paths)]
+    terms = [parse_term(parts[0])]
     for op, value in zip(parts[1::2], parts[2::2]):
-        terms.append(parse_term(value, 1.0 if op == "+" else -1.0, paths=paths))
+        terms.append(parse_term(value, 1.0 if op == "+" else -1.0))
     return terms
 
 

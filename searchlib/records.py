@@ -9,6 +9,7 @@ editing the one it was handed, so no record changes under another thread's feet.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -31,6 +32,12 @@ class ImageMetadata:
     orientation: int | None = None
     gps_lat: float | None = None
     gps_lon: float | None = None
+
+
+def content_hash(data: bytes) -> str:
+    """The content hash of a file's bytes (SHA-256, hex): how a file is recognised when it moves, is
+    copied, or is given again as a query image. The one definition of the rule."""
+    return hashlib.sha256(data).hexdigest()
 
 
 #: Names of the metadata fields, in declaration order.

@@ -177,10 +177,11 @@ def test_a_query_naming_a_file_in_the_current_folder_stays_text(small, tmp_path,
     with open_index(small / "i") as index:
         text = index.search("sun", k=3)
         probe = next((small / "p").iterdir())
-        shutil.copy(probe, tmp_path / "probe.jpg")
-        as_image = index.search("./probe.jpg", k=1)  # clearly a path: an image
+    shutil.copy(probe, tmp_path / "probe.jpg")
+    as_image = cli("search", "./probe.jpg", "-k", "1", "--json", index=small / "i")  # clearly a path: an image
     assert [h["id"] for h in json.loads(result.stdout)][:3] == [h.id for h in text]
-    assert as_image[0].path == str(probe) and as_image[0].score == pytest.approx(1.0, abs=1e-5)
+    best = json.loads(as_image.stdout)[0]
+    assert best["path"] == str(probe) and best["score"] == pytest.approx(1.0, abs=1e-5)
 
 
 # -- 9. the library ------------------------------------------------------------------------------

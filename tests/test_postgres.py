@@ -97,7 +97,7 @@ def test_readers_search_while_writers_write_and_caches_catch_up(postgres, tmp_pa
             assert len(hits) == min(5, info["vectors"])
             time.sleep(0.05)
         assert proc.returncode == 0, proc.stderr.read()
-        cache = reader._vector_cache()
+        cache = reader.store.vector_cache()
         assert reader.vectors.ntotal == 154
         # The reader caught up by replaying the change log, not by rebuilding.
         assert cache.generation == reader.catalog.generation()

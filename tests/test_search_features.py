@@ -73,8 +73,13 @@ def test_indexed_image_query_finds_itself_first(library):
     root, index_dir = library
     probe = root / "home" / "p01.png"
     with open_index(index_dir) as index:
-        hits = index.search(str(probe), k=3)
+        hits = index.search(probe, k=3)
+        # A string is always text in the library (the CLI decides what names a file): no
+        # file-system lookup, so the path's words are embedded, not the image.
+        as_text = index.search(str(probe), k=3)
+        ids, _ = _brute(index, index.embed_texts([str(probe)])[0])
     assert hits[0].path == str(probe) and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert [h.id for h in as_text] == ids[:3]
 
 
 def test_unindexed_image_query_embeds_it(library, tmp_path):
@@ -82,7 +87,7 @@ def test_unindexed_image_query_embeds_it(library, tmp_path):
     copy = tmp_path / "resized.png"
     Image.open(root / "home" / "p01.png").resize((79, 59)).save(copy)
     with open_index(index_dir) as index:
-        hits = index.search("", add=[str(copy)], k=1)
+        hits = index.search("", add=[copy], k=1)
     assert hits[0].path == str(root / "home" / "p01.png")
 
 

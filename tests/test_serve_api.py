@@ -251,7 +251,7 @@ def test_concurrent_text_queries_share_encoder_calls(library):
             results = list(pool.map(lambda q: c.get("/api/v1/search", params={"q": q, "k": 3}), queries))
         assert all(r.status_code == 200 for r in results)
         index = c.app.state.holder.get()
-        for batcher in (index._text_batcher, index._search_batcher):
+        for batcher in (index.searcher.text_batcher, index.searcher.search_batcher):
             assert batcher.items == 24 and batcher.calls < 24
         with open_index(library / "index") as index:
             alone = index.search(queries[5], k=3)

@@ -371,7 +371,7 @@ def _text_terms(q: str) -> list:
     """Query terms of ``q``, all text: a server never looks at a path named in a request."""
     from ..query import parse_query
 
-    return parse_query(q, paths=False)
+    return parse_query(q)
 
 
 def _vector_term(index: Index, image_id: int) -> Any:

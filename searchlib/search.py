@@ -1,0 +1,271 @@
+"""Searching an index: terms to a vector, the vector to hits, hits to relevance.
+
+:class:`Searcher` is what :meth:`searchlib.index.Index.search` runs. It embeds the text terms
+(the exported ONNX text tower, or the full model), takes stored vectors for indexed images and
+embeds the rest, combines the terms (:func:`searchlib.query.combine`), searches the FAISS cache
+(filters become an id selector, so ``k`` matching hits come back whenever they exist), builds the
+hits from catalog rows in one place (:meth:`Searcher.hits`), and adds each text query's calibrated
+relevance. A server calls :meth:`Searcher.batch_queries` so that concurrent queries share encoder
+calls and vector scans.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from .errors import ImageNotFoundError, QueryError
+from .filters import Filters
+from .models import ModelIdentity
+from .query import (
+    MAX_K,
+    Hit,
+    QueryTerm,
+    check_cut,
+    combine,
+    parse_query,
+    parse_term,
+    relevance_cut,
+    renumber,
+    sort_by_date,
+)
+from .records import content_hash
+from .relevance import BACKGROUND_SAMPLE, RelevanceScorer, is_relevant
+from .store import IndexStore
+from .vectorcache import VectorCache
+
+
+class Searcher:
+    """Embeds queries and searches one index (safe to share between threads).
+
+    Args:
+        store: the index's catalog, vector cache and model.
+    """
+
+    def __init__(self, store: IndexStore):
+        self.store = store
+        self._lock = threading.Lock()
+        self.text_batcher = None
+        self.search_batcher = None
+        self._scorer: tuple[int | None, RelevanceScorer] | None = None
+
+    def close(self) -> None:
+        for batcher in (self.text_batcher, self.search_batcher):
+            if batcher is not None:
+                batcher.close()
+        self.text_batcher = self.search_batcher = None
+
+    # -- embedding ---------------------------------------------------------------------------
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Normalized text vectors in the index's space, ``(len(texts), dim)`` float32."""
+        if self.text_batcher is not None:
+            return np.stack(self.text_batcher.submit(list(texts))) if texts else self.store.model.embed_texts([])
+        return self.store.model.embed_texts(texts)
+
+    def batch_queries(self, max_batch: int = 32) -> None:
+        """Serve concurrent threads in batches: their texts share one encoder call and their
+        unfiltered searches one scan of the vectors (see :mod:`searchlib.batching`)."""
+        from .batching import Batcher
+
+        with self._lock:
+            if self.text_batcher is None:
+                self.text_batcher = Batcher(lambda texts: list(self.store.model.embed_texts(texts)), max_batch,
+                                            "searchlib-text-batcher")
+                self.search_batcher = Batcher(self._search_many, max_batch, "searchlib-search-batcher")
+
+    def _search_many(self, requests: list[tuple[np.ndarray, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Unfiltered searches of several queries in one call: ``[(vector, k)] -> [(scores, ids)]``."""
+        k = max(r[1] for r in requests)
+        scores, ids = self.store.vector_cache().search(np.stack([r[0] for r in requests]), k)
+        return [(scores[i, :kk], ids[i, :kk]) for i, (_, kk) in enumerate(requests)]
+
+    def vector_of(self, image_id: int) -> np.ndarray:
+        """The stored vector of an indexed image.
+
+        Raises:
+            ImageNotFoundError: no image has this id.
+        """
+        ids, vectors = self.store.catalog.vectors_of([int(image_id)])
+        if not len(ids):
+            raise ImageNotFoundError(f"no indexed image has id {image_id}")
+        return vectors[0]
+
+    def image_vector(self, image: str | os.PathLike | bytes | Any) -> np.ndarray:
+        """The vector of an image: the stored one if its bytes are indexed, else embedded now."""
+        from PIL import Image
+
+        if not isinstance(image, Image.Image):
+            from .embedding import read_image_file
+
+            data = bytes(image) if isinstance(image, (bytes, bytearray, memoryview)) else read_image_file(image)
+            stored = self.store.catalog.vectors_by_hash([content_hash(data)])
+            if stored:
+                return next(iter(stored.values()))
+            image = data
+        return self.store.model.embed_images([image])[0]
+
+    # -- terms -------------------------------------------------------------------------------
+    def terms(self, query: Any, add: Sequence = (), subtract: Sequence = ()) -> list[QueryTerm]:
+        """The query's terms: a string is text (``"beach + 2:sunset - people"``); an image is a
+        ``pathlib.Path``, bytes or a ``PIL.Image``; a vector is a numpy array; or a list of terms."""
+        if isinstance(query, str):
+            terms = parse_query(query) if query.strip() else []
+        elif isinstance(query, np.ndarray):
+            terms = [QueryTerm(query, 1.0, "vector")]
+        elif isinstance(query, (bytes, bytearray, memoryview, os.PathLike)) or _is_pil(query):
+            terms = [QueryTerm(query, 1.0, "image")]
+        elif query is None:
+            terms = []
+        else:
+            terms = list(query)
+        terms += [_as_term(t, 1.0) for t in add] + [_as_term(t, -1.0) for t in subtract]
+        if not terms:
+            raise QueryError("the query is empty; say what to look for, e.g. 'a dog on a beach'")
+        return terms
+
+    def query_vector(self, terms: list[QueryTerm]) -> np.ndarray:
+        """One normalized vector for the terms (texts embedded in one call)."""
+        texts = [t.value for t in terms if t.kind == "text"]
+        text_vecs = iter(self.embed_texts(texts)) if texts else iter(())
+        vecs = []
+        for t in terms:
+            if t.kind == "text":
+                vecs.append(next(text_vecs))
+            elif t.kind == "vector":
+                vecs.append(_checked_vector(t.value, self.store.identity))
+            else:
+                vecs.append(self.image_vector(t.value))
+        if len(terms) == 1 and terms[0].weight > 0:
+            from .vectormath import normalize
+
+            return normalize(vecs[0])[0]
+        return combine(np.stack(vecs), [t.weight for t in terms])
+
+    # -- searching ---------------------------------------------------------------------------
+    def search(self, terms: list[QueryTerm], k: int = 10, *, offset: int = 0, filters: Filters | None = None,
+               min_score: float | None = None, relative: float | None = None, relevant: bool = False,
+               sort: str = "score", rerank: int | None = None) -> list[Hit]:
+        """The best hits for ``terms`` (see :meth:`searchlib.index.Index.search`)."""
+        if sort not in ("score", "date"):
+            raise QueryError(f"unknown sort {sort!r}; use score or date")
+        if not 1 <= k <= MAX_K or not 0 <= offset <= MAX_K - k:
+            raise QueryError(f"k must be 1..{MAX_K} and offset 0..{MAX_K} - k (got k={k}, offset={offset})")
+        check_cut(min_score, relative)
+        if rerank is not None and not 0 <= rerank <= MAX_K:
+            raise QueryError(f"rerank must be 0..{MAX_K}, not {rerank}")
+        textual = all(t.kind == "text" for t in terms)
+        if relevant and not textual:
+            raise QueryError("relevance is judged for text queries only; drop --relevant for image "
+                             "queries, or use --min-score")
+        cache = self.store.vector_cache()
+        # Load (or map) the FAISS index while the query is embedded: a cold query pays for one.
+        errors: list[BaseException] = []
+        loader = threading.Thread(target=_call, args=(cache.get, errors), name="searchlib-load-vectors")
+        loader.start()
+        try:
+            vector = self.query_vector(terms)
+        finally:
+            loader.join()
+        if errors:  # reported here, in the caller's thread, never through threading.excepthook
+            raise errors[0]
+        hits = self._search_vector(cache, vector, offset + k, filters, rerank)
+        if textual:
+            hits = self.with_relevance(vector, hits)
+        if relevant:
+            hits = [h for h in hits if is_relevant(h.relevance)]
+        hits = relevance_cut(hits, min_score, relative)
+        if sort == "date":
+            hits = sort_by_date(hits)
+        return renumber(hits[offset:], offset + 1)
+
+    def _search_vector(self, cache: VectorCache, vector: np.ndarray, k: int, filters: Filters | None,
+                       rerank: int | None = None) -> list[Hit]:
+        allowed = None
+        if filters is not None and not filters.is_empty():
+            allowed = self.store.catalog.filtered_ids(filters)
+            if len(allowed) == 0:
+                return []
+        if allowed is None and rerank is None and self.search_batcher is not None:
+            ((row_scores, row_ids),) = self.search_batcher.submit([(vector.reshape(-1), k)])
+            scores, ids = row_scores[None], row_ids[None]
+        else:
+            scores, ids = cache.search(vector.reshape(1, -1), k, allowed, rerank)
+        return self.hits([(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0])
+
+    def hits(self, pairs: list[tuple[int, float]]) -> list[Hit]:
+        """The one place hits are made: catalog rows for ``(id, score)`` pairs, in order."""
+        rows = self.store.catalog.images([i for i, _ in pairs])
+        hits: list[Hit] = []
+        for image_id, score in pairs:
+            row = rows.get(image_id)
+            if row is None:  # deleted after the FAISS snapshot was taken; skip rather than fail
+                continue
+            hits.append(Hit(len(hits) + 1, image_id, row.path, score, row.to_dict()))
+        return hits
+
+    # -- relevance ---------------------------------------------------------------------------
+    def relevance_scorer(self) -> RelevanceScorer:
+        """What judges relevance here: a background sample of this index's vectors (drawn again
+        when the collection changes) and the caption bank in the index's model."""
+        generation = self.store.vector_cache().generation
+        with self._lock:
+            scorer = self._scorer
+        if scorer is None or scorer[0] != generation:
+            background = self.store.catalog.sample_vectors(BACKGROUND_SAMPLE, seed=0)
+            scorer = (generation, RelevanceScorer(background, self.store.model.bank_vectors()))
+            with self._lock:
+                self._scorer = scorer
+        return scorer[1]
+
+    def with_relevance(self, vector: np.ndarray, hits: list[Hit]) -> list[Hit]:
+        """The hits with their calibrated relevance to the query ``vector``."""
+        if not hits:
+            return hits
+        scorer = self.relevance_scorer()
+        ids, vectors = self.store.catalog.vectors_of([h.id for h in hits])
+        by_id = dict(zip(ids.tolist(), range(len(ids))))
+        kept = [h for h in hits if h.id in by_id]  # a row deleted since the search: drop it, as hits() does
+        if not kept:
+            return kept
+        rows = vectors[[by_id[h.id] for h in kept]]
+        figures = scorer.relevance(vector, np.array([h.score for h in kept], dtype=np.float32), rows)
+        return [replace(h, relevance=round(float(r), 4)) for h, r in zip(kept, figures)]
+
+
+def _call(fn, errors: list) -> None:
+    try:
+        fn()
+    except BaseException as e:  # handed to the caller's thread
+        errors.append(e)
+
+
+def _is_pil(value: Any) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(value, Image.Image)
+
+
+def _as_term(value: Any, sign: float) -> QueryTerm:
+    if isinstance(value, QueryTerm):
+        return QueryTerm(value.value, sign * value.weight, value.kind)
+    if isinstance(value, str):
+        return parse_term(value, sign)
+    if isinstance(value, np.ndarray):
+        return QueryTerm(value, sign, "vector")
+    return QueryTerm(value, sign, "image")
+
+
+def _checked_vector(vector: np.ndarray, identity: ModelIdentity | None) -> np.ndarray:
+    vec = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if identity is not None and vec.shape[0] != identity.dim:
+        raise QueryError(f"a query vector needs {identity.dim} dimensions (the index's model), not {vec.shape[0]}")
+    if not np.isfinite(vec).all() or not np.any(vec):
+        raise QueryError("a query vector must be finite and not all zeros")
+    return vec

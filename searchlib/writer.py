@@ -1,0 +1,114 @@
+"""The one write path of an index: :class:`IndexWriter`.
+
+Catalog rows, stored vectors, the change log, the generation and the FAISS cache change together:
+:meth:`IndexWriter.apply` writes one catalog transaction and then applies the same change to the
+FAISS cache, so they never disagree. Everything that writes goes through it — the indexer's
+writer thread, the sweep of removed files, ``Index.remove``, ``verify --repair``, the Ray driver,
+tags — and only while the writer lock is held (:func:`writing`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from .catalog import Applied, Catalog, ChangeSet
+from .errors import IndexReadOnlyError, QueryError
+from .locks import cache_lock, remove_stale_temp_files
+from .query import MAX_K
+from .store import IndexStore
+from .vectors import VectorIndex
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def writing(store: IndexStore, roots: Sequence[str] | None = None) -> Iterator[IndexWriter]:
+    """Hold the right to write (one writer per index; on PostgreSQL, per folder) and yield the
+    :class:`IndexWriter` that applies changes.
+
+    Raises:
+        IndexBusyError: another process is writing.
+        IndexReadOnlyError: the index cannot be written.
+    """
+    if store.read_only:
+        raise IndexReadOnlyError(f"the index at {store.directory} is read-only: searching works, writing does "
+                                 "not; index into a writable copy")
+    with store.catalog.writer_lock(store.directory, roots):
+        with cache_lock(store.directory, wait=5) as locked:
+            if locked:
+                remove_stale_temp_files(store.directory)
+        yield IndexWriter(store)
+
+
+class IndexWriter:
+    """Applies changes to an index: the catalog first, then the FAISS cache, so they never disagree.
+
+    Get one from :meth:`searchlib.index.Index.writer`; it is valid while that context is open.
+
+    Args:
+        store: the index's catalog, vector cache and model.
+    """
+
+    def __init__(self, store: IndexStore):
+        self._store = store
+        self.rebuild_needed = False
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._store.catalog
+
+    def apply(self, batch: ChangeSet) -> Applied:
+        """Apply one batch: one catalog transaction, then the same change to the FAISS cache."""
+        applied = self.catalog.apply(batch)
+        if batch.identity is not None:
+            self._store.forget_identity()  # read again: the first batch of a new index sets it
+        if self._store.identity is not None:
+            self._store.vector_cache().apply(applied)
+        return applied
+
+    def replace_tags(self, labels: Sequence[str], rows: Sequence[tuple[int, str, float]]) -> Applied:
+        """Drop every tag with one of ``labels`` and store ``rows`` (id, label, score) instead, in
+        one transaction that moves the generation (readers notice; vectors are unchanged)."""
+        return self.catalog.replace_tags(labels, rows)
+
+    def configure(self, max_index_memory: int | None = None, rerank: int | None = None,
+                  vector_dtype: str | None = None) -> None:
+        """Remember index settings: the memory budget that picks the index type, the re-rank depth,
+        and (for an index without vectors yet) how vectors are stored (``float32``/``float16``)."""
+        if vector_dtype is not None:
+            self.catalog.set_vector_dtype(vector_dtype)
+        if rerank is not None:
+            if not 0 <= rerank <= MAX_K:
+                raise QueryError(f"--rerank must be 0..{MAX_K}, not {rerank}")
+            self.catalog.set_setting("rerank", str(rerank))
+        if max_index_memory is not None and str(max_index_memory) != self.catalog.get_setting("max_index_memory"):
+            self.catalog.set_setting("max_index_memory", str(max_index_memory))
+            self.rebuild_needed = True
+
+    def set_index_type(self, index_type: str) -> None:
+        """Request an index type (``auto`` or a FAISS factory string); applied when the run finishes."""
+        if index_type != "auto":
+            ident = self._store.identity
+            VectorIndex.validate_type(index_type, ident.dim if ident else 512)
+        if index_type != self._store.index_type:
+            self.catalog.set_setting("index_type", index_type)
+            self.rebuild_needed = True
+
+    def invalidate_vectors(self, delete_files: bool = False) -> None:
+        """Drop the FAISS cache (and its file): :meth:`finish` rebuilds it from the catalog."""
+        if self._store.identity is not None:
+            self._store.vector_cache().invalidate(delete_files)
+
+    def finish(self, embedder=None) -> None:
+        """After a run: retrain or rebuild the FAISS index if the collection outgrew it, save it, and
+        export the text tower if the index has no usable one."""
+        if self._store.identity is None:
+            return
+        self._store.vector_cache().finish(force_rebuild=self.rebuild_needed)
+        self._store.model.ensure_text_encoder(embedder)
+        try:  # embedded now, so that the first query does not pay for it
+            self._store.model.bank_vectors()
+        except Exception as e:  # queries embed it later; indexing is done and must not fail here
+            log.warning("could not embed the relevance bank (%s: %s)", type(e).__name__, e)
