@@ -81,21 +81,24 @@ def classify(index, paths: Sequence[str | os.PathLike], labels: Sequence[str]) -
 def tag_index(index, labels: Sequence[str], min_probability: float = 0.0) -> dict[str, int]:
     """Give every indexed image its best label (if its probability reaches ``min_probability``).
 
-    Replaces earlier tags from the same label set. Returns how many images got each label.
+    Replaces earlier tags from the same label set, through the index's writer: it holds the writer
+    lock (a running ``searchlib index`` makes it fail with IndexBusyError instead of writing
+    beside it) and moves the generation. Returns how many images got each label.
     """
     classes = class_vectors(index.embed_texts, labels)
     counts = {label.lower(): 0 for label in labels}
     rows: list[tuple[int, str, float]] = []
-    with index.catalog.vector_snapshot() as snap:
-        for ids, vecs in snap.chunks():
-            probs, _ = classify_vectors(vecs, classes)
-            best = probs.argmax(axis=1)
-            for image_id, b, pr in zip(ids.tolist(), best, probs):
-                if pr[b] >= min_probability:
-                    label = labels[int(b)].lower()
-                    rows.append((image_id, label, float(pr[b])))
-                    counts[label] += 1
-    index.catalog.replace_tags(list(counts), rows)
+    with index.writer() as writer:
+        with index.catalog.vector_snapshot() as snap:
+            for ids, vecs in snap.chunks():
+                probs, _ = classify_vectors(vecs, classes)
+                best = probs.argmax(axis=1)
+                for image_id, b, pr in zip(ids.tolist(), best, probs):
+                    if pr[b] >= min_probability:
+                        label = labels[int(b)].lower()
+                        rows.append((image_id, label, float(pr[b])))
+                        counts[label] += 1
+        writer.replace_tags(list(counts), rows)
     return counts
 
 

@@ -650,12 +650,17 @@ class Catalog:
             conn.execute(delete(changes).where(changes.c.generation <= floor))
             self._set(conn, "changes_floor", str(floor))
 
-    def replace_tags(self, labels: Sequence[str], rows: Sequence[tuple[int, str, float]]) -> None:
-        """Drop every tag with one of ``labels`` and store ``rows`` (id, label, score) instead."""
+    def replace_tags(self, labels: Sequence[str], rows: Sequence[tuple[int, str, float]]) -> Applied:
+        """Drop every tag with one of ``labels`` and store ``rows`` (id, label, score) instead, in one
+        transaction that bumps the generation (vectors are unchanged, so no ids are logged).
+        Call it through :meth:`searchlib.writer.IndexWriter.replace_tags`, under the writer lock."""
         with self._write() as conn:
+            generation = self._bump(conn)
             conn.execute(delete(tags).where(tags.c.label.in_(list(labels))))
             if rows:
                 conn.execute(tags.insert(), [{"image_id": i, "label": lb, "score": s} for i, lb, s in rows])
+        empty = np.zeros(0, dtype=np.int64)
+        return Applied(generation, generation - 1, empty, empty, np.zeros((0, 0), np.float32), [])
 
 
 class VectorSnapshot:
