@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from .main import index_option, main, open_from
+from .common import index_option, open_from
 from .output import clean, echo_json, table
 
 _open = open_from
 
 
-@main.command("classify", short_help="Zero-shot classify images into --labels.")
+@click.command("classify", short_help="Zero-shot classify images into --labels.")
 @index_option
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=str))
 @click.option("--labels", required=True, metavar="A,B,...", help="Comma-separated class names, e.g. 'cat,dog,car'.")
@@ -35,7 +35,7 @@ def classify_cmd(obj: dict, paths: tuple[str, ...], labels: str, as_json: bool) 
                      [[r.label, f"{r.scores[r.label]:.2f}", r.path] for r in results]))
 
 
-@main.command("tag", short_help="Store each indexed image's best label from --labels.")
+@click.command("tag", short_help="Store each indexed image's best label from --labels.")
 @index_option
 @click.option("--labels", required=True, metavar="A,B,...", help="Comma-separated labels to choose from.")
 @click.option("--min-prob", type=click.FloatRange(0, 1), default=0.0, show_default=True,
@@ -58,7 +58,7 @@ def tag_cmd(obj: dict, labels: str, min_prob: float, as_json: bool) -> None:
     click.echo(table(["label", "images"], [[k, str(v)] for k, v in counts.items()], flex=0))
 
 
-@main.command("duplicates", short_help="Groups of near-identical images.")
+@click.command("duplicates", short_help="Groups of near-identical images.")
 @index_option
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
               help="Cosine similarity at or above which two images count as near-duplicates.")
@@ -83,7 +83,7 @@ def duplicates_cmd(obj: dict, threshold: float, as_json: bool) -> None:
     click.echo(f"{len(groups)} groups", err=True)
 
 
-@main.command("export", short_help="Write all vectors with ids and paths (.npy, .parquet).")
+@click.command("export", short_help="Write all vectors with ids and paths (.npy, .parquet).")
 @index_option
 @click.argument("target", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
@@ -104,7 +104,7 @@ def export_cmd(obj: dict, target: str, as_json: bool) -> None:
         click.echo(f"wrote {result['count']} vectors (dim {result['dim']}) to {clean(result['path'])}")
 
 
-@main.command("embed-text", short_help="Text embeddings in the index's vector space.")
+@click.command("embed-text", short_help="Text embeddings in the index's vector space.")
 @index_option
 @click.argument("texts", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of {text, vector}.")
@@ -118,3 +118,12 @@ def embed_text_cmd(obj: dict, texts: tuple[str, ...], as_json: bool) -> None:
         return
     for t, v in zip(texts, vectors):
         click.echo(f"{t}\t" + " ".join(f"{x:.6f}" for x in v))
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to ``group``."""
+    group.add_command(classify_cmd)
+    group.add_command(tag_cmd)
+    group.add_command(duplicates_cmd)
+    group.add_command(export_cmd)
+    group.add_command(embed_text_cmd)

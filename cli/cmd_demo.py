@@ -6,11 +6,10 @@ import shlex
 
 import click
 
-from .main import main
 from .output import echo_json
 
 
-@main.command("demo", short_help="Sample photos, indexed offline and searched.")
+@click.command("demo", short_help="Sample photos, indexed offline and searched.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default="searchlib-demo", show_default=True,
               help="Where the sample photos (DIR/photos) and their index (DIR/index) go.")
 @click.option("--count", type=click.IntRange(min=10, max=5000), default=200, show_default=True,
@@ -64,3 +63,8 @@ def demo_cmd(directory: str, count: int, k: int, device: str, as_json: bool) -> 
     click.echo(f"  searchlib --index {idx} info")
     click.echo(f"  searchlib --index {idx} list")
     click.echo("  searchlib index ~/Pictures                     # your photos (default model; downloads once)")
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to ``group``."""
+    group.add_command(demo_cmd)

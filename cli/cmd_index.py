@@ -8,7 +8,7 @@ import time
 
 import click
 
-from .main import index_option, main
+from .common import index_option
 from .output import clean, echo_json
 
 
@@ -57,7 +57,7 @@ class _Status:
             self.bar = None
 
 
-@main.command("index", short_help="Embed the images under the given folders (incremental).")
+@click.command("index", short_help="Embed the images under the given folders (incremental).")
 @index_option
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str))
 @click.option("--model", "model", metavar="SPEC",
@@ -156,3 +156,8 @@ def index_cmd(obj: dict, paths: tuple[str, ...], model: str | None, checkpoint: 
         before = f", {r.failed_before} failed before (not retried; --retry-failed)" if r.failed_before else ""
         click.echo(f"indexed {r.added} new, {r.updated} updated, {r.moved} moved, {r.unchanged} unchanged, "
                    f"{r.removed} removed, {r.failed} failed{before} in {r.seconds:.1f}s")
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to ``group``."""
+    group.add_command(index_cmd)

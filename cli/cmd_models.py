@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import click
 
-from .main import main
 from .output import echo_json, table
 
 
-@main.command("models", short_help="Known models, and which work offline.")
+@click.command("models", short_help="Known models, and which work offline.")
 @click.option("--all", "include_all", is_flag=True,
               help="List every open_clip pretrained model, not just the recommended ones.")
 @click.option("--json", "as_json", is_flag=True,
@@ -29,3 +28,8 @@ def models_cmd(include_all: bool, as_json: bool) -> None:
         return
     click.echo(table(["model", "offline", "languages", "note"],
                      [[r.name, "yes" if r.available_offline else "no", r.languages, r.note] for r in rows], flex=3))
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to ``group``."""
+    group.add_command(models_cmd)

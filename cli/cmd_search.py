@@ -6,12 +6,12 @@ import os
 
 import click
 
-from .main import exit_now, index_option, main, open_from
+from .common import exit_now, index_option, open_from
 from .output import clean, date_cell, echo_json, emit, human_bytes, output_options, table
 from .terms import query_terms
 
 
-@main.command("search", short_help="Find the images that best match a description.")
+@click.command("search", short_help="Find the images that best match a description.")
 @index_option
 @click.argument("query", required=False, default="")
 @click.option("--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False),
@@ -101,7 +101,7 @@ def _relevance_cell(relevance: float | None) -> str:
     return f"{relevance:.2f}"
 
 
-@main.command("info", short_help="What the index holds: counts, model, index type, sizes.")
+@click.command("info", short_help="What the index holds: counts, model, index type, sizes.")
 @index_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
@@ -137,7 +137,7 @@ def info_cmd(obj: dict, as_json: bool) -> None:
     click.echo(f"on disk:     {human_bytes(total)}" + ("  (read-only)" if info["read_only"] else ""))
 
 
-@main.command("list", short_help="List the indexed images with their metadata.")
+@click.command("list", short_help="List the indexed images with their metadata.")
 @index_option
 @output_options
 @click.pass_obj
@@ -155,3 +155,10 @@ def list_cmd(obj: dict, as_json: bool, as_nl: bool, as_paths: bool, nul: bool) -
     if rows:
         click.echo(table(["date", "pixels", "size", "path"], rows))
     click.echo(f"{len(images)} images", err=True)
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to ``group``."""
+    group.add_command(search_cmd)
+    group.add_command(info_cmd)
+    group.add_command(list_cmd)

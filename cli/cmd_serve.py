@@ -7,7 +7,7 @@ import socket
 
 import click
 
-from .main import index_option, main
+from .common import index_option
 
 
 def _is_loopback(host: str) -> bool:
@@ -22,7 +22,7 @@ def _is_loopback(host: str) -> bool:
             return False
 
 
-@main.command("serve", short_help="A web page and an HTTP API over the index.")
+@click.command("serve", short_help="A web page and an HTTP API over the index.")
 @index_option
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Anything but loopback needs --token.")
@@ -74,3 +74,8 @@ def serve_cmd(obj: dict, host: str, port: int, token: str | None, device: str, m
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
         pass
     click.echo("searchlib: stopped", err=True)
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to ``group``."""
+    group.add_command(serve_cmd)

@@ -6,11 +6,10 @@ import sys
 
 import click
 
-from .main import main
 from .output import echo_json, table
 
 
-@main.command("train", short_help="Train or fine-tune a CLIP model.")
+@click.command("train", short_help="Train or fine-tune a CLIP model.")
 @click.option("--data", default="synthetic", show_default=True,
               help="'synthetic' (generated captioned shapes) or a folder of images with captions "
                    "(captions.csv with path,caption columns, or a .txt file beside each image).")
@@ -62,7 +61,7 @@ def train_cmd(data: str, model: str, checkpoint: str | None, out_dir: str, steps
     click.echo(f"saved {final}")
 
 
-@main.command("evaluate", short_help="Measure a model on the held-out synthetic split.")
+@click.command("evaluate", short_help="Measure a model on the held-out synthetic split.")
 @click.option("--model", default="bundled", show_default=True, metavar="SPEC", help="Model to evaluate.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Local weights for --model ARCH.")
 @click.option("--count", type=click.IntRange(min=20), default=500, show_default=True,
@@ -97,3 +96,9 @@ def evaluate_cmd(model: str, checkpoint: str | None, count: int, device: str, as
     rows.append(["top-5 overlap, same query in both languages"] + [f"{d['cross_lingual_top5_overlap']:.3f}"] +
                 [""] * (len(langs) - 1))
     click.echo(table(["metric"] + langs, rows, flex=0))
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to ``group``."""
+    group.add_command(train_cmd)
+    group.add_command(evaluate_cmd)

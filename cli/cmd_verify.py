@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from .main import index_option, main, open_from
+from .common import index_option, open_from
 from .output import clean, echo_json
 
 
-@main.command("verify", short_help="Check catalog, caches and files agree; --repair fixes.")
+@click.command("verify", short_help="Check catalog, caches and files agree; --repair fixes.")
 @index_option
 @click.option("--repair", is_flag=True,
               help="Fix what is found: drop rows without a valid vector or whose file is gone, drop "
@@ -50,3 +50,8 @@ def verify_cmd(obj: dict, repair: bool, no_files: bool, as_json: bool) -> None:
             click.echo("problems found; run with --repair" if not repair else "problems remain after --repair")
     if not report.ok:
         raise click.exceptions.Exit(1)
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to ``group``."""
+    group.add_command(verify_cmd)

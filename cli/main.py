@@ -11,6 +11,8 @@ import click
 from searchlib.config import CATALOG_ENV, INDEX_ENV, default_index_dir
 from searchlib.errors import SearchlibError
 
+from .common import enable_fast_exit
+
 
 def _quiet_broken_pipe() -> None:
     """The reader of our output went away (``searchlib list | head``): stop quietly, as Unix tools
@@ -110,36 +112,9 @@ def main(ctx: click.Context, index_dir: str | None, catalog: str | None, verbose
     ctx.obj = {"index_dir": index_dir or str(default_index_dir()), "catalog": catalog}
 
 
-def index_option(command):
-    """Accept ``--index DIR`` and ``--catalog URL`` after the command name too."""
-
-    def override(key: str):
-        def callback(ctx: click.Context, _param, value: str | None) -> None:
-            if value:
-                ctx.ensure_object(dict)[key] = value
-        return callback
-
-    command = click.option("--catalog", "catalog_override", metavar="URL", expose_value=False,
-                           callback=override("catalog"), help="Catalog database URL (the same as the global "
-                           "--catalog).")(command)
-    return click.option("--index", "index_dir_override", type=click.Path(file_okay=False), expose_value=False,
-                        callback=override("index_dir"), help="Index directory (the same as the global "
-                        "--index).")(command)
-
-
-def open_from(obj: dict, device: str = "auto"):
-    """Open the index the command line names."""
-    from searchlib import open_index
-
-    return open_index(obj["index_dir"], device=device, catalog=obj.get("catalog"))
-
-
-_state = {"fast_exit": False}
-
-
 def run() -> None:
     """The console script: ``main`` with a quick exit after queries (see :func:`exit_now`)."""
-    _state["fast_exit"] = True
+    enable_fast_exit()
     try:
         main()
     except BrokenPipeError:  # raised while click itself wrote (e.g. --help | head)
@@ -147,36 +122,12 @@ def run() -> None:
         sys.exit(0)
 
 
-def exit_now() -> None:
-    """End a read-only command at once once its output is written.
-
-    Tearing down the interpreter (freeing the model session, the mapped index, every module) takes
-    ~150 ms that a one-shot query does not need; nothing is left to write. Only the console
-    script does this; tests and embedding callers invoke ``main`` and return normally.
-    """
-    if _state["fast_exit"]:
-        try:
-            sys.stdout.flush()
-        except BrokenPipeError:
-            pass
-        try:
-            sys.stderr.flush()
-        except BrokenPipeError:
-            pass
-        os._exit(0)
-
-
 def _register() -> None:
-    from . import (  # noqa: F401  (commands attach to ``main``)
-        cmd_analysis,
-        cmd_demo,
-        cmd_index,
-        cmd_models,
-        cmd_search,
-        cmd_serve,
-        cmd_train,
-        cmd_verify,
-    )
+    """Attach every command to ``main`` (each module names its own in ``register``)."""
+    from . import cmd_analysis, cmd_demo, cmd_index, cmd_models, cmd_search, cmd_serve, cmd_train, cmd_verify
+
+    for module in (cmd_index, cmd_search, cmd_serve, cmd_verify, cmd_models, cmd_analysis, cmd_demo, cmd_train):
+        module.register(main)
 
 
 _register()

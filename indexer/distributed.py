@@ -99,7 +99,7 @@ def _decode_unit(prep: tuple, max_pixels: int | None, keys_ref) -> Callable[[dic
 
             _KEYS.clear()
             _KEYS[ref_id] = ray.get(keys_ref)
-        pipeline._init_worker(_KEYS[ref_id])
+        pipeline.init_worker(_KEYS[ref_id])
         rows = []
         for path, size, mtime in zip(unit["paths"], unit["sizes"], unit["mtimes"]):
             result = decode_file(FileEntry(path, size, mtime), Preprocess(*prep), max_pixels)

@@ -84,7 +84,8 @@ def hash_key(content_hash: str) -> int:
 _known_keys = np.zeros(0, dtype=np.uint64)
 
 
-def _init_worker(known_keys: np.ndarray) -> None:
+def init_worker(known_keys: np.ndarray) -> None:
+    """Give this worker process the sorted 64-bit keys of the content hashes already indexed."""
     global _known_keys
     _known_keys = known_keys
 
@@ -188,7 +189,7 @@ def worker_loop(conn, keys: np.ndarray, worker: Callable[[tuple], Decoded | Fail
 
     A worker whose parent is gone, even killed, notices at its next receive or send and exits.
     """
-    _init_worker(keys)
+    init_worker(keys)
     while True:
         try:
             chunk = conn.recv()
@@ -281,7 +282,7 @@ def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int |
     # Lazy: the route is decided when a file is handed out, so the split can follow measurements.
     jobs = ((e, prep, max_pixels, bool(route and route())) for e in entries)
     if workers <= 0:
-        _init_worker(keys)
+        init_worker(keys)
         yield from map(_worker, jobs)
         return
     yield from _WorkerPool(workers, keys, _worker, timeout, max(workers * 8, ahead)).run(jobs)
