@@ -64,16 +64,14 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
     relevance (text queries) is calibrated: 0.5 and above means a likely match,
     on the same scale for every query.
     """
-    from searchlib.filters import Filters, parse_date
+    from searchlib.filters import Filters
 
     if not query.strip() and not images and not add:
         raise click.UsageError("give a QUERY, --image PATH or --add TERM")
     for path in images:
         if not os.path.isfile(path):
             raise click.BadParameter(f"{path} is not a regular file", param_hint="--image")
-    filters = Filters(folder=folder, after=parse_date(after) if after else None,
-                      before=parse_date(before, end=True) if before else None, camera=camera,
-                      min_width=min_width, min_height=min_height, formats=formats, tags=tags)
+    filters = Filters.from_strings(folder, after, before, camera, min_width, min_height, formats, tags)
     terms = query_terms(query, add, subtract, images)
     with open_from(obj) as index:
         for warning in index.query_warnings(query, add):

@@ -3,6 +3,7 @@ whenever they exist. This module only describes them; the catalog turns them int
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,6 +39,20 @@ class Filters:
         if self.after and self.before and self.after > self.before:
             raise ConfigError(f"the date range is empty: after {self.after:%Y-%m-%d} is later than before "
                               f"{self.before:%Y-%m-%d}")
+
+    @classmethod
+    def from_strings(cls, folder: str | None = None, after: str | None = None, before: str | None = None,
+                     camera: str | None = None, min_width: int | None = None, min_height: int | None = None,
+                     formats: Sequence[str] = (), tags: Sequence[str] = ()) -> Filters:
+        """Filters as a command line or a URL gives them: dates as text (``after`` from the start of
+        its period, ``before`` to its end, see :func:`parse_date`), empty strings meaning "not set".
+
+        Raises:
+            ConfigError: a date that cannot be read, or an empty date range.
+        """
+        return cls(folder=folder or None, after=parse_date(after) if after else None,
+                   before=parse_date(before, end=True) if before else None, camera=camera or None,
+                   min_width=min_width, min_height=min_height, formats=tuple(formats or ()), tags=tuple(tags or ()))
 
     def is_empty(self) -> bool:
         return not any([self.folder, self.after, self.before, self.camera, self.min_width,

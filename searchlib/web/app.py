@@ -36,7 +36,7 @@ from ..errors import (
     QueryError,
     SearchlibError,
 )
-from ..filters import Filters, parse_date
+from ..filters import Filters
 from ..index import MAX_K, Index, open_index
 from ..query import Hit
 
@@ -180,9 +180,7 @@ def _version() -> str:
 def _filters(folder: str | None, after: str | None, before: str | None, camera: str | None,
              min_width: int | None, min_height: int | None, formats: list[str] | None,
              tags: list[str] | None) -> Filters:
-    return Filters(folder=folder or None, after=parse_date(after) if after else None,
-                   before=parse_date(before, end=True) if before else None, camera=camera or None,
-                   min_width=min_width, min_height=min_height, formats=tuple(formats or ()), tags=tuple(tags or ()))
+    return Filters.from_strings(folder, after, before, camera, min_width, min_height, formats or (), tags or ())
 
 
 def _hit_json(hit: Hit) -> dict:
