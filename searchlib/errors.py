@@ -47,6 +47,12 @@ class IndexReadOnlyError(SearchlibError):
     """The index can be searched but not written (a read-only mount or missing permissions)."""
 
 
+def read_only_error(where: str) -> IndexReadOnlyError:
+    """The one message for writing to an index that can only be read (``where``: "the index at DIR"
+    or "the catalog URL")."""
+    return IndexReadOnlyError(f"{where} is read-only: searching works, writing does not; index into a writable copy")
+
+
 class StorageFullError(SearchlibError):
     """The disk (or the database server) ran out of space while writing; committed work is kept."""
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .catalog import Catalog, ChangeSet
 from .config import CATALOG_FILE
-from .errors import ImageNotFoundError, IndexNotFoundError, IndexReadOnlyError, SearchlibError
+from .errors import ImageNotFoundError, IndexNotFoundError, SearchlibError, read_only_error
 from .filters import Filters
 from .models import ModelIdentity
 from .query import MAX_K, Hit
@@ -83,8 +83,7 @@ class Index:
         _make_dir(directory)
         local = directory / CATALOG_FILE
         if not os.access(directory, os.W_OK) or (catalog is None and local.exists() and not os.access(local, os.W_OK)):
-            raise IndexReadOnlyError(f"the index at {directory} is read-only: searching works, writing does not; "
-                                     "index into a writable copy")
+            raise read_only_error(f"the index at {directory}")
         return cls(directory, Catalog(catalog or local, create=True), device)
 
     def close(self) -> None:

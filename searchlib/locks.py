@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .config import LOCK_FILE as WRITER_LOCK
-from .errors import IndexBusyError, IndexReadOnlyError
+from .errors import IndexBusyError, IndexReadOnlyError, read_only_error
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,7 @@ def _open(path: Path) -> int:
         return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
         if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            raise IndexReadOnlyError(f"the index at {path.parent} is read-only: searching works, writing does "
-                                     "not; index into a writable copy") from e
+            raise read_only_error(f"the index at {path.parent}") from e
         raise
 
 

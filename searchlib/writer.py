@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from .catalog import Applied, Catalog, ChangeSet
-from .errors import IndexReadOnlyError, QueryError
+from .errors import QueryError, read_only_error
 from .locks import cache_lock, remove_stale_temp_files
 from .query import MAX_K
 from .store import IndexStore
@@ -33,8 +33,7 @@ def writing(store: IndexStore, roots: Sequence[str] | None = None) -> Iterator[I
         IndexReadOnlyError: the index cannot be written.
     """
     if store.read_only:
-        raise IndexReadOnlyError(f"the index at {store.directory} is read-only: searching works, writing does "
-                                 "not; index into a writable copy")
+        raise read_only_error(f"the index at {store.directory}")
     with store.catalog.writer_lock(store.directory, roots):
         with cache_lock(store.directory, wait=5) as locked:
             if locked:

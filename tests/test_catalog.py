@@ -88,7 +88,7 @@ def test_paths_that_are_not_utf8_and_folder_filters(catalog_url):
 
 
 def test_changes_since_a_pruned_generation_asks_for_a_rebuild(catalog_url, monkeypatch):
-    from searchlib import catalog as module
+    from searchlib.catalog import changelog as module
 
     monkeypatch.setattr(module, "CHANGES_KEPT", 3)
     cat = Catalog(catalog_url, create=True)

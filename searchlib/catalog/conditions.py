@@ -1,0 +1,71 @@
+"""SQL conditions and row conversions shared by the catalog's queries: folders as byte ranges, search
+filters, and records to rows and back."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import fields
+from datetime import datetime
+
+from sqlalchemy import and_, func, literal, or_, select
+
+from ..filters import Filters
+from ..records import METADATA_FIELDS, ImageMetadata, ImageRecord, StoredImage
+from . import schema
+from .schema import images, tags
+
+
+def inside(column, root: str):
+    """Rows whose path lies under the folder ``root``: a byte range, so the index on paths is used.
+
+    Everything that starts with ``b"root/"`` sorts in ``[b"root/", b"root0")``: ``"0"`` follows ``"/"``.
+    """
+    raw = os.fsencode(root).rstrip(b"/")
+    return and_(column >= literal(raw + b"/", schema.FsPath), column < literal(raw + b"0", schema.FsPath))
+
+
+def under_any(column, roots: Sequence[str]):
+    """Rows whose path is one of ``roots`` or lies under one."""
+    conds = []
+    for root in roots:
+        conds.append(column == literal(os.fsencode(root).rstrip(b"/"), schema.FsPath))
+        conds.append(inside(column, root))
+    return or_(*conds) if conds else literal(False)
+
+
+def filter_conditions(f: Filters) -> list:
+    """SQL conditions on ``images`` for :class:`~searchlib.filters.Filters`."""
+    conds: list = []
+    if f.folder:
+        conds.append(inside(images.c.path, os.path.abspath(os.path.expanduser(f.folder))))
+    if f.after:
+        conds.append(images.c.captured_at >= f.after)
+    if f.before:
+        conds.append(images.c.captured_at <= f.before)
+    if f.camera:
+        needle = f"%{f.camera.lower()}%"
+        make, model = func.coalesce(images.c.camera_make, ""), func.coalesce(images.c.camera_model, "")
+        conds.append(or_(func.lower(make).like(needle), func.lower(model).like(needle),
+                         func.lower(make + " " + model).like(needle)))
+    if f.min_width:
+        conds.append(images.c.width >= f.min_width)
+    if f.min_height:
+        conds.append(images.c.height >= f.min_height)
+    if f.formats:
+        wanted = [x.upper().replace("JPG", "JPEG") for x in f.formats]
+        conds.append(func.upper(images.c.format).in_(wanted))
+    for tag in f.tags:
+        conds.append(images.c.id.in_(select(tags.c.image_id).where(tags.c.label == tag.lower())))
+    return conds
+
+def row_values(record: ImageRecord, now: datetime) -> dict:
+    meta = record.metadata
+    return {"path": record.path, "size": record.size, "mtime_ns": record.mtime_ns,
+            "content_hash": record.content_hash, **{name: getattr(meta, name) for name in METADATA_FIELDS},
+            "captured_at": record.captured_at, "date_source": record.date_source, "indexed_at": now}
+
+def stored_image(row, labels: Sequence[str]) -> StoredImage:
+    meta = ImageMetadata(**{f.name: getattr(row, f.name) for f in fields(ImageMetadata)})
+    record = ImageRecord(row.path, row.size, row.mtime_ns, row.content_hash, meta)
+    return StoredImage(row.id, record, row.indexed_at, tuple(labels))

@@ -1,0 +1,84 @@
+"""Connecting to a catalog database: URLs, engines, SQLite settings, and the one place where
+database failures become searchlib errors."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+
+from ..errors import IndexBusyError, IndexCorruptError, StorageFullError, read_only_error
+
+
+def translate_error(context) -> None:
+    """One place where database failures become searchlib errors with a one-line message."""
+    original = context.original_exception
+    message = str(original).lower()
+    url = "the catalog"
+    if context.engine is not None:
+        u = context.engine.url
+        url = (u.database or "").removeprefix("file:").split("?")[0] if u.get_backend_name() == "sqlite" \
+            else u.render_as_string(hide_password=True)
+    if "malformed" in message or "not a database" in message or "disk i/o error" in message:
+        reason = str(original).splitlines()[0]
+        raise IndexCorruptError(f"the catalog {url} is damaged and cannot be read ({reason}); restore it from a "
+                                "backup, or move the index directory away and index again") from original
+    if "database or disk is full" in message or "no space left" in message or "disk full" in message:
+        raise StorageFullError(f"disk full while writing the catalog {url}; free some space and run again "
+                               "(work committed so far is kept)") from original
+    if "readonly database" in message or "read-only" in message:
+        raise read_only_error(f"the catalog {url}") from original
+    if "database is locked" in message:
+        raise IndexBusyError(f"the catalog {url} stayed locked by another process; try again when it "
+                             "has finished") from original
+
+def first_line(e: BaseException) -> str:
+    orig = getattr(e, "orig", None) or e
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+
+def resolve_url(url: str | os.PathLike) -> tuple[str, Path | None]:
+    """``(sqlalchemy url, sqlite file or None)``: a bare path or ``sqlite:///path`` is SQLite."""
+    text_url = os.fspath(url)
+    if re.match(r"^[a-z][a-z0-9+]*://", text_url):
+        if text_url.startswith("sqlite:///"):
+            path = Path(text_url[len("sqlite:///"):]).expanduser().resolve()
+            return f"sqlite:///{path}", path
+        if text_url.startswith("postgres://") or text_url.startswith("postgresql://"):
+            text_url = "postgresql+psycopg://" + text_url.split("://", 1)[1]
+        return text_url, None
+    path = Path(text_url).expanduser().resolve()
+    return f"sqlite:///{path}", path
+
+def sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps it consistent
+    cur.execute("PRAGMA busy_timeout=30000")  # readers and one writer wait instead of failing
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+def read_only_sqlite(path: Path) -> Engine:
+    """An engine that never writes. ``mode=ro`` sees an indexer's commits, but a WAL database whose
+    shared-memory file cannot be created (a read-only mount) only opens as ``immutable``, which is
+    then true: nothing can change it there."""
+    import sqlite3
+
+    for flags in ("mode=ro", "immutable=1"):
+        try:
+            sqlite3.connect(f"file:{path}?{flags}", uri=True).execute("SELECT 1 FROM sqlite_master").close()
+        except sqlite3.Error:
+            continue
+        engine = create_engine(f"sqlite:///file:{path}?{flags}&uri=true")
+        event.listen(engine, "connect", _sqlite_read_pragmas)
+        return engine
+    engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")  # fails with the real reason
+    event.listen(engine, "connect", _sqlite_read_pragmas)
+    return engine
+
+def _sqlite_read_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()

@@ -1,0 +1,207 @@
+"""Reading a catalog: rows, file facts, filters, vectors (by id, by content hash, as a snapshot,
+as a sample), and verify's consistency check."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+from sqlalchemy import and_, func, select
+from sqlalchemy.engine import Connection
+
+from ..filters import Filters
+from ..records import StoredImage
+from .changes import Consistency, FailedFile, FileState, chunks
+from .conditions import filter_conditions, stored_image, under_any
+from .core import CatalogCore, read_setting
+from .schema import embeddings, failures, images, tags
+
+
+class CatalogReads(CatalogCore):
+    """The read queries of a catalog."""
+
+    def count(self) -> int:
+        with self._read() as conn:
+            return conn.execute(select(func.count()).select_from(images)).scalar() or 0
+
+    def file_states(self, roots: Sequence[str] | None = None) -> dict[str, FileState]:
+        """``path -> FileState`` of the rows under ``roots`` (all rows if None)."""
+        stmt = select(images.c.path, images.c.id, images.c.size, images.c.mtime_ns)
+        if roots is not None:
+            stmt = stmt.where(under_any(images.c.path, roots))
+        with self._read() as conn:
+            return {p: FileState(i, s, m) for p, i, s, m in conn.execute(stmt)}
+
+    def failed_files(self, roots: Sequence[str] | None = None) -> dict[str, FailedFile]:
+        """Remembered failures under ``roots`` (all if None)."""
+        stmt = select(failures.c.path, failures.c.size, failures.c.mtime_ns, failures.c.error)
+        if roots is not None:
+            stmt = stmt.where(under_any(failures.c.path, roots))
+        with self._read() as conn:
+            return {p: FailedFile(p, s, m, e) for p, s, m, e in conn.execute(stmt)}
+
+    def known_hashes(self) -> list[str]:
+        """Content hashes of every row."""
+        with self._read() as conn:
+            return list(conn.execute(select(images.c.content_hash)).scalars())
+
+    def hashes_of(self, ids: Iterable[int]) -> dict[str, list[int]]:
+        """``content_hash -> [ids]`` for the given row ids."""
+        out: dict[str, list[int]] = {}
+        with self._read() as conn:
+            for chunk in chunks([int(i) for i in ids]):
+                for h, i in conn.execute(select(images.c.content_hash, images.c.id).where(images.c.id.in_(chunk))):
+                    out.setdefault(h, []).append(i)
+        return out
+
+    def filtered_ids(self, filters: Filters) -> np.ndarray:
+        """Ids of rows matching :class:`~searchlib.filters.Filters`, ascending."""
+        stmt = select(images.c.id).order_by(images.c.id)
+        conds = filter_conditions(filters)
+        if conds:
+            stmt = stmt.where(and_(*conds))
+        with self._read() as conn:
+            return np.fromiter(conn.execute(stmt).scalars(), dtype=np.int64)
+
+    def images(self, ids: Sequence[int]) -> dict[int, StoredImage]:
+        """Rows by id with their tags (missing ids are absent from the result)."""
+        out: dict[int, StoredImage] = {}
+        with self._read() as conn:
+            for chunk in chunks([int(i) for i in ids]):
+                labels: dict[int, list[str]] = {}
+                for i, label in conn.execute(select(tags.c.image_id, tags.c.label).where(tags.c.image_id.in_(chunk))
+                                             .order_by(tags.c.label)):
+                    labels.setdefault(i, []).append(label)
+                for row in conn.execute(select(images).where(images.c.id.in_(chunk))):
+                    out[row.id] = stored_image(row, labels.get(row.id, ()))
+        return out
+
+    def iter_images(self, batch: int = 1000) -> Iterator[StoredImage]:
+        """Every row ordered by path (tags included)."""
+        with self._read() as conn:
+            labels: dict[int, list[str]] = {}
+            for i, label in conn.execute(select(tags.c.image_id, tags.c.label).order_by(tags.c.label)):
+                labels.setdefault(i, []).append(label)
+            result = conn.execution_options(yield_per=batch).execute(select(images).order_by(images.c.path))
+            for row in result:
+                yield stored_image(row, labels.get(row.id, ()))
+
+    def file_of(self, image_id: int) -> tuple[str, str] | None:
+        """``(path, content_hash)`` of one row (a lighter lookup than :meth:`images`), or None."""
+        with self._read() as conn:
+            row = conn.execute(select(images.c.path, images.c.content_hash).where(images.c.id == int(image_id))).first()
+        return (row[0], row[1]) if row else None
+
+    def tag_counts(self) -> dict[str, int]:
+        """How many images carry each tag."""
+        with self._read() as conn:
+            rows = conn.execute(select(tags.c.label, func.count()).group_by(tags.c.label).order_by(tags.c.label))
+            return {label: int(n) for label, n in rows}
+
+    def id_of_path(self, path: str) -> int | None:
+        with self._read() as conn:
+            return conn.execute(select(images.c.id).where(images.c.path == path)).scalar()
+
+    def _decode(self, blob: bytes) -> np.ndarray:
+        return np.frombuffer(blob, dtype=self._dtype).astype(np.float32)
+
+    def vectors_by_hash(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of images with these content hashes (reused instead of re-embedding)."""
+        out: dict[str, np.ndarray] = {}
+        with self._read() as conn:
+            for chunk in chunks(list(set(hashes))):
+                stmt = (select(images.c.content_hash, embeddings.c.vector)
+                        .join(embeddings, embeddings.c.image_id == images.c.id)
+                        .where(images.c.content_hash.in_(chunk)))
+                for h, blob in conn.execute(stmt):
+                    out[h] = self._decode(blob)
+        return out
+
+    def vectors_of(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, vectors)`` stored for these ids (ascending; ids without a vector are left out)."""
+        found: list[tuple[int, bytes]] = []
+        with self._read() as conn:
+            for chunk in chunks(sorted({int(i) for i in ids})):
+                found += conn.execute(select(embeddings.c.image_id, embeddings.c.vector)
+                                      .where(embeddings.c.image_id.in_(chunk))).all()
+        return self._rows_to_arrays(sorted(found))
+
+    def _rows_to_arrays(self, pairs: list) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs))
+        if not pairs:
+            return ids, np.zeros((0, 0), dtype=np.float32)
+        flat = np.frombuffer(b"".join(p[1] for p in pairs), dtype=self._dtype)
+        return ids, flat.reshape(len(pairs), -1).astype(np.float32)
+
+    @contextmanager
+    def vector_snapshot(self) -> Iterator[VectorSnapshot]:
+        """A consistent view of every stored vector: its generation, count and chunks of
+        ``(ids, vectors)`` in id order, all read in one transaction."""
+        with self._read() as conn:
+            yield VectorSnapshot(self, conn)
+
+    def snapshot_vectors(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """``(generation, ids, vectors)`` read in one transaction (all vectors in memory)."""
+        with self.vector_snapshot() as snap:
+            parts = list(snap.chunks())
+            generation = snap.generation
+        if not parts:
+            return generation, np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        return generation, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def sample_vectors(self, n: int, seed: int = 0) -> np.ndarray:
+        """About ``n`` stored vectors drawn at random (by random ids: ids that were deleted are
+        skipped, so a sparse id range gives fewer; what was drawn is returned)."""
+        with self._read() as conn:
+            low, high = conn.execute(select(func.min(embeddings.c.image_id), func.max(embeddings.c.image_id))).one()
+        if low is None:
+            return np.zeros((0, 0), dtype=np.float32)
+        rng = np.random.default_rng(seed)
+        span = int(high) - int(low) + 1
+        wanted = np.unique(rng.integers(int(low), int(high) + 1, size=min(span, int(n * 1.2) + 16)))
+        ids, vectors = self.vectors_of(wanted.tolist())
+        if len(ids) > n:
+            vectors = vectors[rng.choice(len(ids), n, replace=False)]
+        return vectors
+
+    def consistency(self, dim: int) -> Consistency:
+        """Rows without a vector, vectors without a row, and vectors that are not unit-norm ``dim``."""
+        width = dim * self._dtype.itemsize
+        bad: list[int] = []
+        with self._read() as conn:
+            n_images = conn.execute(select(func.count()).select_from(images)).scalar() or 0
+            n_vectors = conn.execute(select(func.count()).select_from(embeddings)).scalar() or 0
+            without = conn.execute(select(images.c.id).where(
+                images.c.id.not_in(select(embeddings.c.image_id))).order_by(images.c.id)).scalars().all()
+            orphans = conn.execute(select(embeddings.c.image_id).where(
+                embeddings.c.image_id.not_in(select(images.c.id))).order_by(embeddings.c.image_id)).scalars().all()
+            result = conn.execution_options(yield_per=4096).execute(select(embeddings.c.image_id, embeddings.c.vector))
+            for image_id, blob in result:
+                if len(blob) != width:
+                    bad.append(image_id)
+                    continue
+                vec = self._decode(blob)
+                if not np.isfinite(vec).all() or abs(float(np.linalg.norm(vec)) - 1) > 2e-3:
+                    bad.append(image_id)
+        return Consistency(n_images, n_vectors, list(without), list(orphans), bad)
+
+    def iter_file_states(self) -> Iterator[tuple[int, str, int, int]]:
+        """``(id, path, size, mtime_ns)`` of every row."""
+        with self._read() as conn:
+            yield from conn.execution_options(yield_per=4096).execute(
+                select(images.c.id, images.c.path, images.c.size, images.c.mtime_ns))
+
+class VectorSnapshot:
+    """Stored vectors as of one generation, read in chunks (see :meth:`Catalog.vector_snapshot`)."""
+
+    def __init__(self, catalog: CatalogReads, conn: Connection):
+        self._catalog, self._conn = catalog, conn
+        self.generation = int(read_setting(conn, "generation") or 0)
+        self.count = conn.execute(select(func.count()).select_from(embeddings)).scalar() or 0
+
+    def chunks(self, size: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        result = self._conn.execution_options(yield_per=size).execute(
+            select(embeddings.c.image_id, embeddings.c.vector).order_by(embeddings.c.image_id))
+        for part in result.partitions(size):
+            yield self._catalog._rows_to_arrays(part)
