@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import random
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -112,7 +114,7 @@ def test_relevance_is_for_text_queries(shapes_index):
         hits = index.search(index.vector_of(index.search("a red circle", k=1)[0].id), k=3)
         assert all(h.relevance is None for h in hits)
         with pytest.raises(QueryError, match="text queries only"):
-            index.search("a red circle", add=[path], relevant=True)
+            index.search("a red circle", add=[Path(path)], relevant=True)
 
 
 @pytestmark_bundled
