@@ -55,14 +55,25 @@ def recall(got: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(g) & set(t)) / truth.shape[1] for g, t in zip(got, truth)]))
 
 
-@pytest.fixture
-def big(tmp_path):
-    """12,000 vectors under a 300 KB budget: compressed codes on disk."""
-    index = Index.open_or_create(tmp_path / "i")
+@pytest.fixture(scope="module")
+def big_template(tmp_path_factory):
+    """12,000 vectors under a 300 KB budget: compressed codes on disk. Built once per module;
+    each test gets its own copy of the directory (training the PQ codes is the slow part)."""
+    directory = tmp_path_factory.mktemp("big") / "i"
+    index = Index.open_or_create(directory)
     with index.writer() as writer:
         writer.configure(max_index_memory=300_000)
     vecs = vectors(12_000)
     add(index, vecs, 0)
+    index.close()
+    return directory, vecs
+
+
+@pytest.fixture
+def big(big_template, tmp_path):
+    template, vecs = big_template
+    shutil.copytree(template, tmp_path / "i")
+    index = open_index(tmp_path / "i")
     yield index, vecs
     index.close()
 
