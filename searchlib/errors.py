@@ -53,6 +53,11 @@ def read_only_error(where: str) -> IndexReadOnlyError:
     return IndexReadOnlyError(f"{where} is read-only: searching works, writing does not; index into a writable copy")
 
 
+class CatalogUnavailableError(SearchlibError):
+    """The catalog's database server cannot be reached (down, restarting, or the network is gone);
+    work committed before is kept, and the same command succeeds once the server is back."""
+
+
 class StorageFullError(SearchlibError):
     """The disk (or the database server) ran out of space while writing; committed work is kept."""
 

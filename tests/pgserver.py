@@ -51,6 +51,14 @@ class PostgresServer:
         shutil.chown(self.dir, "postgres")
         self.port = _free_port()
         self._as_postgres(f"{self.bin}/initdb -N -D {self.dir}/data -A trust -U postgres")
+        self.resume()
+
+    def halt(self) -> None:
+        """Stop the server as a crash would (``-m immediate``), keeping its data for :meth:`resume`."""
+        self._as_postgres(f"{self.bin}/pg_ctl -D {self.dir}/data -m immediate stop")
+
+    def resume(self) -> None:
+        """Start the halted server again on the same port, with the same data."""
         self._as_postgres(f"{self.bin}/pg_ctl -D {self.dir}/data -o '-p {self.port} -k {self.dir} "
                           f"-c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200' "
                           f"-l {self.dir}/log -w start")
@@ -64,5 +72,7 @@ class PostgresServer:
         if self.dir:
             try:
                 self._as_postgres(f"{self.bin}/pg_ctl -D {self.dir}/data -m immediate stop")
+            except subprocess.CalledProcessError:
+                pass  # already halted by the test
             finally:
                 shutil.rmtree(self.dir, ignore_errors=True)

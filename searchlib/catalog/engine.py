@@ -10,7 +10,13 @@ from pathlib import Path
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
-from ..errors import IndexBusyError, IndexCorruptError, StorageFullError, read_only_error
+from ..errors import CatalogUnavailableError, IndexBusyError, IndexCorruptError, StorageFullError, read_only_error
+
+#: What a database server that went away says (psycopg / libpq), besides SQLAlchemy's own
+#: disconnect detection.
+_UNREACHABLE = ("server closed the connection", "connection refused", "could not connect", "connection failed",
+                "connection timeout expired", "terminating connection", "the database system is shutting down",
+                "the database system is starting up", "consuming input failed", "no connection to the server")
 
 
 def translate_error(context) -> None:
@@ -22,6 +28,13 @@ def translate_error(context) -> None:
         u = context.engine.url
         url = (u.database or "").removeprefix("file:").split("?")[0] if u.get_backend_name() == "sqlite" \
             else u.render_as_string(hide_password=True)
+    if context.engine is not None and context.engine.url.get_backend_name() != "sqlite" and (
+            context.is_disconnect or any(m in message for m in _UNREACHABLE)):
+        u = context.engine.url
+        where = f"{u.host or 'localhost'}:{u.port or 5432}/{u.database or ''}"
+        raise CatalogUnavailableError(f"lost the connection to the catalog at {where} ({first_line(original)}); "
+                                      "work committed so far is kept: run again when the database is "
+                                      "back") from original
     if "malformed" in message or "not a database" in message or "disk i/o error" in message:
         reason = str(original).splitlines()[0]
         raise IndexCorruptError(f"the catalog {url} is damaged and cannot be read ({reason}); restore it from a "

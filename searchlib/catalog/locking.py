@@ -3,15 +3,19 @@ locks), and one schema migration at a time."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
-from ..errors import IndexBusyError
+from ..errors import CatalogUnavailableError, IndexBusyError
 from .core import CatalogCore
+
+log = logging.getLogger(__name__)
 
 _WHOLE_CATALOG_KEY = 0x5EA5C1C  # a writer of the whole catalog
 
@@ -56,5 +60,10 @@ class CatalogLocks(CatalogCore):
                     taken.append(("pg_advisory_unlock", key))
                 yield
             finally:
-                for fn, key in reversed(taken):
-                    conn.execute(text(f"SELECT {fn}(:k)"), {"k": key})
+                try:
+                    for fn, key in reversed(taken):
+                        conn.execute(text(f"SELECT {fn}(:k)"), {"k": key})
+                except (SQLAlchemyError, CatalogUnavailableError) as e:
+                    # The session is gone and its advisory locks with it; the error that ended
+                    # the run (if any) is the one to report, not this one.
+                    log.info("could not release advisory locks (%s); the server released them", e)
