@@ -101,6 +101,10 @@ class _Status:
 @click.option("--vector-dtype", type=click.Choice(["float32", "float16"]),
               help="How a new index stores vectors in its catalog: float16 halves the bytes (cosine error about "
                    "1e-4; see README).")
+@click.option("--read-text/--no-read-text", "read_text", default=None,
+              help="Read the words in photos (signs, screenshots, receipts; offline OCR) so that queries and "
+                   "'search --text' find them. Off for a new index: on two CPU cores it costs several times the "
+                   "embedding (see README). Turning it on reads photos indexed before too. Remembered.")
 @click.option("--ray", "ray", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Embed on Ray: decoding in CPU tasks and the model on actors (one per GPU where there are "
                    "GPUs). Alone, starts a local Ray; with ADDRESS (e.g. ray://head:10001 or head:6379), joins "
@@ -116,7 +120,7 @@ def index_cmd(obj: dict, paths: tuple[str, ...], model: str | None, checkpoint: 
               backend: str, jpeg_decoder: str, batch_size: int | None, workers: int | None, max_megapixels: float,
               exclude: tuple[str, ...], include_hidden: bool, follow_symlinks: bool, retry_failed: bool,
               index_type: str | None, max_index_memory: str | None, rerank: int | None, vector_dtype: str | None,
-              ray: str | None, commit_seconds: float, as_json: bool, quiet: bool) -> None:
+              read_text: bool | None, ray: str | None, commit_seconds: float, as_json: bool, quiet: bool) -> None:
     """Index images under PATH... (folders or files); re-runs only embed what changed.
 
     Unchanged files (same size and mtime) are skipped without reading; changed files are
@@ -138,7 +142,7 @@ def index_cmd(obj: dict, paths: tuple[str, ...], model: str | None, checkpoint: 
                            retry_failed=retry_failed, index_type=index_type, backend=backend,
                            jpeg_decoder=jpeg_decoder, catalog=obj.get("catalog"), ray=ray,
                            max_index_memory=max_index_memory, rerank=rerank, vector_dtype=vector_dtype,
-                           commit_seconds=commit_seconds)
+                           commit_seconds=commit_seconds, read_text=read_text)
     status = _Status(not quiet and sys.stderr.isatty())
     try:
         report = index_folder(obj["index_dir"], *paths, options=options, progress=status)

@@ -35,6 +35,9 @@ from .terms import query_terms
 @click.option("--format", "formats", multiple=True, metavar="FMT", help="Image format: JPEG, PNG, GIF, WEBP... "
               "Repeatable.")
 @click.option("--tag", "tags", multiple=True, metavar="LABEL", help="Only images tagged LABEL by 'searchlib tag'.")
+@click.option("--text", "text_words", metavar="WORDS",
+              help="Only images whose read text (index --read-text) contains every word, as a case- and "
+                   "accent-insensitive substring ('pharm' finds PHARMACY).")
 @click.option("--min-score", type=float, help="Drop hits whose cosine score is below this.")
 @click.option("--relative", type=float, metavar="F",
               help="Drop hits far below the best: keep scores >= best - F * |best| (e.g. 0.15). CLIP "
@@ -52,7 +55,8 @@ from .terms import query_terms
 def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, ...], subtract: tuple[str, ...],
                k: int, offset: int, folder: str | None, after: str | None, before: str | None, camera: str | None,
                min_width: int | None, min_height: int | None, formats: tuple[str, ...], tags: tuple[str, ...],
-               min_score: float | None, relative: float | None, relevant: bool, sort: str, rerank: int | None,
+               text_words: str | None, min_score: float | None, relative: float | None, relevant: bool, sort: str,
+               rerank: int | None,
                as_json: bool, as_nl: bool, as_paths: bool, nul: bool) -> None:
     """Find the images that best match QUERY, a description in plain words.
 
@@ -71,7 +75,7 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
     for path in images:
         if not os.path.isfile(path):
             raise click.BadParameter(f"{path} is not a regular file", param_hint="--image")
-    filters = Filters.from_strings(folder, after, before, camera, min_width, min_height, formats, tags)
+    filters = Filters.from_strings(folder, after, before, camera, min_width, min_height, formats, tags, text_words)
     terms = query_terms(query, add, subtract, images)
     with open_from(obj) as index:
         for warning in index.query_warnings(query, add):

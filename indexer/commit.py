@@ -136,8 +136,11 @@ class BatchCommitter:
         # undecoded) can reuse a stored vector: asking about every file cost ~70 us per file.
         known = [d.content_hash for d in batch if d.pixels is None and not d.for_device]
         reuse = self.writer_ref.catalog.vectors_by_hash(known) if known else {}
+        texts = self.writer_ref.catalog.texts_by_hash(reuse) if reuse else {}
         for d in batch:
             if d.content_hash in reuse:
+                if d.content_hash in texts:  # the same bytes read before: keep their words
+                    d = replace(d, metadata=replace(d.metadata, text=texts[d.content_hash]))
                 self.place(d, reuse[d.content_hash])
         fresh = [d for d in batch if d.content_hash not in reuse]
         missing = [d for d in fresh if d.pixels is None and not d.for_device]

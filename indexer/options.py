@@ -46,6 +46,9 @@ class IndexOptions:
             index type (:mod:`searchlib.indexplan`). Remembered by the index; None keeps it.
         rerank: candidates re-ranked exactly from the stored vectors on compressed indexes.
         vector_dtype: ``float32`` or ``float16`` storage of vectors in a new catalog.
+        read_text: read the words in images (OCR, :mod:`searchlib.ocr`) so that queries and
+            ``Filters(text=...)`` find them. Remembered by the index; None keeps its choice (off
+            for a new index: on two CPU cores reading costs several times the embedding).
     """
 
     model: str | None = None
@@ -67,6 +70,7 @@ class IndexOptions:
     max_index_memory: str | int | None = None
     rerank: int | None = None
     vector_dtype: str | None = None
+    read_text: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude", tuple(self.exclude or ()))

@@ -20,11 +20,12 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from multiprocessing.connection import Connection
 
 import numpy as np
+from PIL import ImageOps
 
 from searchlib.errors import ImageDecodeError
 from searchlib.imaging import Preprocess, decode_for_model, header_metadata
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds one file may take to decode before it is reported as a failure and its worker replaced.
 DECODE_TIMEOUT = 60.0
+#: Extra seconds a file may take when its words are read (the detector on a big photo, cold).
+TEXT_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -114,11 +117,13 @@ def read_file(path: str) -> tuple[bytes, os.stat_result]:
 
 
 def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None,
-                skip_known: bool = True, offer_device: bool = False) -> Decoded | Failed:
+                skip_known: bool = True, offer_device: bool = False, read_text: bool = False) -> Decoded | Failed:
     """Read one file completely, hash all of its bytes, decode it. Never raises.
 
     With ``offer_device``, a JPEG the device decoder handles (:mod:`searchlib.jpeginfo`) is not
-    decoded here: its metadata is read from the header and it is marked ``for_device``.
+    decoded here: its metadata is read from the header and it is marked ``for_device``. With
+    ``read_text``, the words in a decoded image are read (:mod:`searchlib.ocr`); a file whose bytes
+    are known gets the stored text later, from the catalog.
     """
     started = time.perf_counter()
     try:
@@ -136,6 +141,8 @@ def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None,
             pixels, meta, for_device = None, header_metadata(data, max_pixels), True
         else:
             pixels, meta = decode_for_model(data, prep, max_pixels=max_pixels)
+            if read_text:
+                meta = replace(meta, text=text_in_image(data, max_pixels))
     except ImageDecodeError as e:
         return Failed(entry.path, str(e), len(data), st.st_mtime_ns)
     except Exception as e:  # a decoder bug must cost one file, not the run
@@ -144,10 +151,27 @@ def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None,
                    time.perf_counter() - started, offer_device)
 
 
+def text_in_image(data: bytes, max_pixels: int | None) -> str:
+    """The words read in an image's bytes ('' when none). A reading failure costs the text, never
+    the file: it is logged and the image is indexed without words."""
+    from searchlib.imaging import open_image
+    from searchlib.ocr import READ_SIDE, shared_reader
+
+    try:
+        img = open_image(data, max_pixels)
+        img.draft("RGB", (READ_SIDE, READ_SIDE))  # JPEG: decode at a fraction of the size, much faster
+        img = ImageOps.exif_transpose(img)
+        return shared_reader().read(img) or ""
+    except Exception as e:  # an OCR failure must not fail the photo
+        log.warning("could not read text: %s", e)
+        return ""
+
+
 def _decode_job(args: tuple) -> Decoded | Failed:
-    """``args``: ``(entry, prep, max_pixels, offer_device)``, as :func:`decode_stream` makes them."""
-    entry, prep, max_pixels, offer_device = args
-    return decode_file(entry, prep, max_pixels, offer_device=offer_device)
+    """``args``: ``(entry, prep, max_pixels, offer_device, read_text)``, as :func:`decode_stream`
+    makes them."""
+    entry, prep, max_pixels, offer_device, *rest = args
+    return decode_file(entry, prep, max_pixels, offer_device=offer_device, read_text=bool(rest and rest[0]))
 
 
 def _decode_chunk(worker: Callable[[tuple], Decoded | Failed], jobs: list[tuple]) -> list[Decoded | Failed]:
@@ -255,7 +279,7 @@ def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int |
                   max_pixels: int | None = None, known_hashes: Iterable[str] = (),
                   timeout: float = DECODE_TIMEOUT, ahead: int = 64,
                   worker: Callable[[tuple], Decoded | Failed] | None = None,
-                  route: Callable[[], bool] | None = None) -> Iterator[Decoded | Failed]:
+                  route: Callable[[], bool] | None = None, read_text: bool = False) -> Iterator[Decoded | Failed]:
     """Decode ``entries`` ahead of the consumer, in ``workers`` processes (0 = in this process).
 
     Results come in the order of ``entries``.
@@ -275,12 +299,15 @@ def decode_stream(entries: Iterable[FileEntry], prep: Preprocess, workers: int |
             default :func:`decode_file` on ``(entry, prep, max_pixels, offer_device)``.
         route: called as each file is handed to a worker; True offers the file to the device
             decoder (it comes back marked :attr:`Decoded.for_device` if it is a JPEG it handles).
+        read_text: read the words in each decoded image (no file is then offered to the device).
     """
     _worker = worker or _decode_job
     workers = default_workers() if workers is None else workers
     keys = np.unique(np.fromiter((hash_key(h) for h in known_hashes), dtype=np.uint64))
     # Lazy: the route is decided when a file is handed out, so the split can follow measurements.
-    jobs = ((e, prep, max_pixels, bool(route and route())) for e in entries)
+    jobs = ((e, prep, max_pixels, bool(route and route()) and not read_text, read_text) for e in entries)
+    if read_text:
+        timeout += TEXT_TIMEOUT
     if workers <= 0:
         init_worker(keys)
         yield from map(_worker, jobs)

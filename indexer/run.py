@@ -16,6 +16,8 @@ from searchlib.errors import ConfigError, IndexCorruptError, SearchlibError, Sto
 from searchlib.imaging import Preprocess
 from searchlib.index import Index, IndexWriter
 from searchlib.models import ensure_available, parse_model_spec, spec_matches
+from searchlib.ocr import check_available
+from searchlib.records import content_hash
 
 from .commit import BatchCommitter
 from .embedstage import EmbedStage
@@ -120,7 +122,9 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, option
                                         "written: restore it, or move the index away and index again")
             if options.index_type:
                 writer.set_index_type(options.index_type)
-            writer.configure(options.max_index_memory, options.rerank, options.vector_dtype)
+            if options.read_text:
+                check_available()
+            writer.configure(options.max_index_memory, options.rerank, options.vector_dtype, options.read_text)
             try:
                 _Run(index, writer, options, roots, report, progress, cancel).run()
             except StorageFullError as e:
@@ -166,12 +170,50 @@ class _Run:
         moved: set[int] = set()
         if plan.todo:
             moved = self._embed_all(plan, embedder)
+        if self.index.catalog.get_setting("read_text") == "1" and not self.report.cancelled:
+            self._read_unread_text()
         leftover = [i for i in plan.gone.values() if i not in moved]
         if (leftover or plan.failures_gone) and not self.report.cancelled:
             self.writer.apply(ChangeSet(removed=leftover, forget_failures=plan.failures_gone))
             self.report.removed = len(leftover)
         self._tell(0, 0, "finishing")
         self.writer.finish(embedder)
+
+    def _read_unread_text(self) -> None:
+        """Read the words in photos indexed before reading was turned on (their text is NULL; a
+        photo read without finding words has ''). Their vectors stay; each update goes through the
+        writer like any other."""
+        from dataclasses import replace
+
+        from .pipeline import read_file, text_in_image
+
+        catalog = self.index.catalog
+        todo = catalog.unread_text(self.roots)
+        for start in range(0, len(todo), 64):
+            chunk = todo[start:start + 64]
+            stored = catalog.images([i for i, _ in chunk])
+            ids, vectors = catalog.vectors_of([i for i, _ in chunk])
+            vector_of = dict(zip(ids.tolist(), vectors))
+            updates = []
+            for image_id, path in chunk:
+                row = stored.get(image_id)
+                if row is None or image_id not in vector_of:
+                    continue
+                try:
+                    data, _ = read_file(path)
+                except (OSError, SearchlibError):
+                    continue  # gone or unreadable now: the next run's scan deals with it
+                if content_hash(data) != row.record.content_hash:
+                    continue  # changed since: the next run re-indexes it, words included
+                words = text_in_image(data, self.options.max_pixels)
+                record = replace(row.record, metadata=replace(row.record.metadata, text=words))
+                updates.append((image_id, record, vector_of[image_id]))
+            if updates:
+                self.writer.apply(ChangeSet(updated=updates))
+            self._tell(start + len(chunk), len(todo), "reading text")
+            if self.cancel is not None and self.cancel.is_set():
+                self.report.cancelled = True
+                return
 
     def _embedder(self) -> Embedder:
         """The model: the index's own (its weights load when a batch first needs them), or the one
@@ -209,8 +251,10 @@ class _Run:
         total = len(plan.todo)
         failed_before = self.report.failed
         # Two model batches in flight keep the device fed; more would only hold more images in memory.
+        read_text = catalog.get_setting("read_text") == "1"
         stream = decode_stream(plan.todo, prep, workers=workers, max_pixels=o.max_pixels,
-                               known_hashes=catalog.known_hashes(), ahead=2 * embedder.batch_size, route=split)
+                               known_hashes=catalog.known_hashes(), ahead=2 * embedder.batch_size, route=split,
+                               read_text=read_text)
         try:
             try:
                 for result in stream:

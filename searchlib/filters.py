@@ -21,6 +21,8 @@ class Filters:
         min_width, min_height: minimum pixel size (as displayed).
         formats: image formats (``JPEG``, ``PNG``, ...), case-insensitive.
         tags: labels stored by ``searchlib tag``; an image needs all of them.
+        text: words read in the image (``index --read-text``); an image needs all of them, each
+            as a case- and accent-insensitive substring.
     """
 
     folder: str | None = None
@@ -31,6 +33,7 @@ class Filters:
     min_height: int | None = None
     formats: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    text: str | None = None
 
     def __post_init__(self) -> None:
         # Lists are accepted for convenience; stored as tuples so Filters stays hashable.
@@ -43,7 +46,7 @@ class Filters:
     @classmethod
     def from_strings(cls, folder: str | None = None, after: str | None = None, before: str | None = None,
                      camera: str | None = None, min_width: int | None = None, min_height: int | None = None,
-                     formats: Sequence[str] = (), tags: Sequence[str] = ()) -> Filters:
+                     formats: Sequence[str] = (), tags: Sequence[str] = (), text: str | None = None) -> Filters:
         """Filters as a command line or a URL gives them: dates as text (``after`` from the start of
         its period, ``before`` to its end, see :func:`parse_date`), empty strings meaning "not set".
 
@@ -52,11 +55,12 @@ class Filters:
         """
         return cls(folder=folder or None, after=parse_date(after) if after else None,
                    before=parse_date(before, end=True) if before else None, camera=camera or None,
-                   min_width=min_width, min_height=min_height, formats=tuple(formats or ()), tags=tuple(tags or ()))
+                   min_width=min_width, min_height=min_height, formats=tuple(formats or ()), tags=tuple(tags or ()),
+                   text=(text or "").strip() or None)
 
     def is_empty(self) -> bool:
         return not any([self.folder, self.after, self.before, self.camera, self.min_width,
-                        self.min_height, self.formats, self.tags])
+                        self.min_height, self.formats, self.tags, self.text])
 
 
 def parse_date(text: str, end: bool = False) -> datetime:

@@ -32,6 +32,7 @@ class ImageMetadata:
     orientation: int | None = None
     gps_lat: float | None = None
     gps_lon: float | None = None
+    text: str | None = None  # words read in the image (index --read-text), one line per text line
 
 
 def content_hash(data: bytes) -> str:

@@ -38,6 +38,7 @@ from .records import content_hash
 from .relevance import BACKGROUND_SAMPLE, RelevanceScorer, is_relevant
 from .store import IndexStore
 from .vectorcache import VectorCache
+from .wordfusion import FUSION_DEPTH, fuse, query_words
 
 
 class Searcher:
@@ -53,6 +54,7 @@ class Searcher:
         self.text_batcher = None
         self.search_batcher = None
         self._scorer: tuple[int | None, RelevanceScorer] | None = None
+        self._reads_text: tuple[int, bool] | None = None
 
     def close(self) -> None:
         for batcher in (self.text_batcher, self.search_batcher):
@@ -173,15 +175,49 @@ class Searcher:
             loader.join()
         if errors:  # reported here, in the caller's thread, never through threading.excepthook
             raise errors[0]
-        hits = self._search_vector(cache, vector, offset + k, filters, rerank)
+        words = query_words([t.value for t in terms if t.weight > 0]) if textual and self._has_text() else []
+        if words:
+            hits, worded = self._search_with_words(cache, vector, words, offset + k, filters, rerank)
+        else:
+            hits, worded = self._search_vector(cache, vector, offset + k, filters, rerank), set()
         if textual:
             hits = self.with_relevance(vector, hits)
-        if relevant:
-            hits = [h for h in hits if is_relevant(h.relevance)]
+        if relevant:  # a word of the query written in the photo is evidence enough
+            hits = [h for h in hits if is_relevant(h.relevance) or h.id in worded]
         hits = relevance_cut(hits, min_score, relative)
         if sort == "date":
             hits = sort_by_date(hits)
         return renumber(hits[offset:], offset + 1)
+
+    def _has_text(self) -> bool:
+        """Whether this index reads words in images (looked up once per catalog generation)."""
+        generation = self.store.catalog.generation()
+        with self._lock:
+            known = self._reads_text
+        if known is None or known[0] != generation:
+            known = (generation, self.store.catalog.get_setting("read_text") == "1" and self.store.catalog.has_text())
+            with self._lock:
+                self._reads_text = known
+        return known[1]
+
+    def _search_with_words(self, cache: VectorCache, vector: np.ndarray, words: list[str], k: int,
+                           filters: Filters | None, rerank: int | None) -> tuple[list[Hit], set[int]]:
+        """The CLIP hits fused with the images whose read text holds the query's words
+        (:mod:`searchlib.wordfusion`), and the ids of the latter."""
+        allowed = None
+        if filters is not None and not filters.is_empty():
+            allowed = self.store.catalog.filtered_ids(filters)
+        matches = self.store.catalog.text_matches(words, limit=FUSION_DEPTH, allowed=allowed)
+        clip = self._search_vector(cache, vector, max(k, FUSION_DEPTH), filters, rerank)
+        if not matches:
+            return clip[:k], set()
+        score_of = {h.id: h.score for h in clip}
+        extra = [i for i, _ in matches if i not in score_of]
+        if extra:
+            ids, vectors = self.store.catalog.vectors_of(extra)
+            score_of.update(zip(ids.tolist(), (vectors @ vector.reshape(-1)).tolist()))
+        order = [i for i in fuse([h.id for h in clip], matches) if i in score_of][:k]
+        return self.hits([(i, float(score_of[i])) for i in order]), {i for i, _ in matches}
 
     def _search_vector(self, cache: VectorCache, vector: np.ndarray, k: int, filters: Filters | None,
                        rerank: int | None = None) -> list[Hit]:

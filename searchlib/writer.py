@@ -73,9 +73,12 @@ class IndexWriter:
         return self.catalog.replace_tags(labels, rows)
 
     def configure(self, max_index_memory: int | None = None, rerank: int | None = None,
-                  vector_dtype: str | None = None) -> None:
+                  vector_dtype: str | None = None, read_text: bool | None = None) -> None:
         """Remember index settings: the memory budget that picks the index type, the re-rank depth,
-        and (for an index without vectors yet) how vectors are stored (``float32``/``float16``)."""
+        (for an index without vectors yet) how vectors are stored (``float32``/``float16``), and
+        whether indexing reads the words in images (later runs and watchers keep that choice)."""
+        if read_text is not None:
+            self.catalog.set_setting("read_text", "1" if read_text else "0")
         if vector_dtype is not None:
             self.catalog.set_vector_dtype(vector_dtype)
         if rerank is not None:

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from dataclasses import fields
 from datetime import datetime
 
-from sqlalchemy import and_, func, literal, or_, select
+from sqlalchemy import and_, func, literal, literal_column, or_, select, text
 
 from ..filters import Filters
+from ..ocr import fold, words_of
 from ..records import METADATA_FIELDS, ImageMetadata, ImageRecord, StoredImage
 from . import schema
 from .schema import images, tags
@@ -34,8 +35,9 @@ def under_any(column, roots: Sequence[str]):
     return or_(*conds) if conds else literal(False)
 
 
-def filter_conditions(f: Filters) -> list:
-    """SQL conditions on ``images`` for :class:`~searchlib.filters.Filters`."""
+def filter_conditions(f: Filters, fts: bool = False) -> list:
+    """SQL conditions on ``images`` for :class:`~searchlib.filters.Filters` (``fts``: the catalog
+    has SQLite's full-text table for read text)."""
     conds: list = []
     if f.folder:
         conds.append(inside(images.c.path, os.path.abspath(os.path.expanduser(f.folder))))
@@ -57,13 +59,37 @@ def filter_conditions(f: Filters) -> list:
         conds.append(func.upper(images.c.format).in_(wanted))
     for tag in f.tags:
         conds.append(images.c.id.in_(select(tags.c.image_id).where(tags.c.label == tag.lower())))
+    if f.text:
+        conds.extend(text_conditions(words_of(f.text), fts))
+    return conds
+
+
+def _like_pattern(word: str) -> str:
+    return "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def text_conditions(words: Sequence[str], fts: bool) -> list:
+    """Rows whose read text contains every word (folded; substrings match: "pharm" finds PHARMACY).
+
+    With SQLite's FTS5 trigram table (``fts``), words of three characters or more are looked up in
+    it; shorter words, and PostgreSQL (where a trigram GIN index serves LIKE), use LIKE."""
+    conds: list = []
+    long_words = [w for w in words if len(w) >= 3] if fts else []
+    if long_words:
+        match = " AND ".join('"' + w.replace('"', '""') + '"' for w in long_words)
+        conds.append(images.c.id.in_(select(literal_column("rowid")).select_from(text("images_text"))
+                                     .where(text("images_text MATCH :match").bindparams(match=match))))
+    for w in words:
+        if w not in long_words:
+            conds.append(images.c.text_folded.like(_like_pattern(w), escape="\\"))
     return conds
 
 def row_values(record: ImageRecord, now: datetime) -> dict:
     meta = record.metadata
     return {"path": record.path, "size": record.size, "mtime_ns": record.mtime_ns,
             "content_hash": record.content_hash, **{name: getattr(meta, name) for name in METADATA_FIELDS},
-            "captured_at": record.captured_at, "date_source": record.date_source, "indexed_at": now}
+            "captured_at": record.captured_at, "date_source": record.date_source, "indexed_at": now,
+            "text_folded": fold(meta.text) if meta.text else None}
 
 def stored_image(row, labels: Sequence[str]) -> StoredImage:
     meta = ImageMetadata(**{f.name: getattr(row, f.name) for f in fields(ImageMetadata)})

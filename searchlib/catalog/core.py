@@ -21,7 +21,7 @@ from .schema import settings
 log = logging.getLogger(__name__)
 
 #: Alembic revision the code expects; tests check it equals the migrations' head.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 
 #: Vector storage types (``--vector-dtype``).
 VECTOR_DTYPES = ("float32", "float16")
@@ -64,6 +64,7 @@ class CatalogCore:
             raise IndexCorruptError(f"catalog {self.describe()} cannot be read ({first_line(e)}); restore it or "
                                     "move the index directory away and index again") from e
         self._dtype = np.dtype(self.get_setting("vector_dtype") or "float32")
+        self._fts: bool | None = None  # whether the full-text table exists (looked up once)
 
     def describe(self) -> str:
         """The catalog's location for messages (no password)."""

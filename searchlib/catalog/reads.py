@@ -7,13 +7,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, text
 from sqlalchemy.engine import Connection
 
 from ..filters import Filters
+from ..ocr import fold
 from ..records import StoredImage
 from .changes import Consistency, FailedFile, FileState, chunks
-from .conditions import filter_conditions, stored_image, under_any
+from .conditions import filter_conditions, stored_image, text_conditions, under_any
 from .core import CatalogCore, read_setting
 from .schema import embeddings, failures, images, tags
 
@@ -58,7 +59,7 @@ class CatalogReads(CatalogCore):
     def filtered_ids(self, filters: Filters) -> np.ndarray:
         """Ids of rows matching :class:`~searchlib.filters.Filters`, ascending."""
         stmt = select(images.c.id).order_by(images.c.id)
-        conds = filter_conditions(filters)
+        conds = filter_conditions(filters, self.has_text_index())
         if conds:
             stmt = stmt.where(and_(*conds))
         with self._read() as conn:
@@ -117,6 +118,56 @@ class CatalogReads(CatalogCore):
                 for h, blob in conn.execute(stmt):
                     out[h] = self._decode(blob)
         return out
+
+    def texts_by_hash(self, hashes: Iterable[str]) -> dict[str, str]:
+        """Text read in images with these content hashes (a copy or a move keeps what was read)."""
+        out: dict[str, str] = {}
+        with self._read() as conn:
+            for chunk in chunks(list(set(hashes))):
+                stmt = select(images.c.content_hash, images.c.text).where(
+                    images.c.content_hash.in_(chunk), images.c.text.is_not(None))
+                out.update({h: t for h, t in conn.execute(stmt)})
+        return out
+
+    def unread_text(self, roots: Sequence[str]) -> list[tuple[int, str]]:
+        """``(id, path)`` of images under ``roots`` whose words were never read (text is NULL)."""
+        with self._read() as conn:
+            stmt = select(images.c.id, images.c.path).where(images.c.text.is_(None), under_any(images.c.path, roots))
+            return [(i, p) for i, p in conn.execute(stmt.order_by(images.c.id))]
+
+    def has_text(self) -> bool:
+        """Whether any image has text read in it (one indexed lookup)."""
+        with self._read() as conn:
+            return conn.execute(select(images.c.id).where(images.c.text_folded.is_not(None)).limit(1)).first() \
+                is not None
+
+    def has_text_index(self) -> bool:
+        """Whether SQLite's FTS5 table for read text exists (PostgreSQL uses a trigram index)."""
+        if not self.is_sqlite:
+            return False
+        if self._fts is None:
+            with self._read() as conn:
+                self._fts = conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'images_text'")).first() \
+                    is not None
+        return self._fts
+
+    def text_matches(self, words: Sequence[str], limit: int = 100,
+                     allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """Images whose read text contains any of ``words`` (folded): ``(id, share of the words
+        found)``, best first, at most ``limit``. Used to fuse word matches into a text query."""
+        words = [w for w in (fold(w) for w in words) if w]
+        if not words:
+            return []
+        found: dict[int, float] = {}
+        with self._read() as conn:
+            for word in dict.fromkeys(words):
+                stmt = select(images.c.id).where(*text_conditions([word], self.has_text_index())).limit(10 * limit)
+                for (image_id,) in conn.execute(stmt):
+                    found[image_id] = found.get(image_id, 0.0) + 1.0 / len(set(words))
+        if allowed is not None:
+            keep = set(allowed.tolist())
+            found = {i: s for i, s in found.items() if i in keep}
+        return sorted(found.items(), key=lambda p: (-p[1], p[0]))[:limit]
 
     def vectors_of(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, vectors)`` stored for these ids (ascending; ids without a vector are left out)."""

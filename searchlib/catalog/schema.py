@@ -82,6 +82,7 @@ images = Table(
     Column("captured_at", DateTime, nullable=False, index=True),  # EXIF time, else file time
     Column("date_source", String, nullable=False),  # exif | file
     Column("indexed_at", DateTime, nullable=False),
+    Column("text_folded", String, nullable=True),  # ``text`` folded for matching (ocr.fold)
     sqlite_autoincrement=True,  # an id is never handed to another photo (migration 0004)
 )
 
