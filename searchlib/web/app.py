@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from fastapi.staticfiles import StaticFiles
 from . import routes_images, routes_library, routes_search
 from .deps import IndexHolder
 from .errors import install_error_handlers
+from .files import VerifiedFiles
+from .middleware import FORM_ALLOWANCE, BodyLimit, HeadAsGet, HostCheck
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: Largest upload accepted by default (bytes).
@@ -32,7 +35,8 @@ TOKEN_COOKIE = "searchlib_token"
 
 
 def create_app(index_dir: str | os.PathLike, catalog: str | None = None, token: str | None = None,
-               device: str = "auto", max_upload: int = MAX_UPLOAD) -> FastAPI:
+               device: str = "auto", max_upload: int = MAX_UPLOAD,
+               allowed_hosts: Sequence[str] | None = None) -> FastAPI:
     """The FastAPI application serving the index at ``index_dir``.
 
     Args:
@@ -41,7 +45,12 @@ def create_app(index_dir: str | os.PathLike, catalog: str | None = None, token: 
         token: if set, every request must carry it (``Authorization: Bearer TOKEN``, a ``token``
             query parameter, or the cookie the page gets when opened with ``?token=``).
         device: where the model runs when a query needs the full model.
-        max_upload: the largest image upload accepted, in bytes.
+        max_upload: the largest image upload accepted, in bytes. A request body larger than this
+            (plus room for the form fields) is refused before it is read.
+        allowed_hosts: host names the server answers to besides loopback ones (``localhost``,
+            127.0.0.0/8, ``[::1]``), against DNS rebinding; ``*`` allows any. Without a token, only
+            these and loopback names are served; with a token and no list, any name is (the token
+            guards).
     """
     holder = IndexHolder(index_dir, catalog, device)
 
@@ -50,11 +59,15 @@ def create_app(index_dir: str | os.PathLike, catalog: str | None = None, token: 
         yield
         holder.close()
 
-    app = FastAPI(title="searchlib", version=_version(), docs_url="/docs", redoc_url=None, lifespan=lifespan,
+    # /docs is our own page (static/docs.html renders /openapi.json): Swagger UI would load its
+    # scripts from a CDN, on the origin that holds the token cookie.
+    app = FastAPI(title="searchlib", version=_version(), docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Search photos by what is in them (CLIP). Read-only; files are served by id.")
     app.state.holder = holder
     app.state.max_upload = max_upload
-    install_error_handlers(app)
+    app.state.files = VerifiedFiles()
+    app.state.hidden = catalog_forms(catalog)
+    install_error_handlers(app, hidden=app.state.hidden)
 
     # -- the token (a middleware only when there is one: each costs every request time) --------
     if token is not None:
@@ -84,7 +97,38 @@ def create_app(index_dir: str | os.PathLike, catalog: str | None = None, token: 
         return FileResponse(STATIC / "index.html", media_type="text/html",
                             headers={"Cache-Control": "no-cache"})
 
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> FileResponse:
+        return FileResponse(STATIC / "docs.html", media_type="text/html",
+                            headers={"Cache-Control": "no-cache", "Content-Security-Policy": "default-src 'self'"})
+
+    # Outermost last: the Host check runs first, then the body limit, then HEAD becomes GET.
+    app.add_middleware(HeadAsGet)
+    app.add_middleware(BodyLimit, limit=max_upload + FORM_ALLOWANCE, upload_limit=max_upload)
+    if token is None or allowed_hosts:  # with a token and no list, the token guards
+        app.add_middleware(HostCheck, allowed=allowed_hosts or ())
     return app
+
+
+def catalog_forms(catalog: str | None) -> list[str]:
+    """The ways a catalog URL (and its password) may appear in a message: none of them is shown to
+    an HTTP client."""
+    if not catalog:
+        return []
+    forms = {catalog}
+    try:
+        from sqlalchemy.engine import make_url
+
+        url = make_url(catalog)
+        forms |= {url.render_as_string(hide_password=True), url.render_as_string(hide_password=False)}
+        forms |= {str(v) for k, v in url.query.items() if "pass" in k.lower() and len(str(v)) >= 4}
+        if url.password and len(str(url.password)) >= 4:  # shorter ones would match any message
+            forms.add(str(url.password))
+        if url.database and url.get_backend_name() == "sqlite":
+            forms.add(url.database)
+    except Exception:  # not a URL SQLAlchemy reads: opening it fails with its own message, hidden as a whole
+        pass
+    return sorted(forms, key=len, reverse=True)
 
 
 def _version() -> str:

@@ -4,11 +4,14 @@ never a stack trace."""
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Mount, Route
 
 from ..errors import (
     ConfigError,
@@ -46,16 +49,43 @@ def status_of(error: SearchlibError) -> int:
     return 500
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Answer every error ``app`` meets as JSON."""
+#: A database URL in any spelling (SQLAlchemy rewrites the driver part when it renders one).
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
+def public_message(text: str, hidden: Sequence[str]) -> str:
+    """``text`` on one line, as an HTTP client may see it: a message that names the catalog (one of
+    ``hidden``, or any database URL) says only that the catalog failed; the server's log has it all."""
+    if _URL.search(text) or any(secret in text for secret in hidden):
+        log.warning("catalog error (not shown to HTTP clients): %s", text)
+        return "the index's catalog cannot be used right now; the server's log says why"
+    return " ".join(text.split())
+
+
+def allowed_methods(app: FastAPI, path: str) -> str:
+    """The methods some route of ``app`` answers at ``path`` (a 405's ``Allow``), HEAD wherever GET."""
+    methods: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, Mount):
+            if path.startswith(route.path.rstrip("/") + "/"):
+                methods |= {"GET"}  # static files
+        elif isinstance(route, Route) and route.path_regex.match(path):
+            methods |= route.methods or set()
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+def install_error_handlers(app: FastAPI, hidden: Sequence[str] = ()) -> None:
+    """Answer every error ``app`` meets as JSON; no message shows any of ``hidden``."""
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+        return JSONResponse({"error": public_message(exc.message, hidden)}, status_code=exc.status)
 
     @app.exception_handler(SearchlibError)
     async def _lib_error(_request: Request, exc: SearchlibError):
-        return JSONResponse({"error": " ".join(str(exc).split())}, status_code=status_of(exc))
+        return JSONResponse({"error": public_message(str(exc), hidden)}, status_code=status_of(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):
@@ -64,11 +94,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid value')}".strip(": ")}, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException):
+    async def _http(request: Request, exc: StarletteHTTPException):
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        headers = dict(exc.headers or {})
         if exc.status_code == 404 and message == "Not Found":
             message = "no such page or endpoint"
-        return JSONResponse({"error": message}, status_code=exc.status_code)
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request.app, request.url.path)
+            message = f"{request.method} is not answered here; use {headers['Allow']}"
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception):

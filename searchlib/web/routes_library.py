@@ -5,25 +5,28 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from ..analysis import class_vectors, classify_vectors, near_duplicates, parse_labels
 from ..errors import IndexNotFoundError
 from .deps import API, Holder, MaxUpload, OpenIndex, links
-from .errors import ApiError
+from .errors import ApiError, public_message
 from .uploads import read_upload
 
 router = APIRouter()
 
 
-@router.get(f"{API}/info", summary="What the index holds")
-def info(holder: Holder) -> dict:
+@router.get(f"{API}/info", summary="What the index holds (never where its catalog is)")
+def info(request: Request, holder: Holder) -> dict:
     try:
         index = holder.get()
     except IndexNotFoundError as e:
-        return {"images": 0, "model": None, "empty": True, "message": " ".join(str(e).split())}
+        return {"images": 0, "model": None, "empty": True, "message": public_message(str(e), request.app.state.hidden)}
     out = index.info()
+    # A catalog URL can carry a password, and names a database host either way: only its kind is told.
+    del out["catalog"]
+    out["catalog_backend"] = "sqlite" if index.catalog.is_sqlite else "postgresql"
     out["generation"] = index.generation()
     out["empty"] = out["images"] == 0
     return out
