@@ -33,9 +33,14 @@ def _is_loopback(host: str) -> bool:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where the model runs when a query needs it (image uploads).")
 @click.option("--max-upload-mb", type=click.IntRange(1, 1024), default=20, show_default=True,
-              help="Largest image upload accepted.")
+              help="Largest image upload accepted; a larger request is refused before it is read.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests for this host name (say, the name a reverse proxy or your LAN "
+                   "uses; '*' for any). Repeatable. Without it, only loopback names (localhost, "
+                   "127.0.0.1, [::1]) are answered unless --token is given, against DNS rebinding.")
 @click.pass_obj
-def serve_cmd(obj: dict, host: str, port: int, token: str | None, device: str, max_upload_mb: int) -> None:
+def serve_cmd(obj: dict, host: str, port: int, token: str | None, device: str, max_upload_mb: int,
+              allowed_hosts: tuple[str, ...]) -> None:
     """Serve a web page (search box, thumbnail grid, "more like this", drop an image to search by it)
     and a JSON API under /api/v1 (OpenAPI docs at /docs) for the index. Read-only: nothing served
     changes the index. Stops cleanly on Ctrl-C.
@@ -50,9 +55,13 @@ def serve_cmd(obj: dict, host: str, port: int, token: str | None, device: str, m
     import uvicorn
 
     from searchlib.web import create_app
+    from searchlib.web.middleware import host_name
 
+    bad = [name for name in allowed_hosts if name != "*" and host_name(name) is None]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} is not a host name", param_hint="--allowed-host")
     app = create_app(obj["index_dir"], catalog=obj.get("catalog"), token=token, device=device,
-                     max_upload=max_upload_mb << 20)
+                     max_upload=max_upload_mb << 20, allowed_hosts=list(allowed_hosts))
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     shown = f"[{host}]" if ":" in host else host

@@ -36,7 +36,7 @@ def library(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(library):
-    with TestClient(create_app(library / "index", device="cpu")) as c:
+    with TestClient(create_app(library / "index", device="cpu"), base_url="http://localhost") as c:
         yield c
 
 
@@ -125,7 +125,7 @@ def test_image_metadata_file_and_thumbnails(client, library, tmp_path):
     assert original.status_code == 200 and original.content == Path(first["path"]).read_bytes()
     thumb = client.get(f"/api/v1/images/{first['id']}/thumbnail", params={"size": 128})
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
-    assert max(Image.open(io.BytesIO(thumb.content)).size) == 128 and "max-age" in thumb.headers["cache-control"]
+    assert max(Image.open(io.BytesIO(thumb.content)).size) == 128 and "no-cache" in thumb.headers["cache-control"]
     etag = thumb.headers["etag"]
     assert client.get(f"/api/v1/images/{first['id']}/thumbnail", params={"size": 128},
                       headers={"If-None-Match": etag}).status_code == 304
@@ -199,7 +199,8 @@ def test_a_query_naming_a_file_is_searched_as_text(client):
 def test_uploads_that_are_not_images_or_too_large(library, client):
     r = client.post("/api/v1/search", files={"image": ("x.jpg", b"not an image", "image/jpeg")})
     assert r.status_code == 400 and "not a readable image" in r.json()["error"]
-    with TestClient(create_app(library / "index", device="cpu", max_upload=1000)) as small:
+    with TestClient(create_app(library / "index", device="cpu", max_upload=1000),
+                    base_url="http://localhost") as small:
         r = small.post("/api/v1/search", files={"image": ("x.jpg", os.urandom(5000), "image/jpeg")})
         assert r.status_code == 413 and "larger than" in r.json()["error"]
     from tests.helpers_cli import png_claiming
@@ -210,7 +211,7 @@ def test_uploads_that_are_not_images_or_too_large(library, client):
 
 
 def test_the_token_is_required_everywhere(library):
-    with TestClient(create_app(library / "index", device="cpu", token="s3cret")) as c:
+    with TestClient(create_app(library / "index", device="cpu", token="s3cret"), base_url="http://localhost") as c:
         for url in ("/", "/api/v1/info", "/api/v1/search?q=x", "/static/app.js", "/api/v1/images/1/file", "/docs"):
             r = c.get(url)
             assert r.status_code == 401 and "token" in r.json()["error"], url
@@ -234,7 +235,7 @@ def test_no_endpoint_writes(client, library):
 
 
 def test_a_missing_index_gives_a_page_and_a_clear_api_answer(tmp_path):
-    with TestClient(create_app(tmp_path / "none", device="cpu")) as c:
+    with TestClient(create_app(tmp_path / "none", device="cpu"), base_url="http://localhost") as c:
         assert c.get("/").status_code == 200
         info = c.get("/api/v1/info").json()
         assert info["empty"] and "searchlib index" in info["message"]
@@ -245,7 +246,7 @@ def test_a_missing_index_gives_a_page_and_a_clear_api_answer(tmp_path):
 def test_concurrent_text_queries_share_encoder_calls(library):
     from concurrent.futures import ThreadPoolExecutor
 
-    with TestClient(create_app(library / "index", device="cpu")) as c:
+    with TestClient(create_app(library / "index", device="cpu"), base_url="http://localhost") as c:
         queries = [f"a red circle number {i}" for i in range(24)]
         with ThreadPoolExecutor(12) as pool:
             results = list(pool.map(lambda q: c.get("/api/v1/search", params={"q": q, "k": 3}), queries))

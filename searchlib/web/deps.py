@@ -1,0 +1,89 @@
+"""What the routers share: the index (opened on first use), the query parameter types, and the one
+dependency that turns the eight filter parameters into :class:`searchlib.Filters`."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from ..filters import Filters
+from ..index import MAX_K, Index, open_index
+
+API = "/api/v1"
+
+
+class IndexHolder:
+    """Opens the index on first use, and again later if it did not exist yet (so a server started
+    before the first ``searchlib index`` shows the photos once they are there)."""
+
+    def __init__(self, directory: str | os.PathLike, catalog: str | None, device: str):
+        self.directory, self.catalog, self.device = directory, catalog, device
+        self._index: Index | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Index:
+        """The open index.
+
+        Raises:
+            IndexNotFoundError: there is no index yet.
+        """
+        if self._index is None:
+            with self._lock:
+                if self._index is None:
+                    index = open_index(self.directory, device=self.device, catalog=self.catalog)
+                    index.batch_queries()  # concurrent queries share encoder calls and vector scans
+                    self._index = index
+        return self._index
+
+    def close(self) -> None:
+        """Close the index if it was opened."""
+        if self._index is not None:
+            self._index.close()
+
+
+def holder_of(request: Request) -> IndexHolder:
+    """The app's :class:`IndexHolder` (a dependency)."""
+    return request.app.state.holder
+
+
+def index_of(request: Request) -> Index:
+    """The app's open index (a dependency; a missing index is a 404 that says how to make one)."""
+    return holder_of(request).get()
+
+
+def max_upload_of(request: Request) -> int:
+    """The largest upload the app accepts, in bytes (a dependency)."""
+    return request.app.state.max_upload
+
+
+# Shared query parameters (module level: FastAPI resolves the string annotations here).
+K = Annotated[int, Query(ge=1, le=MAX_K, description="How many hits")]
+Offset = Annotated[int, Query(ge=0, le=MAX_K - 1, description="Skip this many (paging)")]
+Folder = Annotated[str | None, Query(alias="in", description="Only images under this folder")]
+Date = Annotated[str | None, Query(description="YYYY, YYYY-MM or YYYY-MM-DD")]
+Multi = Annotated[list[str] | None, Query()]
+Pixels = Annotated[int | None, Query(ge=1)]
+
+
+def search_filters(folder: Folder = None, after: Date = None, before: Date = None,
+                   camera: Annotated[str | None, Query(description="Camera make or model contains this")] = None,
+                   min_width: Pixels = None, min_height: Pixels = None,
+                   format: Annotated[list[str] | None, Query(description="File formats (repeatable)")] = None,
+                   tag: Annotated[list[str] | None, Query(description="Tags (repeatable)")] = None) -> Filters:
+    """The eight filter parameters of every search endpoint, as :class:`Filters` (a dependency)."""
+    return Filters.from_strings(folder, after, before, camera, min_width, min_height, format or (), tag or ())
+
+
+SearchFilters = Annotated[Filters, Depends(search_filters)]
+OpenIndex = Annotated[Index, Depends(index_of)]
+Holder = Annotated[IndexHolder, Depends(holder_of)]
+MaxUpload = Annotated[int, Depends(max_upload_of)]
+
+
+def links(image_id: int) -> dict:
+    """The URLs of an image's thumbnail, file and "more like this"."""
+    return {"thumbnail_url": f"{API}/images/{image_id}/thumbnail?size=256",
+            "file_url": f"{API}/images/{image_id}/file", "similar_url": f"{API}/images/{image_id}/similar"}

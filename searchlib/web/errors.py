@@ -1,0 +1,111 @@
+"""How the server answers a failure: always JSON ``{"error": "..."}`` with a fitting status code,
+never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Mount, Route
+
+from ..errors import (
+    ConfigError,
+    ImageDecodeError,
+    ImageNotFoundError,
+    IndexBusyError,
+    IndexCorruptError,
+    IndexNotFoundError,
+    ModelError,
+    QueryError,
+    SearchlibError,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def status_of(error: SearchlibError) -> int:
+    """The HTTP status a library error is answered with."""
+    if isinstance(error, (IndexNotFoundError, ImageNotFoundError)):
+        return 404
+    if isinstance(error, (QueryError, ConfigError, ImageDecodeError)):
+        return 400
+    if isinstance(error, IndexBusyError):
+        return 503
+    if isinstance(error, (IndexCorruptError, ModelError)):
+        return 500
+    return 500
+
+
+#: A database URL in any spelling (SQLAlchemy rewrites the driver part when it renders one).
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
+def public_message(text: str, hidden: Sequence[str]) -> str:
+    """``text`` on one line, as an HTTP client may see it: a message that names the catalog (one of
+    ``hidden``, or any database URL) says only that the catalog failed; the server's log has it all."""
+    if _URL.search(text) or any(secret in text for secret in hidden):
+        log.warning("catalog error (not shown to HTTP clients): %s", text)
+        return "the index's catalog cannot be used right now; the server's log says why"
+    return " ".join(text.split())
+
+
+def allowed_methods(app: FastAPI, path: str) -> str:
+    """The methods some route of ``app`` answers at ``path`` (a 405's ``Allow``), HEAD wherever GET."""
+    methods: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, Mount):
+            if path.startswith(route.path.rstrip("/") + "/"):
+                methods |= {"GET"}  # static files
+        elif isinstance(route, Route) and route.path_regex.match(path):
+            methods |= route.methods or set()
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+def install_error_handlers(app: FastAPI, hidden: Sequence[str] = ()) -> None:
+    """Answer every error ``app`` meets as JSON; no message shows any of ``hidden``."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError):
+        return JSONResponse({"error": public_message(exc.message, hidden)}, status_code=exc.status)
+
+    @app.exception_handler(SearchlibError)
+    async def _lib_error(_request: Request, exc: SearchlibError):
+        return JSONResponse({"error": public_message(str(exc), hidden)}, status_code=status_of(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body"))
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid value')}".strip(": ")}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        headers = dict(exc.headers or {})
+        if exc.status_code == 404 and message == "Not Found":
+            message = "no such page or endpoint"
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request.app, request.url.path)
+            message = f"{request.method} is not answered here; use {headers['Allow']}"
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception):
+        log.exception("unexpected error")
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}); see the server's log"},
+                            status_code=500)
