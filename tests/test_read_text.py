@@ -129,3 +129,17 @@ def test_text_matching_on_every_catalog_backend(catalog_url):
     assert cat.filtered_ids(Filters(text="pharm")).tolist() == []
     assert cat.filtered_ids(Filters(text="bakery")).tolist() == [ids[0]]
     assert cat.filtered_ids(Filters(text="taxi")).tolist() == []
+
+
+def test_the_api_filters_by_text_and_hits_carry_it(worded):
+    from fastapi.testclient import TestClient
+
+    from searchlib.web import create_app
+
+    with TestClient(create_app(worded / "index"), base_url="http://localhost") as client:
+        r = client.get("/api/v1/search", params={"q": "a shop", "text": "bakery"})
+        assert r.status_code == 200, r.text
+        hits = r.json()["hits"]
+        assert len(hits) == 1 and "BAKERY" in hits[0]["text"].upper()
+        first = client.get("/api/v1/search", params={"q": "museum", "k": 1}).json()["hits"][0]
+        assert "MUSEUM" in first["text"].upper()

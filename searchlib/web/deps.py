@@ -72,9 +72,13 @@ def search_filters(folder: Folder = None, after: Date = None, before: Date = Non
                    camera: Annotated[str | None, Query(description="Camera make or model contains this")] = None,
                    min_width: Pixels = None, min_height: Pixels = None,
                    format: Annotated[list[str] | None, Query(description="File formats (repeatable)")] = None,
-                   tag: Annotated[list[str] | None, Query(description="Tags (repeatable)")] = None) -> Filters:
-    """The eight filter parameters of every search endpoint, as :class:`Filters` (a dependency)."""
-    return Filters.from_strings(folder, after, before, camera, min_width, min_height, format or (), tag or ())
+                   tag: Annotated[list[str] | None, Query(description="Tags (repeatable)")] = None,
+                   text: Annotated[str | None, Query(description="Words read in the image (index --read-text): "
+                                                     "every word, as a case- and accent-blind substring")] = None,
+                   ) -> Filters:
+    """The filter parameters of every search endpoint, as :class:`Filters` (a dependency)."""
+    return Filters.from_strings(folder, after, before, camera, min_width, min_height, format or (), tag or (),
+                                text)
 
 
 SearchFilters = Annotated[Filters, Depends(search_filters)]
