@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, fields
 
 from searchlib.errors import ConfigError
+from searchlib.media import PAIR_MODES
 
 #: Commit at least this often (seconds): a killed run loses no more than this much work.
 COMMIT_SECONDS = 5.0
@@ -46,6 +47,8 @@ class IndexOptions:
             index type (:mod:`searchlib.indexplan`). Remembered by the index; None keeps it.
         rerank: candidates re-ranked exactly from the stored vectors on compressed indexes.
         vector_dtype: ``float32`` or ``float16`` storage of vectors in a new catalog.
+        raw_pairs: for a RAW file with a JPEG (or HEIF) of the same name beside it: ``jpeg`` indexes
+            the JPEG only and shows the RAW as its sibling on hits; ``both`` indexes both.
     """
 
     model: str | None = None
@@ -67,10 +70,14 @@ class IndexOptions:
     max_index_memory: str | int | None = None
     rerank: int | None = None
     vector_dtype: str | None = None
+    raw_pairs: str = "jpeg"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude", tuple(self.exclude or ()))
         object.__setattr__(self, "jpeg_decoder", (self.jpeg_decoder or "auto").lower())
+        object.__setattr__(self, "raw_pairs", (self.raw_pairs or "jpeg").lower())
+        if self.raw_pairs not in PAIR_MODES:
+            raise ConfigError(f"--raw-pairs must be one of {', '.join(PAIR_MODES)}, not {self.raw_pairs!r}")
         if self.jpeg_decoder not in JPEG_DECODERS:
             raise ConfigError(f"unknown JPEG decoder {self.jpeg_decoder!r}; use one of {', '.join(JPEG_DECODERS)}")
         if self.batch_size is not None and self.batch_size < 1:

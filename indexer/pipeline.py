@@ -27,8 +27,9 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 from searchlib.errors import ImageDecodeError
-from searchlib.imaging import Preprocess, decode_for_model, header_metadata
+from searchlib.imaging import Preprocess
 from searchlib.jpeginfo import jpeg_info
+from searchlib.media import decode_file_bytes, file_metadata, is_raw_name
 from searchlib.records import ImageMetadata, ImageRecord, content_hash
 
 from .scan import FileEntry
@@ -128,14 +129,16 @@ def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None,
     except OSError as e:
         return Failed(entry.path, f"cannot read: {e.strerror or e}", entry.size, entry.mtime_ns)
     digest = content_hash(data)
+    name = entry.path
     try:
         for_device = False
         if skip_known and _is_known(digest):
-            pixels, meta = None, header_metadata(data, max_pixels)
-        elif offer_device and (info := jpeg_info(data)) is not None and info.device_decodable:
-            pixels, meta, for_device = None, header_metadata(data, max_pixels), True
+            pixels, meta = None, file_metadata(name, data, max_pixels)
+        elif (offer_device and not is_raw_name(name) and (info := jpeg_info(data)) is not None
+              and info.device_decodable):
+            pixels, meta, for_device = None, file_metadata(name, data, max_pixels), True
         else:
-            pixels, meta = decode_for_model(data, prep, max_pixels=max_pixels)
+            pixels, meta = decode_file_bytes(name, data, prep, max_pixels=max_pixels)
     except ImageDecodeError as e:
         return Failed(entry.path, str(e), len(data), st.st_mtime_ns)
     except Exception as e:  # a decoder bug must cost one file, not the run
@@ -200,6 +203,13 @@ def worker_loop(conn, keys: np.ndarray, worker: Callable[[tuple], Decoded | Fail
             return
 
 
+def worker_environment() -> dict[str, str]:
+    """A decode process's environment: the parent's, with one OpenMP thread. There is a worker per
+    core already; LibRaw's demosaic (and any OpenMP code) spreading over every core in each worker
+    would oversubscribe the machine and multiply its per-thread buffers."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 class _Worker:
     """One decode process (:mod:`searchlib.indexer.worker`) on a socket of its own, and the chunks it
     has been sent (in order)."""
@@ -209,7 +219,7 @@ class _Worker:
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", "from searchlib.indexer.worker import main; main()", str(child.fileno())],
-                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, close_fds=True, env=worker_environment())
         finally:
             child.close()
         self.conn = Connection(parent.detach())
