@@ -34,6 +34,7 @@ from PIL import Image
 from ..errors import ImageDecodeError
 from ..imaging import Preprocess, check_decoded_size, exif_facts, open_image, to_model_pixels
 from ..records import ImageMetadata
+from .extent import truncated
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,9 @@ def _opened(data: bytes, max_pixels: int | None) -> Iterator:
                 raw.open_buffer(io.BytesIO(data))
         except rawpy.LibRawError as e:
             raise _libraw_error(e) from e
+        cut = truncated(data)
+        if cut:  # the preview alone would still open: judge the whole file, as a damaged image is judged
+            raise ImageDecodeError(f"damaged RAW file: truncated ({cut})")
         sizes = raw.sizes
         # The sensor data unpacks to 16 bits per photosite; hold it to the same memory as any image.
         check_decoded_size(sizes.raw_width, sizes.raw_height, "I;16", max_pixels)
