@@ -130,8 +130,8 @@ def test_bad_raw_files_are_failures_with_reasons(tmp_path):
 
 def test_cli_reports_bad_raws_in_one_line_each_and_no_libraw_noise(tmp_path):
     expected = bad_files(tmp_path / "photos")
-    result = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = 'searchlib'; from searchlib.cli.main import run; run()",
-                             "--index", str(tmp_path / "idx"), "index",
+    cli = "import sys; sys.argv[0] = 'searchlib'; from searchlib.cli.main import run; run()"
+    result = subprocess.run([sys.executable, "-c", cli, "--index", str(tmp_path / "idx"), "index",
                              str(tmp_path / "photos"), "--model", TINY, "--device", "cpu", "--json"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
