@@ -276,3 +276,22 @@ def test_raws_are_found_by_what_they_show(tmp_path):
 def test_not_a_raw_is_refused_cleanly():
     with pytest.raises(ImageDecodeError, match="not a RAW file"):
         decode_file_bytes("x.nef", b"GIF89a" + bytes(100), PREP)
+
+
+def test_api_hits_carry_siblings_and_raw_thumbnails_come_from_the_preview(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from searchlib.web import create_app
+
+    photos = tmp_path / "photos"
+    make_pairs(photos)
+    index_folder(tmp_path / "idx", photos, model=TINY, device="cpu", workers=0)
+    with TestClient(create_app(tmp_path / "idx", device="cpu"), base_url="http://localhost") as client:
+        r = client.get("/api/v1/search", params={"q": "a photo", "k": 10})
+        assert r.status_code == 200
+        hits = {os.path.basename(h["path"]): h for h in r.json()["hits"]}
+        assert hits["IMG_0001.JPG"]["siblings"] == [str(photos / "IMG_0001.DNG")]
+        r = client.get(hits["alone.dng"]["thumbnail_url"])
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+        # alone.dng has no preview: a half-size demosaic (160x120) fitted into 256 keeps its size.
+        assert Image.open(io.BytesIO(r.content)).size == (160, 120)
