@@ -295,3 +295,14 @@ def test_api_hits_carry_siblings_and_raw_thumbnails_come_from_the_preview(tmp_pa
         assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
         # alone.dng has no preview: a half-size demosaic (160x120) fitted into 256 keeps its size.
         assert Image.open(io.BytesIO(r.content)).size == (160, 120)
+
+
+def test_a_raw_file_not_indexed_works_as_a_query_image(tmp_path):
+    photos = tmp_path / "photos"
+    make_pairs(photos)
+    index_folder(tmp_path / "idx", photos, model=TINY, device="cpu", workers=0)
+    # Other bytes (another date), the same picture as alone.dng: embedded now, through LibRaw.
+    query = write_dng(tmp_path / "query.dng", scene(), taken="2000:01:01 00:00:00")
+    with open_index(tmp_path / "idx") as index:
+        hits = index.search(query, k=1)
+    assert os.path.basename(hits[0].path) == "alone.dng" and hits[0].score > 0.999
