@@ -306,3 +306,14 @@ def test_a_raw_file_not_indexed_works_as_a_query_image(tmp_path):
     with open_index(tmp_path / "idx") as index:
         hits = index.search(query, k=1)
     assert os.path.basename(hits[0].path) == "alone.dng" and hits[0].score > 0.999
+
+
+def test_a_damaged_preview_falls_back_to_the_sensor_data(tmp_path):
+    path = write_dng(tmp_path / "d.dng", scene(), preview=scene())
+    data = bytearray(path.read_bytes())
+    table = data.index(b"\xff\xc4")  # the preview JPEG's Huffman table: garbage, undecodable
+    data[table + 5:table + 21] = b"\xff" * 16
+    picture = read_raw(bytes(data), PREP.image_size, 10**8, ".dng")
+    assert picture.source == "demosaic" and picture.image.size == (160, 120)
+    pixels, _ = decode_file_bytes("d.dng", bytes(data), PREP)
+    assert agreement(pixels, scene(), 1) > 0.95

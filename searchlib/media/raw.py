@@ -23,6 +23,7 @@ import logging
 import os
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -179,8 +180,11 @@ def _exif_of(tiff: bytes) -> dict:
     """:func:`~searchlib.imaging.exif_facts` of a TIFF-structured block; empty when unreadable."""
     exif = Image.Exif()
     try:
-        exif.load(tiff)
-        return exif_facts(exif)
+        # Pillow warns about every tag of a damaged directory: noise on the user's terminal.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            exif.load(tiff)
+            return exif_facts(exif)
     except Exception:  # a damaged container must not cost the picture
         return {}
 
@@ -251,11 +255,11 @@ def read_raw(data: bytes, min_side: int, max_pixels: int | None, ext: str | None
                 img.draft("RGB", (min_side, min_side))
             try:
                 img.load()
-            except Exception as e:
-                raise ImageDecodeError(f"damaged RAW preview ({type(e).__name__}: {e})") from e
-            out = _oriented(img.convert("RGB"), flip)
-            out.info = {}  # the preview's EXIF/XMP orientation must not rotate it a second time
-            return RawPicture(out, "preview", meta)
+                out = _oriented(img.convert("RGB"), flip)
+                out.info = {}  # the preview's EXIF/XMP orientation must not rotate it a second time
+                return RawPicture(out, "preview", meta)
+            except Exception as e:  # the camera's preview is damaged: the sensor data may not be
+                log.debug("preview undecodable (%s: %s): using the sensor data", type(e).__name__, e)
         try:
             with quiet_stderr():
                 # half_size: one RGB pixel per 2x2 block, no interpolation; LibRaw applies the flip.
