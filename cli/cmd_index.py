@@ -86,6 +86,9 @@ class _Status:
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip paths or names matching GLOB (repeatable).")
 @click.option("--include-hidden", is_flag=True, help="Also index dot-files and dot-directories.")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links to files and directories.")
+@click.option("--raw-pairs", type=click.Choice(["jpeg", "both"]), default="jpeg", show_default=True,
+              help="A RAW file with a JPEG (or HEIF) of the same name in its folder: jpeg = index the JPEG "
+                   "only and show the RAW as its sibling on hits; both = index both.")
 @click.option("--retry-failed", is_flag=True,
               help="Try again files that failed in an earlier run and have not changed since (they are "
                    "skipped otherwise).")
@@ -118,10 +121,11 @@ class _Status:
 @click.pass_obj
 def index_cmd(obj: dict, paths: tuple[str, ...], model: str | None, checkpoint: str | None, device: str,
               backend: str, jpeg_decoder: str, batch_size: int | None, workers: int | None, max_megapixels: float,
-              exclude: tuple[str, ...], include_hidden: bool, follow_symlinks: bool, retry_failed: bool,
+              exclude: tuple[str, ...], include_hidden: bool, follow_symlinks: bool, raw_pairs: str,
+              retry_failed: bool,
               index_type: str | None, max_index_memory: str | None, rerank: int | None, vector_dtype: str | None,
               read_text: bool | None, ray: str | None, commit_seconds: float, as_json: bool, quiet: bool) -> None:
-    """Index images under PATH... (folders or files); re-runs only embed what changed.
+    """Index images and camera RAW files under PATH... (folders or files); re-runs only embed what changed.
 
     Unchanged files (same size and mtime) are skipped without reading; changed files are
     re-embedded; files gone from disk under PATH are removed from the index. Bad files are
@@ -142,7 +146,7 @@ def index_cmd(obj: dict, paths: tuple[str, ...], model: str | None, checkpoint: 
                            retry_failed=retry_failed, index_type=index_type, backend=backend,
                            jpeg_decoder=jpeg_decoder, catalog=obj.get("catalog"), ray=ray,
                            max_index_memory=max_index_memory, rerank=rerank, vector_dtype=vector_dtype,
-                           commit_seconds=commit_seconds, read_text=read_text)
+                           commit_seconds=commit_seconds, raw_pairs=raw_pairs, read_text=read_text)
     status = _Status(not quiet and sys.stderr.isatty())
     try:
         report = index_folder(obj["index_dir"], *paths, options=options, progress=status)

@@ -92,9 +92,16 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
     else:
         graded = any(h.relevance is not None for h in hits)
         rows = [[str(h.rank), f"{h.score:.3f}"] + ([_relevance_cell(h.relevance)] if graded else [])
-                + [date_cell(h.metadata), h.path] for h in hits]
+                + [date_cell(h.metadata), _path_cell(h)] for h in hits]
         click.echo(table(["rank", "score"] + (["relevance"] if graded else []) + ["date", "path"], rows))
     exit_now()
+
+
+def _path_cell(hit) -> str:
+    """The hit's path, and the names of its RAW+JPEG siblings (same folder) after it."""
+    if not hit.siblings:
+        return hit.path
+    return f"{hit.path} (+ {', '.join(os.path.basename(s) for s in hit.siblings)})"
 
 
 def _relevance_cell(relevance: float | None) -> str:

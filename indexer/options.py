@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, fields
 
 from searchlib.errors import ConfigError
+from searchlib.media import PAIR_MODES
 
 #: Commit at least this often (seconds): a killed run loses no more than this much work.
 COMMIT_SECONDS = 5.0
@@ -49,6 +50,8 @@ class IndexOptions:
         read_text: read the words in images (OCR, :mod:`searchlib.ocr`) so that queries and
             ``Filters(text=...)`` find them. Remembered by the index; None keeps its choice (off
             for a new index: on two CPU cores reading costs several times the embedding).
+        raw_pairs: for a RAW file with a JPEG (or HEIF) of the same name beside it: ``jpeg`` indexes
+            the JPEG only and shows the RAW as its sibling on hits; ``both`` indexes both.
     """
 
     model: str | None = None
@@ -71,10 +74,14 @@ class IndexOptions:
     rerank: int | None = None
     vector_dtype: str | None = None
     read_text: bool | None = None
+    raw_pairs: str = "jpeg"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude", tuple(self.exclude or ()))
         object.__setattr__(self, "jpeg_decoder", (self.jpeg_decoder or "auto").lower())
+        object.__setattr__(self, "raw_pairs", (self.raw_pairs or "jpeg").lower())
+        if self.raw_pairs not in PAIR_MODES:
+            raise ConfigError(f"--raw-pairs must be one of {', '.join(PAIR_MODES)}, not {self.raw_pairs!r}")
         if self.jpeg_decoder not in JPEG_DECODERS:
             raise ConfigError(f"unknown JPEG decoder {self.jpeg_decoder!r}; use one of {', '.join(JPEG_DECODERS)}")
         if self.batch_size is not None and self.batch_size < 1:

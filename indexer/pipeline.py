@@ -28,8 +28,9 @@ import numpy as np
 from PIL import ImageOps
 
 from searchlib.errors import ImageDecodeError
-from searchlib.imaging import Preprocess, decode_for_model, header_metadata
+from searchlib.imaging import Preprocess
 from searchlib.jpeginfo import jpeg_info
+from searchlib.media import decode_file_bytes, file_metadata, is_raw_name
 from searchlib.records import ImageMetadata, ImageRecord, content_hash
 
 from .scan import FileEntry
@@ -133,16 +134,18 @@ def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None,
     except OSError as e:
         return Failed(entry.path, f"cannot read: {e.strerror or e}", entry.size, entry.mtime_ns)
     digest = content_hash(data)
+    name = entry.path
     try:
         for_device = False
         if skip_known and _is_known(digest):
-            pixels, meta = None, header_metadata(data, max_pixels)
-        elif offer_device and (info := jpeg_info(data)) is not None and info.device_decodable:
-            pixels, meta, for_device = None, header_metadata(data, max_pixels), True
+            pixels, meta = None, file_metadata(name, data, max_pixels)
+        elif (offer_device and not is_raw_name(name) and (info := jpeg_info(data)) is not None
+              and info.device_decodable):
+            pixels, meta, for_device = None, file_metadata(name, data, max_pixels), True
         else:
-            pixels, meta = decode_for_model(data, prep, max_pixels=max_pixels)
+            pixels, meta = decode_file_bytes(name, data, prep, max_pixels=max_pixels)
             if read_text:
-                meta = replace(meta, text=text_in_image(data, max_pixels))
+                meta = replace(meta, text=text_in_image(name, data, max_pixels))
     except ImageDecodeError as e:
         return Failed(entry.path, str(e), len(data), st.st_mtime_ns)
     except Exception as e:  # a decoder bug must cost one file, not the run
@@ -151,16 +154,20 @@ def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None,
                    time.perf_counter() - started, offer_device)
 
 
-def text_in_image(data: bytes, max_pixels: int | None) -> str:
-    """The words read in an image's bytes ('' when none). A reading failure costs the text, never
-    the file: it is logged and the image is indexed without words."""
+def text_in_image(name: str, data: bytes, max_pixels: int | None) -> str:
+    """The words read in a file's picture ('' when none; a RAW is read from its preview). A reading
+    failure costs the text, never the file: it is logged and the image is indexed without words."""
     from searchlib.imaging import open_image
+    from searchlib.media.raw import read_raw
     from searchlib.ocr import READ_SIDE, shared_reader
 
     try:
-        img = open_image(data, max_pixels)
-        img.draft("RGB", (READ_SIDE, READ_SIDE))  # JPEG: decode at a fraction of the size, much faster
-        img = ImageOps.exif_transpose(img)
+        if is_raw_name(name):
+            img = read_raw(data, READ_SIDE // 2, max_pixels).image
+        else:
+            img = open_image(data, max_pixels)
+            img.draft("RGB", (READ_SIDE, READ_SIDE))  # JPEG: decode at a fraction of the size, much faster
+            img = ImageOps.exif_transpose(img)
         return shared_reader().read(img) or ""
     except Exception as e:  # an OCR failure must not fail the photo
         log.warning("could not read text: %s", e)
@@ -224,6 +231,13 @@ def worker_loop(conn, keys: np.ndarray, worker: Callable[[tuple], Decoded | Fail
             return
 
 
+def worker_environment() -> dict[str, str]:
+    """A decode process's environment: the parent's, with one OpenMP thread. There is a worker per
+    core already; LibRaw's demosaic (and any OpenMP code) spreading over every core in each worker
+    would oversubscribe the machine and multiply its per-thread buffers."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 class _Worker:
     """One decode process (:mod:`searchlib.indexer.worker`) on a socket of its own, and the chunks it
     has been sent (in order)."""
@@ -233,7 +247,7 @@ class _Worker:
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", "from searchlib.indexer.worker import main; main()", str(child.fileno())],
-                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, close_fds=True, env=worker_environment())
         finally:
             child.close()
         self.conn = Connection(parent.detach())

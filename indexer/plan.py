@@ -32,7 +32,7 @@ def make_plan(catalog: Catalog, roots: list[str], options: IndexOptions, report,
     failed = {} if options.retry_failed else catalog.failed_files(roots)
     remembered = catalog.failed_files(roots) if options.retry_failed else failed
     seen: set[str] = set()
-    for item in scan(roots, options.exclude, options.include_hidden, options.follow_symlinks):
+    for item in scan(roots, options.exclude, options.include_hidden, options.follow_symlinks, options.raw_pairs):
         if item.path in seen:  # reached twice (a root inside another, or listed twice)
             continue
         seen.add(item.path)  # a problem this time is no proof that the file is gone

@@ -205,7 +205,7 @@ class _Run:
                     continue  # gone or unreadable now: the next run's scan deals with it
                 if content_hash(data) != row.record.content_hash:
                     continue  # changed since: the next run re-indexes it, words included
-                words = text_in_image(data, self.options.max_pixels)
+                words = text_in_image(path, data, self.options.max_pixels)
                 record = replace(row.record, metadata=replace(row.record.metadata, text=words))
                 updates.append((image_id, record, vector_of[image_id]))
             if updates:

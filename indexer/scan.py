@@ -1,4 +1,4 @@
-"""Finding image files under the roots given to ``searchlib index``."""
+"""Finding image and RAW files under the roots given to ``searchlib index``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from searchlib.imaging import IMAGE_EXTENSIONS, is_image_name  # noqa: F401  (re-exported)
+from searchlib.media import is_indexable_name, skipped_raws
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +42,21 @@ def _excluded(path: str, patterns: Sequence[str]) -> bool:
 
 
 def scan(roots: Sequence[str], exclude: Sequence[str] = (), include_hidden: bool = False,
-         follow_symlinks: bool = False) -> Iterator[FileEntry | ScanProblem]:
-    """Yield image files (regular files only) under ``roots``, and problems met on the way.
+         follow_symlinks: bool = False, raw_pairs: str = "jpeg") -> Iterator[FileEntry | ScanProblem]:
+    """Yield image and RAW files (regular files only) under ``roots``, and problems met on the way.
 
     Args:
         roots: absolute files or directories.
         exclude: glob patterns matched against the full path and the file name.
         include_hidden: also enter dot-directories and take dot-files.
         follow_symlinks: follow symlinked directories (loops are detected and skipped).
+        raw_pairs: ``jpeg`` leaves out a RAW file with a JPEG or HEIF of the same stem in its folder
+            (:mod:`searchlib.media.pairs`); ``both`` takes both. A RAW named as a root is always taken.
     """
     seen_dirs: set[tuple[int, int]] = set()
     for root in roots:
         if os.path.isdir(root):
-            yield from _walk(root, exclude, include_hidden, follow_symlinks, seen_dirs)
+            yield from _walk(root, exclude, include_hidden, follow_symlinks, seen_dirs, raw_pairs)
         else:
             entry = _entry(root, follow_symlinks=True)
             if entry is not None:
@@ -79,7 +82,7 @@ def _entry(path: str, follow_symlinks: bool) -> FileEntry | ScanProblem | None:
 
 
 def _walk(root: str, exclude: Sequence[str], include_hidden: bool, follow: bool,
-          seen_dirs: set[tuple[int, int]]) -> Iterator[FileEntry | ScanProblem]:
+          seen_dirs: set[tuple[int, int]], raw_pairs: str) -> Iterator[FileEntry | ScanProblem]:
     problems: list[ScanProblem] = []
 
     def onerror(err: OSError) -> None:
@@ -100,12 +103,14 @@ def _walk(root: str, exclude: Sequence[str], include_hidden: bool, follow: bool,
                              and not _excluded(os.path.join(dirpath, d), exclude))
         yield from problems
         problems.clear()
-        for name in sorted(filenames):
-            if (not include_hidden and _hidden(name)) or not is_image_name(name):
+        # Pairs are judged among the files this scan takes: a JPEG excluded or hidden leaves its RAW in.
+        taken = [name for name in sorted(filenames) if (include_hidden or not _hidden(name))
+                 and is_indexable_name(name) and not _excluded(os.path.join(dirpath, name), exclude)]
+        skipped = skipped_raws(taken, raw_pairs)
+        for name in taken:
+            if name in skipped:
                 continue
             path = os.path.join(dirpath, name)
-            if _excluded(path, exclude):
-                continue
             entry = _entry(path, follow_symlinks=True)
             if isinstance(entry, FileEntry) and not follow and os.path.islink(path):
                 continue

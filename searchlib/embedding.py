@@ -352,10 +352,10 @@ def image_pixels(item: ImageInput, prep: Preprocess) -> np.ndarray:
         except Exception as e:
             raise ImageDecodeError(f"cannot use this image ({type(e).__name__}: {e})") from e
     if isinstance(item, (bytes, bytearray, memoryview)):
-        data = bytes(item)
-    else:
-        data = read_image_file(item)
-    return decode_for_model(data, prep)[0]
+        return decode_for_model(bytes(item), prep)[0]
+    from .media import decode_file_bytes  # a path: its ending may call for the RAW decoder
+
+    return decode_file_bytes(os.fspath(item), read_image_file(item), prep)[0]
 
 
 def read_image_file(path: str | os.PathLike) -> bytes:

@@ -98,35 +98,43 @@ def _gps_degrees(dms: object, ref: object) -> float | None:
     return round(value, 7)
 
 
+def exif_facts(exif: Image.Exif | None) -> dict:
+    """The :class:`ImageMetadata` fields an EXIF block holds (capture time, camera, orientation, GPS);
+    absent or unreadable ones are left out. Shared by images and RAW files."""
+    facts: dict = {}
+    if not exif:
+        return facts
+    facts["camera_make"] = _clean_text(exif.get(_MAKE))
+    facts["camera_model"] = _clean_text(exif.get(_MODEL))
+    orientation = exif.get(_ORIENTATION)
+    if isinstance(orientation, int) and 1 <= orientation <= 8:
+        facts["orientation"] = orientation
+    try:
+        sub = exif.get_ifd(_EXIF_IFD)
+        facts["taken_at"] = _parse_exif_datetime(sub.get(_DATETIME_ORIGINAL)) or _parse_exif_datetime(
+            exif.get(_DATETIME_ORIGINAL)) or _parse_exif_datetime(exif.get(_DATETIME))
+        gps = exif.get_ifd(_GPS_IFD)
+        if gps:
+            facts["gps_lat"] = _gps_degrees(gps.get(2), gps.get(1))
+            facts["gps_lon"] = _gps_degrees(gps.get(4), gps.get(3))
+    except Exception:
+        pass
+    return {name: value for name, value in facts.items() if value is not None}
+
+
 def read_metadata(img: Image.Image) -> ImageMetadata:
     """Size, format and EXIF facts (capture time, camera, orientation, GPS) of an opened image.
 
     Width and height are as displayed, i.e. after the EXIF orientation is applied.
     """
     width, height = img.size
-    facts: dict = {}
     try:
         exif = img.getexif()
     except Exception:  # malformed EXIF must not cost the image
         exif = None
-    if exif:
-        facts["camera_make"] = _clean_text(exif.get(_MAKE))
-        facts["camera_model"] = _clean_text(exif.get(_MODEL))
-        orientation = exif.get(_ORIENTATION)
-        if isinstance(orientation, int) and 1 <= orientation <= 8:
-            facts["orientation"] = orientation
-            if orientation in (5, 6, 7, 8):
-                width, height = height, width
-        try:
-            sub = exif.get_ifd(_EXIF_IFD)
-            facts["taken_at"] = _parse_exif_datetime(sub.get(_DATETIME_ORIGINAL)) or _parse_exif_datetime(
-                exif.get(_DATETIME))
-            gps = exif.get_ifd(_GPS_IFD)
-            if gps:
-                facts["gps_lat"] = _gps_degrees(gps.get(2), gps.get(1))
-                facts["gps_lon"] = _gps_degrees(gps.get(4), gps.get(3))
-        except Exception:
-            pass
+    facts = exif_facts(exif)
+    if facts.get("orientation") in (5, 6, 7, 8):
+        width, height = height, width
     return ImageMetadata(width=width, height=height, format=img.format, **facts)
 
 

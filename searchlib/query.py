@@ -35,6 +35,8 @@ class Hit:
         score: cosine similarity between the query and the image (inner product of unit vectors).
         metadata: file facts, image metadata, capture ``date`` and ``date_source``, tags.
         relevance: the calibrated relevance of the hit (see :mod:`searchlib.relevance`), when computed.
+        siblings: the other halves of the file's RAW+JPEG pair (full paths; see
+            :mod:`searchlib.media.pairs`): the RAW of an indexed JPEG, the JPEG of an indexed RAW.
     """
 
     rank: int
@@ -43,6 +45,7 @@ class Hit:
     score: float
     metadata: dict = field(default_factory=dict)
     relevance: float | None = None
+    siblings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         """JSON-ready: ``rank, id, path, score`` (``relevance`` if computed) plus every metadata field.
@@ -53,6 +56,8 @@ class Hit:
         if self.relevance is not None:
             out["relevance"] = self.relevance
         out.update(self.metadata)
+        # Display text for each path (a name that is not UTF-8 shows U+FFFD, as "path" does).
+        out["siblings"] = [path_fields(p)["path"] for p in self.siblings]
         return out
 
 

@@ -108,7 +108,10 @@ class Searcher:
             stored = self.store.catalog.vectors_by_hash([content_hash(data)])
             if stored:
                 return next(iter(stored.values()))
-            image = data
+            from .media import is_raw_name
+
+            if isinstance(image, (bytes, bytearray, memoryview)) or not is_raw_name(os.fspath(image)):
+                image = data  # read once; a RAW goes by its path, whose ending chooses its decoder
         return self.store.model.embed_images([image])[0]
 
     # -- terms -------------------------------------------------------------------------------
@@ -235,13 +238,17 @@ class Searcher:
 
     def hits(self, pairs: list[tuple[int, float]]) -> list[Hit]:
         """The one place hits are made: catalog rows for ``(id, score)`` pairs, in order."""
+        from .media import siblings_of
+
         rows = self.store.catalog.images([i for i, _ in pairs])
+        siblings = siblings_of(row.path for row in rows.values())
         hits: list[Hit] = []
         for image_id, score in pairs:
             row = rows.get(image_id)
             if row is None:  # deleted after the FAISS snapshot was taken; skip rather than fail
                 continue
-            hits.append(Hit(len(hits) + 1, image_id, row.path, score, row.to_dict()))
+            hits.append(Hit(len(hits) + 1, image_id, row.path, score, row.to_dict(),
+                            siblings=tuple(siblings.get(row.path, ()))))
         return hits
 
     # -- relevance ---------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from PIL import Image, ImageOps
 from .config import THUMBNAILS_DIR
 from .embedding import read_image_file
 from .errors import ImageDecodeError, QueryError
-from .imaging import _is_deep, _to_8bit, open_image
+from .imaging import DEFAULT_MAX_PIXELS, _is_deep, _to_8bit, open_image
+from .media.raw import is_raw_name, read_raw
 
 #: Sizes a caller may ask for (a fixed set keeps the cache small and URLs cacheable).
 SIZES = (128, 256, 512, 1024)
@@ -61,7 +62,7 @@ def thumbnail(directory: Path, path: str, content_hash: str, size: int,
     target = folder / f"{key}.jpg"
     if target.is_file():
         return Thumbnail(target, key)
-    data = make_thumbnail(read_image_file(path), size, max_pixels)
+    data = make_thumbnail(read_image_file(path), size, max_pixels, name=path)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{key}.{os.getpid()}.tmp"
@@ -83,13 +84,20 @@ def _outside_index(key: str, data: bytes) -> Thumbnail:
     return Thumbnail(target, key, data)
 
 
-def make_thumbnail(data: bytes, size: int, max_pixels: int | None = None) -> bytes:
+def make_thumbnail(data: bytes, size: int, max_pixels: int | None = None, name: str | None = None) -> bytes:
     """JPEG bytes of the image fitted into ``size`` x ``size``, EXIF orientation applied.
+
+    ``name`` (the file's name) sends a RAW file to LibRaw: its embedded preview when that covers
+    ``size``, else a half-size demosaic (:func:`searchlib.media.raw.read_raw`).
 
     Raises:
         ImageDecodeError: not an image, or larger than the decode guard allows.
     """
-    img = open_image(data, max_pixels) if max_pixels else open_image(data)
+    if name is not None and is_raw_name(name):
+        picture = read_raw(data, size, max_pixels or DEFAULT_MAX_PIXELS, os.path.splitext(name)[1])
+        img = picture.image  # type: ignore[union-attr]  (pixels=True gives a RawPicture)
+    else:
+        img = open_image(data, max_pixels) if max_pixels else open_image(data)
     try:
         if img.format == "JPEG":
             img.draft("RGB", (size, size))  # decode at 1/2, 1/4 or 1/8 scale when that still covers it

@@ -22,3 +22,12 @@ def crashing_decode(args):
     if "crash" in entry.path.rsplit("/", 1)[-1]:
         os._exit(139)
     return _decode_job(args)
+
+
+def environment_probe(args):
+    """Reports (as a failure's reason) how many OpenMP threads the decode worker it runs in was given."""
+    import os
+
+    from searchlib.indexer.pipeline import Failed
+
+    return Failed(args[0].path, f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
