@@ -118,6 +118,7 @@ async function run(reset) {
   } finally {
     state.loading = false;
     $("more").hidden = state.next == null;
+    if (!$("viewer").hidden) showPosition();  // a page loaded behind the viewer
   }
 }
 
@@ -254,11 +255,16 @@ function openViewer(index) {
   big.sizes = "(max-width: 700px) 100vw, 60vw";
   big.srcset = srcset(hit.id, BIG_SIZES);
   big.src = thumbnailUrl(hit.id, 1024);
+  if (hit.width > 0 && hit.height > 0) {  // the photo's shape, so the viewer keeps its layout while it loads
+    big.width = hit.width;
+    big.height = hit.height;
+  } else {
+    big.removeAttribute("width");
+    big.removeAttribute("height");
+  }
   big.alt = altText(hit);
   $("viewer-title").textContent = fileName(hit.path);
-  $("position").textContent = `${index + 1} of ${state.hits.length}${state.next != null ? "+" : ""}`;
-  $("prev").disabled = index <= 0;
-  $("next").disabled = index >= state.hits.length - 1 && state.next == null;
+  showPosition();
   $("open-file").href = hit.file_url;
   const camera = [hit.camera_make, hit.camera_model].filter(Boolean).join(" ");
   const rows = [
@@ -282,17 +288,19 @@ function openViewer(index) {
   if (tile) tile.scrollIntoView({ block: "nearest" });  // closing lands where the viewer was
 }
 
-// Previous (-1) or next (+1) photo in the viewer; past the last loaded one, the next page loads.
-async function step(delta) {
-  if ($("viewer").hidden) return;
+// Previous (-1) or next (+1) photo in the viewer. Stepping scrolls the grid behind it along, so
+// the grid's own scrolling loads the next page before the last loaded photo is reached.
+function step(delta) {
   const target = state.selected + delta;
-  if (target < 0) return;
-  if (target >= state.hits.length) {
-    if (state.next == null) return;
-    await run(false);
-    if (target >= state.hits.length || $("viewer").hidden) return;
-  }
+  if ($("viewer").hidden || target < 0 || target >= state.hits.length) return;
   openViewer(target);
+}
+
+function showPosition() {
+  const index = state.selected;
+  $("position").textContent = `${index + 1} of ${state.hits.length}${state.next != null ? "+" : ""}`;
+  $("prev").disabled = index <= 0;
+  $("next").disabled = index >= state.hits.length - 1;
 }
 
 function closeViewer() {
@@ -412,6 +420,9 @@ $("relevant").addEventListener("change", () => {
   if (!state.upload && !state.like) run(true);
 });
 $("apply-filters").addEventListener("click", applyFilters);
+for (const id of Object.values(FILTERS)) {  // Enter in a filter applies them (the phone keyboard's "go")
+  $(id).addEventListener("keydown", (event) => { if (event.key === "Enter") { event.preventDefault(); applyFilters(); } });
+}
 $("clear-filters").addEventListener("click", () => {
   for (const id of Object.values(FILTERS)) $(id).value = "";
   applyFilters();
