@@ -334,6 +334,9 @@ def test_on_a_phone_nothing_overflows_and_every_control_is_in_reach(served, brow
         assert "after=2100" in page.url and page.inner_text("#filters summary") == "Filters (1)"
         assert page.is_hidden(".filter-row")  # the panel closed, the results are not covered
         _no_overflow(page)
+        page.goto(f"{url}/?q={'y' * 300}&relevant=1&in=/{'z' * 200}")  # words too long for a line
+        page.wait_for_selector("#empty:not([hidden])")
+        _no_overflow(page)
 
 
 def test_every_control_is_reached_by_tab_and_shows_where_the_focus_is(served, browser):
@@ -427,6 +430,9 @@ def test_the_viewer_moves_with_its_buttons_and_the_arrow_keys(served, page):
 
     at(0)
     assert page.is_disabled("#prev") and page.is_enabled("#next")
+    for _ in range(8):  # Tab stays in the dialog
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.querySelector('#viewer').contains(document.activeElement)")
     page.click("#next")
     at(1)
     page.click("#next")

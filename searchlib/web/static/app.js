@@ -179,7 +179,7 @@ function showAnyway() {
 }
 
 function fileName(path) {
-  return path.split(/[\\/]/).pop();
+  return path.split("/").pop();
 }
 
 function thumbnailUrl(id, size) {
