@@ -499,15 +499,17 @@ def _axe(page) -> list[str]:
     return [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}" for v in found]
 
 
-@pytest.mark.parametrize("width, height, dark", [(1280, 900, False), (390, 844, False), (390, 844, True)],
-                         ids=["desktop", "phone", "phone-dark"])
-def test_axe_finds_no_accessibility_violations(served, browser, width, height, dark):
+@pytest.mark.parametrize("width, height", [(1280, 900), PHONE], ids=["desktop", "phone"])
+def test_axe_finds_no_accessibility_violations(served, browser, width, height):
     _, url = served
     found = {}
-    with opened(browser, width, height, touch=width < 700, dark=dark) as page:
+    with opened(browser, width, height, touch=width < 700) as page:
         page.goto(f"{url}/?q=a+red+circle")
         _wait_images(page)
         found["grid"] = _axe(page)
+        page.emulate_media(color_scheme="dark")  # the dark colours have their own contrasts
+        found["grid, dark"] = _axe(page)
+        page.emulate_media(color_scheme="light")
         page.click("#filters summary")
         found["filters"] = _axe(page)
         page.click("#filters summary")
@@ -515,13 +517,10 @@ def test_axe_finds_no_accessibility_violations(served, browser, width, height, d
         page.wait_for_selector("#viewer:not([hidden])")
         _wait_big(page)
         found["viewer"] = _axe(page)
-        page.goto(f"{url}/?q=zzzz+qqqq&relevant=1")
+        page.goto(f"{url}/?q=zzzz+qqqq&relevant=1&after=2000")
         page.wait_for_selector("#closest-title:not([hidden])")
         _wait_images(page)
         found["nothing relevant"] = _axe(page)
-        page.goto(f"{url}/?q=a+house&after=2100")
-        page.wait_for_selector("#empty:not([hidden])")
-        found["no photos"] = _axe(page)
     assert found == {view: [] for view in found}
 
 
