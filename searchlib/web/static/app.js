@@ -8,7 +8,7 @@ const $ = (id) => document.getElementById(id);
 const FILTERS = { in: "f-in", after: "f-after", before: "f-before", camera: "f-camera" };
 const FILTER_NAMES = { in: "folder", after: "after", before: "before", camera: "camera" };
 // Thumbnail sizes the server offers (searchlib/thumbnails.py SIZES); the browser picks from them by
-// the tile's width and the screen's pixel density, so a phone never fetches desktop thumbnails.
+// the tile's width and the screen's pixel density, so a phone's small tiles get small thumbnails.
 const TILE_SIZES = [128, 256, 512];
 const BIG_SIZES = [512, 1024];
 const CLOSEST = 12;  // how many photos the "nothing relevant" state shows anyway
@@ -175,7 +175,6 @@ function showAnyway() {
   $("relevant").checked = false;
   writeUrl(true);
   run(true);
-  $("q").blur();
 }
 
 function fileName(path) {
@@ -288,8 +287,8 @@ function openViewer(index) {
   if (tile) tile.scrollIntoView({ block: "nearest" });  // closing lands where the viewer was
 }
 
-// Previous (-1) or next (+1) photo in the viewer. Stepping scrolls the grid behind it along, so
-// the grid's own scrolling loads the next page before the last loaded photo is reached.
+// Previous (-1) or next (+1) photo in the viewer, among those loaded. openViewer scrolls the grid
+// behind along, so its infinite scroll loads the next page as the end comes near.
 function step(delta) {
   const target = state.selected + delta;
   if ($("viewer").hidden || target < 0 || target >= state.hits.length) return;
