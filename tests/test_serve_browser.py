@@ -13,12 +13,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from searchlib import open_index
 from searchlib.models import BUNDLED_WEIGHTS
+from searchlib.thumbnails import SIZES
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -144,7 +147,9 @@ def test_only_relevant_hides_what_does_not_match_and_says_so(served, page):
     assert page.query_selector(".tile .rel") is not None  # each tile shows its relevance
     page.check("#relevant")
     page.wait_for_function("() => document.querySelector('#status').textContent.includes('nothing relevant')")
-    assert page.query_selector(".tile") is None and "relevant=1" in page.url
+    assert "relevant=1" in page.url
+    page.wait_for_selector("#closest-title:not([hidden])")  # what is shown now is labelled as not relevant
+    assert "Nothing relevant" in page.inner_text("#empty")
     page.fill("#q", "a red circle")
     page.keyboard.press("Enter")
     page.wait_for_selector(".tile img")
@@ -245,6 +250,278 @@ def test_the_page_needs_the_token_then_works(served, browser):
         page.close()
     finally:
         stop_server(proc)
+
+
+# -- the page on a phone, the empty states, the viewer's moves, the accessibility audit -------------
+
+PHONE = (390, 844)
+
+
+@contextmanager
+def opened(browser, width: int = 1280, height: int = 900, scale: float = 1, touch: bool = False,
+           dark: bool = False) -> Iterator:
+    """A page in a fresh browser context of this size, pixel density, input and colour scheme."""
+    context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=scale,
+                                  has_touch=touch, is_mobile=touch, color_scheme="dark" if dark else "light")
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        yield pg
+    finally:
+        context.close()
+    assert not errors, errors
+
+
+def _names(page) -> list[str]:
+    return page.eval_on_selector_all(".tile", "els => els.map(e => e.dataset.path.split('/').pop())")
+
+
+def _box(page, selector: str) -> dict:
+    return page.eval_on_selector(selector, "e => { const r = e.getBoundingClientRect(); "
+                                           "return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; }")
+
+
+def _wait_big(page) -> None:
+    page.wait_for_function("() => { const b = document.querySelector('#big'); "
+                           "return b.complete && b.naturalWidth > 0; }", timeout=20000)
+
+
+OVERFLOW = """() => {
+  const width = document.documentElement.clientWidth;
+  const out = [...document.querySelectorAll('body *')].filter(e => {
+    const r = e.getBoundingClientRect();  // (a closed <details> keeps boxes for what it hides)
+    return e.checkVisibility() && r.width > 0 && r.height > 0 && (r.right > width + 0.5 || r.left < -0.5);
+  }).map(e => e.id || e.className || e.tagName);
+  return {scroll: document.documentElement.scrollWidth, width, outside: out};
+}"""
+
+# Is the element inside the viewport, and is it what a finger there would touch?
+REACHABLE = """(e) => {
+  const r = e.getBoundingClientRect();
+  const inside = r.width > 0 && r.height > 0 && r.left >= 0 && r.top >= 0 && r.right <= innerWidth
+    && r.bottom <= innerHeight;
+  const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+  return inside && hit !== null && (hit === e || e.contains(hit) || hit.contains(e));
+}"""
+
+
+def _no_overflow(page) -> None:
+    found = page.evaluate(OVERFLOW)
+    assert found["scroll"] <= found["width"] and not found["outside"], found
+
+
+@pytest.mark.parametrize("width", [390, 320])
+def test_on_a_phone_nothing_overflows_and_every_control_is_in_reach(served, browser, width):
+    _, url = served
+    with opened(browser, width, 844, scale=3, touch=True) as page:
+        page.goto(f"{url}/?q=a+red+circle")
+        _wait_images(page)
+        _no_overflow(page)
+        tops = page.eval_on_selector_all(".tile", "els => els.map(e => Math.round(e.getBoundingClientRect().top))")
+        columns = tops.count(tops[0])
+        assert columns >= 2 if width < 390 else columns >= 3, tops[:8]
+        for control in ("#q", "#search-form button[type=submit]", "#relevant", "#filters summary"):
+            assert page.eval_on_selector(control, REACHABLE), control
+        page.tap("#filters summary")
+        for control in ("#f-in", "#f-after", "#f-before", "#f-camera", "#apply-filters", "#clear-filters"):
+            assert page.eval_on_selector(control, REACHABLE), control
+        _no_overflow(page)
+        page.tap("#f-after")
+        page.keyboard.type("2100")
+        page.keyboard.press("Enter")  # the phone keyboard's "go" applies the filters
+        page.wait_for_selector("#empty:not([hidden])")
+        assert "after=2100" in page.url and page.inner_text("#filters summary") == "Filters (1)"
+        assert page.is_hidden(".filter-row")  # the panel closed, the results are not covered
+        _no_overflow(page)
+        page.goto(f"{url}/?q={'y' * 300}&relevant=1&in=/{'z' * 200}")  # words too long for a line
+        page.wait_for_selector("#empty:not([hidden])")
+        _no_overflow(page)
+
+
+def test_every_control_is_reached_by_tab_and_shows_where_the_focus_is(served, browser):
+    _, url = served
+    with opened(browser, *PHONE) as page:
+        page.goto(f"{url}/?q=a+red+circle")
+        page.wait_for_selector(".tile img")
+        page.evaluate("document.querySelector('.skip').focus()")  # from the top of the page
+        seen = {}
+        for _ in range(10):
+            page.keyboard.press("Tab")
+            seen[page.evaluate("(() => { const e = document.activeElement; return e.id || e.tagName + '.' + "
+                               "(e.className || e.type || ''); })()")] = page.evaluate(
+                "(() => { const s = getComputedStyle(document.activeElement); "
+                "return (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2) || s.boxShadow !== 'none'; })()")
+    for control in ("q", "BUTTON.submit", "relevant", "SUMMARY.", "BUTTON.tile"):
+        assert control in seen, seen
+    assert all(seen.values()), seen  # every focused element draws a ring
+
+
+@pytest.mark.parametrize("width, scale, expected", [(390, 1, {128}), (1280, 1, {256}), (390, 3, None)])
+def test_thumbnails_are_fetched_at_the_size_the_tile_needs(served, browser, width, scale, expected):
+    _, url = served
+    with opened(browser, width, 844, scale, touch=width < 700) as page:
+        asked = []
+        page.on("request", lambda r: asked.append(r.url) if "/thumbnail" in r.url else None)
+        page.goto(f"{url}/?q=a+blue+square")
+        _wait_images(page)
+        shown = page.eval_on_selector_all(".tile img", "imgs => imgs.filter(i => i.complete && i.currentSrc)"
+                                          ".map(i => ({src: i.currentSrc, w: i.getBoundingClientRect().width}))")
+    size_of = lambda u: int(re.search(r"[?&]size=(\d+)", u).group(1))  # noqa: E731
+    for tile in shown:
+        need, size = tile["w"] * scale, size_of(tile["src"])
+        smaller = [s for s in SIZES if s < size]
+        # Sharp enough (Chromium rounds between two candidates at their geometric mean, so at worst
+        # 1/sqrt(2) of the pixels), and the next smaller size would not have done.
+        assert size >= 0.7 * need and (not smaller or max(smaller) < need), (tile, scale)
+    assert {size_of(u) for u in asked} == {size_of(t["src"]) for t in shown}  # nothing fetched twice over
+    if expected:
+        assert {size_of(u) for u in asked} == expected
+
+
+def test_nothing_relevant_says_so_in_the_page_and_offers_the_closest_photos(served, page):
+    root, url = served
+    with open_index(root / "index") as index:
+        assert index.search("zzzz qqqq", k=60, relevant=True) == []  # the premise
+        closest = [h.id for h in index.search("zzzz qqqq", k=12)]
+        everything = [h.id for h in index.search("zzzz qqqq", k=60)]
+    page.goto(f"{url}/?q=zzzz+qqqq&relevant=1")
+    page.wait_for_selector("#closest-title:not([hidden])")
+    assert page.inner_text("#empty-title") == "Nothing relevant for “zzzz qqqq”"
+    assert "other words" in page.inner_text("#empty-advice")
+    assert [t["id"] for t in _tiles(page)] == closest
+    page.click(".tile >> nth=2")  # the closest photos open like any others
+    page.wait_for_selector("#viewer:not([hidden])")
+    page.keyboard.press("Escape")
+    page.click("#show-anyway")
+    page.wait_for_function("n => document.querySelectorAll('.tile').length === n", arg=len(everything))
+    assert [t["id"] for t in _tiles(page)] == everything
+    assert page.is_hidden("#empty") and not page.is_checked("#relevant")
+    assert "q=zzzz+qqqq" in page.url and "relevant" not in page.url
+    page.go_back()  # the state before "show anyway" is one step back
+    page.wait_for_selector("#closest-title:not([hidden])")
+
+
+def test_filters_that_match_nothing_say_which_and_clear_in_one_click(served, page):
+    _, url = served
+    page.goto(f"{url}/?q=a+house&after=2100&camera=nikon")
+    page.wait_for_selector("#empty:not([hidden])")
+    text = page.inner_text("#empty")
+    assert "match the filters" in text and "after 2100" in text and "camera nikon" in text
+    assert page.query_selector(".tile") is None and page.is_hidden("#closest-title")
+    assert page.inner_text("#filters summary") == "Filters (2)"
+    page.click("#empty-clear-filters")
+    page.wait_for_selector(".tile img")
+    assert "after=" not in page.url and "camera=" not in page.url and page.is_hidden("#empty")
+
+
+def test_the_viewer_moves_with_its_buttons_and_the_arrow_keys(served, page):
+    _, url = served
+    page.goto(f"{url}/?q=a+green+tree")
+    page.wait_for_selector(".tile img")
+    names, ids = _names(page), [t["id"] for t in _tiles(page)]
+    page.click(".tile >> nth=0")
+    page.wait_for_selector("#viewer:not([hidden])")
+
+    def at(i: int) -> None:
+        page.wait_for_function("n => document.querySelector('#viewer-title').textContent === n", arg=names[i])
+        assert f"/images/{ids[i]}/thumbnail" in page.get_attribute("#big", "src")
+        assert page.inner_text("#position").startswith(f"{i + 1} of {len(names)}")
+
+    at(0)
+    assert page.is_disabled("#prev") and page.is_enabled("#next")
+    for _ in range(8):  # Tab stays in the dialog
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.querySelector('#viewer').contains(document.activeElement)")
+    page.click("#next")
+    at(1)
+    page.click("#next")
+    at(2)
+    page.click("#prev")
+    at(1)
+    page.keyboard.press("ArrowRight")
+    at(2)
+    for _ in range(3):
+        page.keyboard.press("ArrowLeft")
+    at(0)  # and no further
+    for _ in range(len(names) + 2):
+        page.keyboard.press("ArrowRight")
+    at(len(names) - 1)
+    assert page.is_disabled("#next")
+    page.keyboard.press("Escape")  # back in the grid, on the photo the viewer showed last
+    assert page.evaluate("document.activeElement.dataset.index") == str(len(names) - 1)
+
+
+def test_on_a_phone_the_viewer_fills_the_screen_and_follows_swipes(served, browser):
+    _, url = served
+    with opened(browser, *PHONE, scale=2, touch=True) as page:
+        page.goto(f"{url}/?q=a+green+tree")
+        page.wait_for_selector(".tile img")
+        names = _names(page)
+        page.tap(".tile >> nth=0")
+        page.wait_for_selector("#viewer:not([hidden])")
+        _wait_big(page)
+        assert _box(page, ".viewer-body") == {"left": 0, "top": 0, "right": PHONE[0], "bottom": PHONE[1]}
+        photo, meta = _box(page, "#big"), _box(page, "#meta")
+        assert photo["left"] == 0 and photo["right"] == PHONE[0] and meta["top"] >= photo["bottom"]
+        _no_overflow(page)
+        cdp = page.context.new_cdp_session(page)
+        middle = (photo["top"] + photo["bottom"]) / 2
+
+        def swipe(x0: float, y0: float, x1: float, y1: float) -> None:
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x0, "y": y0}]})
+            for i in range(1, 7):
+                cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [
+                    {"x": x0 + (x1 - x0) * i / 6, "y": y0 + (y1 - y0) * i / 6}]})
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+        def at(i: int) -> None:
+            page.wait_for_function("n => document.querySelector('#viewer-title').textContent === n", arg=names[i])
+
+        swipe(320, middle, 60, middle + 10)  # right to left: the next photo
+        at(1)
+        swipe(320, middle, 60, middle - 10)
+        at(2)
+        swipe(60, middle, 330, middle)  # left to right: back
+        at(1)
+        swipe(200, middle - 60, 215, middle + 60)  # mostly down: not a swipe sideways
+        swipe(200, middle, 180, middle)  # too short
+        page.wait_for_timeout(200)
+        at(1)
+        page.tap("#next")
+        at(2)
+
+
+def _axe(page) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    found = Axe().run(page).response["violations"]
+    return [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}" for v in found]
+
+
+@pytest.mark.parametrize("width, height", [(1280, 900), PHONE], ids=["desktop", "phone"])
+def test_axe_finds_no_accessibility_violations(served, browser, width, height):
+    _, url = served
+    found = {}
+    with opened(browser, width, height, touch=width < 700) as page:
+        page.goto(f"{url}/?q=a+red+circle")
+        _wait_images(page)
+        found["grid"] = _axe(page)
+        page.emulate_media(color_scheme="dark")  # the dark colours have their own contrasts
+        found["grid, dark"] = _axe(page)
+        page.emulate_media(color_scheme="light")
+        page.click("#filters summary")
+        found["filters"] = _axe(page)
+        page.click("#filters summary")
+        page.click(".tile >> nth=1")
+        page.wait_for_selector("#viewer:not([hidden])")
+        _wait_big(page)
+        found["viewer"] = _axe(page)
+        page.goto(f"{url}/?q=zzzz+qqqq&relevant=1&after=2000")
+        page.wait_for_selector("#closest-title:not([hidden])")
+        _wait_images(page)
+        found["nothing relevant"] = _axe(page)
+    assert found == {view: [] for view in found}
 
 
 LIVE_INDEXER = """

@@ -6,9 +6,15 @@ const API = "/api/v1";
 const PAGE = 60;
 const $ = (id) => document.getElementById(id);
 const FILTERS = { in: "f-in", after: "f-after", before: "f-before", camera: "f-camera" };
+const FILTER_NAMES = { in: "folder", after: "after", before: "before", camera: "camera" };
+// Thumbnail sizes the server offers (searchlib/thumbnails.py SIZES); the browser picks from them by
+// the tile's width and the screen's pixel density, so a phone's small tiles get small thumbnails.
+const TILE_SIZES = [128, 256, 512];
+const BIG_SIZES = [512, 1024];
+const CLOSEST = 12;  // how many photos the "nothing relevant" state shows anyway
 
 const state = { q: "", like: null, relevant: false, filters: {}, upload: null, hits: [], next: null, loading: false, selected: -1,
-  generation: null };
+  generation: null, opener: null };
 
 function readUrl() {
   const params = new URLSearchParams(location.search);
@@ -22,8 +28,14 @@ function readUrl() {
     if (value) state.filters[key] = value;
     $(FILTERS[key]).value = value || "";
   }
-  if (Object.keys(state.filters).length) $("filters").open = true;
+  showFilterCount();
   $("q").value = state.q;
+}
+
+// The filters panel drops down over the results, so it stays closed; its label counts the active ones.
+function showFilterCount() {
+  const n = Object.keys(state.filters).length;
+  $("filters").querySelector("summary").textContent = n ? `Filters (${n})` : "Filters";
 }
 
 function writeUrl(push) {
@@ -55,15 +67,15 @@ async function api(url, options) {
   return body;
 }
 
-function searchUrl(offset) {
-  const params = new URLSearchParams({ k: PAGE, offset });
+function searchUrl(offset, k = PAGE, relevant = state.relevant) {
+  const params = new URLSearchParams({ k, offset });
   for (const [key, value] of Object.entries(state.filters)) params.set(key, value);
   if (state.like) {
     if (state.q) params.set("q", state.q);
     return `${API}/images/${encodeURIComponent(state.like)}/similar?${params}`;
   }
   params.set("q", state.q);
-  if (state.relevant) params.set("relevant", "true");  // judged for text queries only
+  if (relevant) params.set("relevant", "true");  // judged for text queries only
   return `${API}/search?${params}`;
 }
 
@@ -95,15 +107,18 @@ async function run(reset) {
     notice((page.warnings || []).map(escapeHtml).join("<br>"));
     const what = state.upload ? "like the dropped image" : state.like ? `like image ${state.like}` : `for “${state.q}”`;
     const textual = !state.upload && !state.like;
+    const nothingRelevant = !state.hits.length && state.relevant && textual;
     $("status").textContent = state.hits.length
       ? `${state.hits.length} photos ${what} (${page.took_ms} ms)`
-      : state.relevant && textual ? `nothing relevant ${what}` : `no photos ${what}`;
+      : nothingRelevant ? `nothing relevant ${what}` : `no photos ${what}`;
+    if (!state.hits.length) await showEmpty(nothingRelevant, what);
   } catch (error) {
     $("status").textContent = "";
     notice(escapeHtml(error.message), true);
   } finally {
     state.loading = false;
     $("more").hidden = state.next == null;
+    if (!$("viewer").hidden) showPosition();  // a page loaded behind the viewer
   }
 }
 
@@ -112,12 +127,71 @@ function clearResults() {
   state.next = null;
   state.selected = -1;
   $("grid").innerHTML = "";
+  $("grid").setAttribute("aria-label", "Results");
   $("more").hidden = true;
   $("status").textContent = "";
+  $("empty").hidden = true;
+  $("hint").hidden = Boolean(state.q || state.like || state.upload);
+}
+
+// Nothing to show: say so in the page, say what to try, and when the relevance cut hid everything,
+// show the closest photos anyway (under a heading that says they are not relevant).
+async function showEmpty(nothingRelevant, what) {
+  const filters = Object.entries(state.filters).map(([k, v]) => `${FILTER_NAMES[k]} ${v}`);
+  let title, advice;
+  if (nothingRelevant) {
+    title = `Nothing relevant ${what}`;
+    advice = "No photo looks likely to match. Try other words: say what is in the photo (things, colours, " +
+      "the place, the light), or show all photos for this search, best first.";
+  } else if (filters.length) {
+    title = `No photos ${what} match the filters`;
+    advice = `Filters: ${filters.join(", ")}. Clear them or widen them (a parent folder, a wider date range).`;
+  } else if (state.like) {
+    title = `No photos like image ${state.like}`;
+    advice = "That image may have been removed from the index. Search with words instead.";
+  } else {
+    title = `No photos ${what}`;
+    advice = "Nothing is indexed here yet. Index a folder, e.g. searchlib index ~/Pictures; " +
+      "this page shows the photos as they are added.";
+  }
+  $("empty-title").textContent = title;
+  $("empty-advice").textContent = advice;
+  $("show-anyway").hidden = !nothingRelevant;
+  $("empty-clear-filters").hidden = !filters.length;
+  $("closest-title").hidden = true;
+  $("empty").hidden = false;
+  if (!nothingRelevant) return;
+  const closest = await api(searchUrl(0, CLOSEST, false));
+  if (state.hits.length) return;  // another search has started meanwhile
+  if (closest.hits.length) {
+    $("closest-title").hidden = false;
+    $("grid").setAttribute("aria-label", "Closest photos, not relevant");
+    appendHits(closest.hits);
+  }
+}
+
+function showAnyway() {
+  state.relevant = false;
+  $("relevant").checked = false;
+  writeUrl(true);
+  run(true);
 }
 
 function fileName(path) {
   return path.split("/").pop();
+}
+
+function thumbnailUrl(id, size) {
+  return `${API}/images/${encodeURIComponent(id)}/thumbnail?size=${size}`;
+}
+
+function srcset(id, sizes) {
+  return sizes.map((size) => `${thumbnailUrl(id, size)} ${size}w`).join(", ");
+}
+
+// The alt text: the file name. (When searchlib reads the text in images, that text belongs here too.)
+function altText(hit) {
+  return fileName(hit.path);
 }
 
 function appendHits(hits) {
@@ -137,7 +211,10 @@ function appendHits(hits) {
     const img = document.createElement("img");
     img.loading = "lazy";
     img.decoding = "async";
-    img.alt = fileName(hit.path);
+    img.alt = altText(hit);
+    // "auto" sizes a lazy image by its laid-out tile; the rest is for browsers without it.
+    img.sizes = "auto, (max-width: 700px) 34vw, 240px";
+    img.srcset = srcset(hit.id, TILE_SIZES);
     img.src = hit.thumbnail_url;
     tile.appendChild(img);
     const score = document.createElement("span");
@@ -169,10 +246,24 @@ function formatBytes(n) {
 function openViewer(index) {
   const hit = state.hits[index];
   if (!hit) return;
+  const opening = $("viewer").hidden;
+  if (opening) state.opener = document.activeElement;
   state.selected = index;
-  $("big").src = `${API}/images/${hit.id}/thumbnail?size=1024`;
-  $("big").alt = fileName(hit.path);
+  const big = $("big");
+  big.removeAttribute("src");  // never show the previous photo under the new name
+  big.sizes = "(max-width: 700px) 100vw, 60vw";
+  big.srcset = srcset(hit.id, BIG_SIZES);
+  big.src = thumbnailUrl(hit.id, 1024);
+  if (hit.width > 0 && hit.height > 0) {  // the photo's shape, so the viewer keeps its layout while it loads
+    big.width = hit.width;
+    big.height = hit.height;
+  } else {
+    big.removeAttribute("width");
+    big.removeAttribute("height");
+  }
+  big.alt = altText(hit);
   $("viewer-title").textContent = fileName(hit.path);
+  showPosition();
   $("open-file").href = hit.file_url;
   const camera = [hit.camera_make, hit.camera_model].filter(Boolean).join(" ");
   const rows = [
@@ -191,13 +282,42 @@ function openViewer(index) {
   $("meta").innerHTML = rows.filter(([, v]) => v !== "" && v != null)
     .map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`).join("");
   $("viewer").hidden = false;
-  $("similar").focus();
+  if (opening) $("similar").focus();
+  const tile = document.querySelector(`.tile[data-index="${index}"]`);
+  if (tile) tile.scrollIntoView({ block: "nearest" });  // closing lands where the viewer was
+}
+
+// Previous (-1) or next (+1) photo in the viewer, among those loaded. openViewer scrolls the grid
+// behind along, so its infinite scroll loads the next page as the end comes near.
+function step(delta) {
+  const target = state.selected + delta;
+  if ($("viewer").hidden || target < 0 || target >= state.hits.length) return;
+  openViewer(target);
+}
+
+function showPosition() {
+  const index = state.selected;
+  $("position").textContent = `${index + 1} of ${state.hits.length}${state.next != null ? "+" : ""}`;
+  $("prev").disabled = index <= 0;
+  $("next").disabled = index >= state.hits.length - 1;
 }
 
 function closeViewer() {
   $("viewer").hidden = true;
   const tile = document.querySelector(`.tile[data-index="${state.selected}"]`);
   if (tile) tile.focus();
+  else if (state.opener && state.opener.focus) state.opener.focus();
+}
+
+// Keep Tab inside the open viewer (it is a modal dialog).
+function trapFocus(event) {
+  const focusable = [...$("viewer").querySelectorAll("button, a[href]")].filter((e) => !e.disabled && e.offsetParent);
+  if (!focusable.length) return;
+  const first = focusable[0];
+  const last = focusable[focusable.length - 1];
+  if (event.shiftKey && document.activeElement === first) { last.focus(); event.preventDefault(); }
+  else if (!event.shiftKey && document.activeElement === last) { first.focus(); event.preventDefault(); }
+  else if (!$("viewer").contains(document.activeElement)) { first.focus(); event.preventDefault(); }
 }
 
 function moreLikeThis() {
@@ -227,6 +347,8 @@ function applyFilters() {
     const value = $(id).value.trim();
     if (value) state.filters[key] = value;
   }
+  showFilterCount();
+  $("filters").open = false;
   writeUrl(true);
   run(true);
 }
@@ -264,9 +386,10 @@ document.addEventListener("keydown", (event) => {
   const typing = ["INPUT", "TEXTAREA"].includes(document.activeElement.tagName);
   if (!$("viewer").hidden) {
     if (event.key === "Escape") { closeViewer(); event.preventDefault(); }
-    else if (event.key === "ArrowRight") { openViewer(Math.min(state.hits.length - 1, state.selected + 1)); event.preventDefault(); }
-    else if (event.key === "ArrowLeft") { openViewer(Math.max(0, state.selected - 1)); event.preventDefault(); }
+    else if (event.key === "ArrowRight") { step(1); event.preventDefault(); }
+    else if (event.key === "ArrowLeft") { step(-1); event.preventDefault(); }
     else if (event.key === "m") { moreLikeThis(); event.preventDefault(); }
+    else if (event.key === "Tab") trapFocus(event);
     return;
   }
   if (event.key === "/" && !typing) { $("q").focus(); $("q").select(); event.preventDefault(); return; }
@@ -296,13 +419,38 @@ $("relevant").addEventListener("change", () => {
   if (!state.upload && !state.like) run(true);
 });
 $("apply-filters").addEventListener("click", applyFilters);
+for (const id of Object.values(FILTERS)) {  // Enter in a filter applies them (the phone keyboard's "go")
+  $(id).addEventListener("keydown", (event) => { if (event.key === "Enter") { event.preventDefault(); applyFilters(); } });
+}
 $("clear-filters").addEventListener("click", () => {
   for (const id of Object.values(FILTERS)) $(id).value = "";
   applyFilters();
 });
 $("more").addEventListener("click", () => run(false));
+document.addEventListener("click", (event) => {  // a click outside the open filters closes them
+  if ($("filters").open && !$("filters").contains(event.target)) $("filters").open = false;
+});
 $("similar").addEventListener("click", moreLikeThis);
 $("close").addEventListener("click", closeViewer);
+$("prev").addEventListener("click", () => step(-1));
+$("next").addEventListener("click", () => step(1));
+$("show-anyway").addEventListener("click", showAnyway);
+$("empty-clear-filters").addEventListener("click", () => $("clear-filters").click());
+
+// Swipe on the photo: a mostly horizontal stroke of 40 px or more moves to the next or previous one.
+let touchStart = null;
+$("big").parentElement.addEventListener("touchstart", (event) => {
+  const t = event.touches[0];
+  touchStart = event.touches.length === 1 ? { x: t.clientX, y: t.clientY } : null;
+}, { passive: true });
+$("big").parentElement.addEventListener("touchend", (event) => {
+  if (!touchStart || event.touches.length) return;
+  const t = event.changedTouches[0];
+  const dx = t.clientX - touchStart.x;
+  const dy = t.clientY - touchStart.y;
+  touchStart = null;
+  if (Math.abs(dx) >= 40 && Math.abs(dx) > 1.5 * Math.abs(dy)) step(dx < 0 ? 1 : -1);
+}, { passive: true });
 $("viewer").addEventListener("click", (event) => { if (event.target === $("viewer")) closeViewer(); });
 window.addEventListener("popstate", () => { readUrl(); state.upload = null; run(true); });
 
