@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount, Route
 
 from ..errors import (
+    CatalogUnavailableError,
     ConfigError,
     ImageDecodeError,
     ImageNotFoundError,
@@ -26,6 +27,9 @@ from ..errors import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Seconds a client is asked to wait when the catalog's database is unreachable.
+RETRY_AFTER_S = 5
 
 
 class ApiError(Exception):
@@ -42,7 +46,7 @@ def status_of(error: SearchlibError) -> int:
         return 404
     if isinstance(error, (QueryError, ConfigError, ImageDecodeError)):
         return 400
-    if isinstance(error, IndexBusyError):
+    if isinstance(error, (IndexBusyError, CatalogUnavailableError)):
         return 503
     if isinstance(error, (IndexCorruptError, ModelError)):
         return 500
@@ -85,6 +89,10 @@ def install_error_handlers(app: FastAPI, hidden: Sequence[str] = ()) -> None:
 
     @app.exception_handler(SearchlibError)
     async def _lib_error(_request: Request, exc: SearchlibError):
+        if isinstance(exc, CatalogUnavailableError):  # names the database host: the log has it
+            log.warning("catalog unreachable: %s", exc)
+            return JSONResponse({"error": "the index's catalog database cannot be reached right now; try again "
+                                 "shortly"}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
         return JSONResponse({"error": public_message(str(exc), hidden)}, status_code=status_of(exc))
 
     @app.exception_handler(RequestValidationError)
