@@ -43,8 +43,13 @@ from .terms import query_terms
 @click.option("--relevant", is_flag=True,
               help="Keep only hits judged relevant: calibrated relevance >= 0.5 (the same scale for "
                    "every query; text queries). A query that matches nothing returns nothing.")
-@click.option("--sort", type=click.Choice(["score", "date"]), default="score", show_default=True,
-              help="Order of the kept hits: best first, or by date taken (oldest first).")
+@click.option("--sort", type=click.Choice(["score", "date", "date-asc"]), default="score", show_default=True,
+              help="Order: best first, newest first (date) or oldest first (date-asc), by date taken. With "
+                   "--relevant (or --min-score, --relative) every kept hit is ordered, then paged; without, "
+                   "each page holds the next -k best hits in date order.")
+@click.option("--collapse-duplicates", "collapse", is_flag=True,
+              help="Show near-duplicates (the 'duplicates' command's threshold) once, as their best hit; "
+                   "the JSON lists the folded ids in \"duplicates\".")
 @click.option("--rerank", type=click.IntRange(0, 10_000), metavar="N",
               help="On a compressed index, re-rank the best N candidates exactly (default: the index's setting).")
 @output_options
@@ -52,8 +57,8 @@ from .terms import query_terms
 def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, ...], subtract: tuple[str, ...],
                k: int, offset: int, folder: str | None, after: str | None, before: str | None, camera: str | None,
                min_width: int | None, min_height: int | None, formats: tuple[str, ...], tags: tuple[str, ...],
-               min_score: float | None, relative: float | None, relevant: bool, sort: str, rerank: int | None,
-               as_json: bool, as_nl: bool, as_paths: bool, nul: bool) -> None:
+               min_score: float | None, relative: float | None, relevant: bool, sort: str, collapse: bool,
+               rerank: int | None, as_json: bool, as_nl: bool, as_paths: bool, nul: bool) -> None:
     """Find the images that best match QUERY, a description in plain words.
 
     \b
@@ -78,7 +83,7 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
             click.echo(f"searchlib: warning: {warning}", err=True)
         hits = index.search(terms, k=k, offset=offset, filters=filters,
                             min_score=min_score, relative=relative, relevant=relevant, sort=sort,
-                            rerank=rerank)
+                            rerank=rerank, collapse=collapse)
     if emit([h.to_dict() for h in hits], [h.path for h in hits], as_json, as_nl, as_paths, nul):
         if relevant and not hits:
             click.echo("searchlib: nothing relevant found", err=True)
@@ -88,7 +93,8 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
     else:
         graded = any(h.relevance is not None for h in hits)
         rows = [[str(h.rank), f"{h.score:.3f}"] + ([_relevance_cell(h.relevance)] if graded else [])
-                + [date_cell(h.metadata), h.path] for h in hits]
+                + [date_cell(h.metadata), h.path + (f"  (+{len(h.duplicates)} copies)" if h.duplicates else "")]
+                for h in hits]
         click.echo(table(["rank", "score"] + (["relevance"] if graded else []) + ["date", "path"], rows))
     exit_now()
 

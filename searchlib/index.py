@@ -244,7 +244,7 @@ class Index:
     def search(self, query: Any = "", k: int = 10, *, offset: int = 0, add: Sequence = (),
                subtract: Sequence = (), filters: Filters | None = None, min_score: float | None = None,
                relative: float | None = None, relevant: bool = False, sort: str = "score",
-               rerank: int | None = None) -> list[Hit]:
+               rerank: int | None = None, collapse: bool = False) -> list[Hit]:
         """The images that best match ``query``, best first.
 
         Hits of text queries carry a calibrated ``relevance`` (0..1, the same scale for every
@@ -264,9 +264,16 @@ class Index:
                 result, not of the page).
             relevant: keep only hits judged relevant (``relevance >= 0.5``); a query that matches
                 nothing then returns nothing. Text queries only.
-            sort: ``score`` (best first) or ``date`` (the kept hits, oldest first).
+            sort: ``score`` (best first), ``date`` (newest first) or ``date-asc`` (oldest first).
+                With a cut (``relevant``, ``min_score``, ``relative``) every kept hit is ordered
+                by date and then paged; without one each page holds the next ``k`` best hits, in
+                date order (see :mod:`searchlib.results`).
             rerank: on an index of compressed codes, re-rank this many candidates exactly from the
                 stored vectors (default: the index's setting, 100; 0 turns it off).
+            collapse: fold the near-duplicates of a better hit into it (cosine above
+                :data:`~searchlib.query.DUPLICATE_THRESHOLD`, the ``duplicates`` command's
+                threshold): each hit then lists the folded ids in ``duplicates``; ``k`` and
+                ``offset`` count the hits that remain.
 
         Raises:
             QueryError: an empty query, a bad term or parameter.
@@ -274,7 +281,8 @@ class Index:
         """
         terms = self.searcher.terms(query, add, subtract)
         return self.searcher.search(terms, k, offset=offset, filters=filters, min_score=min_score,
-                                    relative=relative, relevant=relevant, sort=sort, rerank=rerank)
+                                    relative=relative, relevant=relevant, sort=sort, rerank=rerank,
+                                    collapse=collapse)
 
     def relevance_scorer(self) -> RelevanceScorer:
         """What judges relevance here (see :meth:`searchlib.search.Searcher.relevance_scorer`)."""

@@ -24,18 +24,17 @@ from .filters import Filters
 from .models import ModelIdentity
 from .query import (
     MAX_K,
+    SORTS,
     Hit,
     QueryTerm,
     check_cut,
     combine,
     parse_query,
     parse_term,
-    relevance_cut,
-    renumber,
-    sort_by_date,
 )
 from .records import content_hash
-from .relevance import BACKGROUND_SAMPLE, RelevanceScorer, is_relevant
+from .relevance import BACKGROUND_SAMPLE, RelevanceScorer
+from .results import ResultPlan
 from .store import IndexStore
 from .vectorcache import VectorCache
 
@@ -149,10 +148,10 @@ class Searcher:
     # -- searching ---------------------------------------------------------------------------
     def search(self, terms: list[QueryTerm], k: int = 10, *, offset: int = 0, filters: Filters | None = None,
                min_score: float | None = None, relative: float | None = None, relevant: bool = False,
-               sort: str = "score", rerank: int | None = None) -> list[Hit]:
+               sort: str = "score", rerank: int | None = None, collapse: bool = False) -> list[Hit]:
         """The best hits for ``terms`` (see :meth:`searchlib.index.Index.search`)."""
-        if sort not in ("score", "date"):
-            raise QueryError(f"unknown sort {sort!r}; use score or date")
+        if sort not in SORTS:
+            raise QueryError(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}")
         if not 1 <= k <= MAX_K or not 0 <= offset <= MAX_K - k:
             raise QueryError(f"k must be 1..{MAX_K} and offset 0..{MAX_K} - k (got k={k}, offset={offset})")
         check_cut(min_score, relative)
@@ -173,15 +172,17 @@ class Searcher:
             loader.join()
         if errors:  # reported here, in the caller's thread, never through threading.excepthook
             raise errors[0]
-        hits = self._search_vector(cache, vector, offset + k, filters, rerank)
-        if textual:
-            hits = self.with_relevance(vector, hits)
-        if relevant:
-            hits = [h for h in hits if is_relevant(h.relevance)]
-        hits = relevance_cut(hits, min_score, relative)
-        if sort == "date":
-            hits = sort_by_date(hits)
-        return renumber(hits[offset:], offset + 1)
+        plan = ResultPlan(k, offset, sort, relevant, min_score, relative, collapse)
+        window = plan.first_window()
+        while True:
+            found = self._search_vector(cache, vector, window, filters, rerank)
+            exhausted = len(found) < window or window >= MAX_K
+            hits, vectors = (self.with_relevance(vector, found, keep_vectors=True) if textual
+                             else self.with_vectors(found))
+            kept = plan.keep(hits, vectors)
+            if plan.enough(kept, hits, exhausted):
+                return plan.page(kept)
+            window = min(MAX_K, window * 2)
 
     def _search_vector(self, cache: VectorCache, vector: np.ndarray, k: int, filters: Filters | None,
                        rerank: int | None = None) -> list[Hit]:
@@ -222,19 +223,24 @@ class Searcher:
                 self._scorer = scorer
         return scorer[1]
 
-    def with_relevance(self, vector: np.ndarray, hits: list[Hit]) -> list[Hit]:
-        """The hits with their calibrated relevance to the query ``vector``."""
-        if not hits:
-            return hits
-        scorer = self.relevance_scorer()
+    def with_vectors(self, hits: list[Hit]) -> tuple[list[Hit], np.ndarray]:
+        """The hits that still have a stored vector, and those vectors (one row per hit)."""
         ids, vectors = self.store.catalog.vectors_of([h.id for h in hits])
         by_id = dict(zip(ids.tolist(), range(len(ids))))
         kept = [h for h in hits if h.id in by_id]  # a row deleted since the search: drop it, as hits() does
-        if not kept:
-            return kept
-        rows = vectors[[by_id[h.id] for h in kept]]
-        figures = scorer.relevance(vector, np.array([h.score for h in kept], dtype=np.float32), rows)
-        return [replace(h, relevance=round(float(r), 4)) for h, r in zip(kept, figures)]
+        rows = vectors[[by_id[h.id] for h in kept]] if kept else np.zeros((0, vectors.shape[1] if vectors.ndim == 2
+                                                                              else 0), np.float32)
+        return kept, rows
+
+    def with_relevance(self, vector: np.ndarray, hits: list[Hit], keep_vectors: bool = False):
+        """The hits with their calibrated relevance to the query ``vector`` (and, with
+        ``keep_vectors``, their stored vectors as a second value)."""
+        kept, rows = self.with_vectors(hits) if hits else (hits, np.zeros((0, 0), np.float32))
+        if kept:
+            scorer = self.relevance_scorer()
+            figures = scorer.relevance(vector, np.array([h.score for h in kept], dtype=np.float32), rows)
+            kept = [replace(h, relevance=round(float(r), 4)) for h, r in zip(kept, figures)]
+        return (kept, rows) if keep_vectors else kept
 
 
 def _call(fn, errors: list) -> None:

@@ -234,15 +234,19 @@ def _routes(app: FastAPI, holder: IndexHolder, max_upload: int) -> None:
                min_height: Pixels = None, format: Multi = None, tag: Multi = None,
                min_score: float | None = None, relative: Annotated[float | None, Query(ge=0)] = None,
                relevant: Annotated[bool, Query(description="Only hits judged relevant (relevance >= 0.5)")] = False,
-               sort: Annotated[str, Query(pattern="^(score|date)$")] = "score") -> dict:
+               sort: Annotated[str, Query(pattern="^(score|date|date-asc)$",
+                                          description="score, date (newest first) or date-asc")] = "score",
+               collapse: Annotated[bool, Query(description="Fold near-duplicates into their best hit")] = False,
+               ) -> dict:
         if not q.strip():
             raise ApiError(400, "q is empty; say what to look for, e.g. 'a dog on a beach'")
         started = time.perf_counter()
         filters = search_args(k, offset, folder, after, before, camera, min_width, min_height, format, tag)
         index = holder.get()
         hits = index.search(_text_terms(q), k=k, offset=offset, filters=filters, min_score=min_score, relative=relative,
-                            relevant=relevant, sort=sort)
-        return _hits_response(index, hits, k, offset, started, {"q": q, "relevant": relevant})
+                            relevant=relevant, sort=sort, collapse=collapse)
+        return _hits_response(index, hits, k, offset, started, {"q": q, "relevant": relevant, "sort": sort,
+                                                                 "collapse": collapse})
 
     @app.post(f"{API}/search", summary="Search by an uploaded image (multipart 'image'), optionally with text")
     async def search_upload(image: Annotated[UploadFile, File(description="An image file")],
