@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import click
 
@@ -35,6 +36,13 @@ from .terms import query_terms
 @click.option("--format", "formats", multiple=True, metavar="FMT", help="Image format: JPEG, PNG, GIF, WEBP... "
               "Repeatable.")
 @click.option("--tag", "tags", multiple=True, metavar="LABEL", help="Only images tagged LABEL by 'searchlib tag'.")
+@click.option("--place", "places", multiple=True, metavar="NAME",
+              help="Taken in NAME: a city, region, country or country code, from the photo's GPS "
+                   "(e.g. Lisbon, Portugal, PT). Repeatable: all must match. A QUERY ending in "
+                   "'in/at/near NAME' does the same when the index holds NAME.")
+@click.option("--near", metavar="LAT,LON", help="Taken within --within KM of this GPS position (degrees).")
+@click.option("--within", "within_km", type=click.FloatRange(min=0, min_open=True), metavar="KM",
+              help="The radius of --near in km (default 10).")
 @click.option("--min-score", type=float, help="Drop hits whose cosine score is below this.")
 @click.option("--relative", type=float, metavar="F",
               help="Drop hits far below the best: keep scores >= best - F * |best| (e.g. 0.15). CLIP "
@@ -57,7 +65,8 @@ from .terms import query_terms
 def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, ...], subtract: tuple[str, ...],
                k: int, offset: int, folder: str | None, after: str | None, before: str | None, camera: str | None,
                min_width: int | None, min_height: int | None, formats: tuple[str, ...], tags: tuple[str, ...],
-               min_score: float | None, relative: float | None, relevant: bool, sort: str, collapse: bool,
+               places: tuple[str, ...], near: str | None, within_km: float | None, min_score: float | None,
+               relative: float | None, relevant: bool, sort: str, collapse: bool,
                rerank: int | None, as_json: bool, as_nl: bool, as_paths: bool, nul: bool) -> None:
     """Find the images that best match QUERY, a description in plain words.
 
@@ -76,11 +85,18 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
     for path in images:
         if not os.path.isfile(path):
             raise click.BadParameter(f"{path} is not a regular file", param_hint="--image")
-    filters = Filters.from_strings(folder, after, before, camera, min_width, min_height, formats, tags)
-    terms = query_terms(query, add, subtract, images)
+    if within_km is not None and not near:
+        raise click.UsageError("--within needs --near LAT,LON")
+    filters = Filters.from_strings(folder, after, before, camera, min_width, min_height, formats, tags,
+                                   places, near, within_km)
+    query_terms(query, add, subtract, images)  # a bad image term fails before the index opens
     with open_from(obj) as index:
         for warning in index.query_warnings(query, add):
             click.echo(f"searchlib: warning: {warning}", err=True)
+        read = index.place_query(query) if query.strip() else None
+        if read is not None and read.places:  # "... in Tokyo": the rest is the text, Tokyo a filter
+            query, filters = read.text, replace(filters, places=filters.places + read.places)
+        terms = query_terms(query, add, subtract, images)
         hits = index.search(terms, k=k, offset=offset, filters=filters,
                             min_score=min_score, relative=relative, relevant=relevant, sort=sort,
                             rerank=rerank, collapse=collapse)

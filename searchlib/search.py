@@ -22,6 +22,8 @@ import numpy as np
 from .errors import ImageNotFoundError, QueryError
 from .filters import Filters
 from .models import ModelIdentity
+from .places import PlaceQuery, normalize_name, read_place_phrase
+from .places.names import PlaceNames
 from .query import (
     MAX_K,
     SORTS,
@@ -52,6 +54,7 @@ class Searcher:
         self.text_batcher = None
         self.search_batcher = None
         self._scorer: tuple[int | None, RelevanceScorer] | None = None
+        self._places: tuple[int, PlaceNames] | None = None
 
     def close(self) -> None:
         for batcher in (self.text_batcher, self.search_batcher):
@@ -107,6 +110,27 @@ class Searcher:
                 return next(iter(stored.values()))
             image = data
         return self.store.model.embed_images([image])[0]
+
+    # -- places ------------------------------------------------------------------------------
+    def place_names(self) -> PlaceNames:
+        """The places this index's photos were taken in (read again when the catalog changes)."""
+        generation = self.store.catalog.generation()
+        with self._lock:
+            cached = self._places
+        if cached is None or cached[0] != generation:
+            cached = (generation, self.store.catalog.place_names())
+            with self._lock:
+                self._places = cached
+        return cached[1]
+
+    def place_query(self, text: str) -> PlaceQuery:
+        """``text`` with its trailing "in / at / near PLACE" read (see
+        :func:`searchlib.places.read_place_phrase`): a place this index holds becomes a filter."""
+        held = self.place_names()
+        from .places.gazetteer import known_names
+
+        return read_place_phrase(text, lambda name: held.holds(name, codes=False),
+                                 lambda name: normalize_name(name) in known_names())
 
     # -- terms -------------------------------------------------------------------------------
     def terms(self, query: Any, add: Sequence = (), subtract: Sequence = ()) -> list[QueryTerm]:

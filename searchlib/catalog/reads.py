@@ -11,6 +11,8 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
 from ..filters import Filters
+from ..places.distance import haversine_km
+from ..places.names import PlaceNames
 from ..records import StoredImage
 from .changes import Consistency, FailedFile, FileState, chunks
 from .conditions import filter_conditions, stored_image, under_any
@@ -57,12 +59,28 @@ class CatalogReads(CatalogCore):
 
     def filtered_ids(self, filters: Filters) -> np.ndarray:
         """Ids of rows matching :class:`~searchlib.filters.Filters`, ascending."""
-        stmt = select(images.c.id).order_by(images.c.id)
-        conds = filter_conditions(filters)
+        known = self.place_names() if filters.places else None
+        columns = [images.c.id] + ([images.c.gps_lat, images.c.gps_lon] if filters.near is not None else [])
+        stmt = select(*columns).order_by(images.c.id)
+        conds = filter_conditions(filters, known)
         if conds:
             stmt = stmt.where(and_(*conds))
         with self._read() as conn:
-            return np.fromiter(conn.execute(stmt).scalars(), dtype=np.int64)
+            if filters.near is None:
+                return np.fromiter(conn.execute(stmt).scalars(), dtype=np.int64)
+            rows = conn.execute(stmt).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64)
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        lats, lons = (np.array([r[i] for r in rows], dtype=np.float64) for i in (1, 2))
+        return ids[haversine_km(filters.near[0], filters.near[1], lats, lons) <= filters.radius_km]
+
+    def place_names(self) -> PlaceNames:
+        """The places the catalog's images were taken in (distinct city, region, country, code)."""
+        stmt = select(images.c.place_city, images.c.place_region, images.c.place_country,
+                      images.c.place_country_code).distinct()
+        with self._read() as conn:
+            return PlaceNames(conn.execute(stmt).fetchall())
 
     def images(self, ids: Sequence[int]) -> dict[int, StoredImage]:
         """Rows by id with their tags (missing ids are absent from the result)."""

@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -179,8 +180,10 @@ def _version() -> str:
 # -- request parsing --------------------------------------------------------------------------
 def _filters(folder: str | None, after: str | None, before: str | None, camera: str | None,
              min_width: int | None, min_height: int | None, formats: list[str] | None,
-             tags: list[str] | None) -> Filters:
-    return Filters.from_strings(folder, after, before, camera, min_width, min_height, formats or (), tags or ())
+             tags: list[str] | None, places: list[str] | None = None, near: str | None = None,
+             within: float | None = None) -> Filters:
+    return Filters.from_strings(folder, after, before, camera, min_width, min_height, formats or (), tags or (),
+                                places or (), near, within)
 
 
 def _hit_json(hit: Hit) -> dict:
@@ -237,16 +240,21 @@ def _routes(app: FastAPI, holder: IndexHolder, max_upload: int) -> None:
                sort: Annotated[str, Query(pattern="^(score|date|date-asc)$",
                                           description="score, date (newest first) or date-asc")] = "score",
                collapse: Annotated[bool, Query(description="Fold near-duplicates into their best hit")] = False,
-               ) -> dict:
+               place: Multi = None, near: Annotated[str | None, Query(description="LAT,LON")] = None,
+               within: Annotated[float | None, Query(gt=0, description="km around near")] = None) -> dict:
         if not q.strip():
             raise ApiError(400, "q is empty; say what to look for, e.g. 'a dog on a beach'")
         started = time.perf_counter()
-        filters = search_args(k, offset, folder, after, before, camera, min_width, min_height, format, tag)
+        search_args(k, offset, folder, after, before, camera, min_width, min_height, format, tag)
+        filters = _filters(folder, after, before, camera, min_width, min_height, format, tag, place, near, within)
         index = holder.get()
-        hits = index.search(_text_terms(q), k=k, offset=offset, filters=filters, min_score=min_score, relative=relative,
-                            relevant=relevant, sort=sort, collapse=collapse)
+        read = index.place_query(q)  # "... in Tokyo": the rest is the text, Tokyo a filter
+        if read.places:
+            filters = replace(filters, places=filters.places + read.places)
+        hits = index.search(_text_terms(read.text if read.places else q), k=k, offset=offset, filters=filters,
+                            min_score=min_score, relative=relative, relevant=relevant, sort=sort, collapse=collapse)
         return _hits_response(index, hits, k, offset, started, {"q": q, "relevant": relevant, "sort": sort,
-                                                                 "collapse": collapse})
+                                                                 "collapse": collapse, "places": list(filters.places)})
 
     @app.post(f"{API}/search", summary="Search by an uploaded image (multipart 'image'), optionally with text")
     async def search_upload(image: Annotated[UploadFile, File(description="An image file")],
