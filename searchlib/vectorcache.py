@@ -36,7 +36,7 @@ CATCH_UP_MAX_SHARE = 0.25
 SCORE_LIMIT = 1.01
 
 
-class _SharedLock:
+class SharedLock:
     """Many readers or one writer (searches share; catch-ups and rebuilds are exclusive)."""
 
     def __init__(self) -> None:
@@ -88,7 +88,7 @@ class VectorCache:
         self._generation: int | None = None
         self._mapped = False  # the index maps its file read-only: copy it before changing it
         self._update = threading.Lock()  # one loader or catch-up at a time
-        self._rw = _SharedLock()
+        self._rw = SharedLock()
 
     @property
     def path(self) -> Path:

@@ -104,3 +104,14 @@ def catalog_url(request, tmp_path):
     if request.param == "sqlite":
         return str(tmp_path / "catalog.sqlite")
     return request.getfixturevalue("postgres").new_database()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A small index (one per test module) of 6 images (plus odd names added by the tests that need them)."""
+    root = tmp_path_factory.mktemp("small")
+    write_images(root / "p", 6)
+    from searchlib.indexer import index_folder
+
+    index_folder(root / "i", root / "p", model=TINY, device="cpu", workers=0)
+    return root

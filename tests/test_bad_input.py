@@ -1,5 +1,7 @@
 """Bad and unusual files: each reported with a reason or indexed, never fatal, never hanging."""
 
+from __future__ import annotations
+
 import base64
 import json
 import os
@@ -13,11 +15,13 @@ import pytest
 from PIL import Image
 
 from searchlib import open_index
+from searchlib.errors import ImageDecodeError
 from searchlib.imaging import Preprocess
 from searchlib.indexer import index_folder
 from searchlib.indexer.pipeline import Decoded, Failed, decode_stream
 from searchlib.indexer.scan import FileEntry
 from tests.conftest import TINY, make_exif, write_images
+from tests.helpers_cli import cli, png_claiming
 
 
 def _png_header_claiming(width: int, height: int) -> bytes:
@@ -240,3 +244,54 @@ def test_file_changing_between_scan_and_decode_is_stored_as_read(tmp_path):
     (result,) = decode_stream([entry], Preprocess(32), workers=0)
     assert isinstance(result, Decoded) and result.size == paths[0].stat().st_size != entry.size
     assert result.metadata.width == 10
+
+
+def test_an_unchanged_bad_file_is_not_retried_and_the_model_not_loaded(tmp_path, monkeypatch):
+    folder = tmp_path / "p"
+    write_images(folder, 2)
+    (folder / "bad.jpg").write_bytes(b"not an image at all")
+    first = index_folder(tmp_path / "i", folder, model=TINY, device="cpu", workers=0)
+    assert first.failed == 1
+    from searchlib import embedding
+
+    loads = []
+    monkeypatch.setattr(embedding.Embedder, "_load", lambda self: loads.append(1) or (_ for _ in ()).throw(
+        AssertionError("the model was loaded")))
+    second = index_folder(tmp_path / "i", folder, device="cpu", workers=0)
+    assert (second.failed, second.failed_before, second.unchanged) == (0, 1, 2) and not loads
+    monkeypatch.undo()
+    third = index_folder(tmp_path / "i", folder, device="cpu", workers=0, retry_failed=True)
+    assert third.failed == 1
+    (folder / "bad.jpg").unlink()
+    write_images(folder, 1, seed=4)[0].rename(folder / "bad.jpg")  # fixed: an image now
+    fourth = index_folder(tmp_path / "i", folder, device="cpu", workers=0)
+    assert (fourth.added, fourth.failed, fourth.failed_before) == (1, 0, 0)
+
+
+def test_search_image_classify_and_embed_images_refuse_bombs(small, tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_claiming(20000, 20000, bit_depth=16))
+    result = cli("search", "--image", bomb, index=small / "i")
+    assert result.exit_code == 1 and "too large" in result.stderr
+    result = cli("classify", bomb, "--labels", "a,b", index=small / "i")
+    assert result.exit_code == 1 and "too large" in result.stderr
+    import searchlib
+
+    with pytest.raises(ImageDecodeError, match="too large"):
+        searchlib.embed_images([bomb.read_bytes()], model=TINY, device="cpu")
+
+
+def test_the_pixel_limit_counts_bytes_per_pixel(tmp_path):
+    from searchlib.imaging import check_decoded_size
+
+    check_decoded_size(10000, 10000, "RGB", 100_000_000)  # 100 MP RGB: allowed
+    with pytest.raises(ImageDecodeError, match="too large"):
+        check_decoded_size(9000, 9000, "F", 100_000_000)  # 81 MP but 324 MB as float
+
+
+def test_a_file_inside_a_given_folder_and_a_file_given_twice_are_indexed_once(tmp_path):
+    files = write_images(tmp_path / "p", 3)
+    report = index_folder(tmp_path / "i", tmp_path / "p", files[0], files[0], model=TINY, device="cpu", workers=0)
+    assert (report.added, report.failed) == (3, 0)
+    again = index_folder(tmp_path / "i", tmp_path / "p", files[1], device="cpu", workers=0)
+    assert (again.unchanged, again.added) == (3, 0)

@@ -97,3 +97,42 @@ def test_changes_since_a_pruned_generation_asks_for_a_rebuild(catalog_url, monke
     assert cat.changes_since(10) is None  # pruned at generation 256
     current, touched = cat.changes_since(254)
     assert current == 256 and len(touched) == 2
+
+
+def test_ids_are_never_reused_after_the_newest_photo_is_removed(catalog_url):
+    # SQLite without AUTOINCREMENT gave a deleted highest id to the next photo, so a link to
+    # the deleted one (/?like=ID, a cached /file) showed another photo (issue 27 #9).
+    cat = Catalog(catalog_url, create=True)
+    ids = cat.apply(ChangeSet(added=[_item("/a", [1, 0]), _item("/b", [0, 1])])).added_ids
+    cat.apply(ChangeSet(removed=[max(ids)]))
+    (new,) = cat.apply(ChangeSet(added=[_item("/c", [1, 0])])).added_ids
+    assert new > max(ids)
+
+
+def test_migrating_a_0003_catalog_keeps_vectors_and_tags_and_never_reuses_ids(tmp_path):
+    from alembic import command
+
+    from searchlib.migrate import alembic_config, upgrade
+
+    path = tmp_path / "c.sqlite"
+    cat = Catalog(path, create=True)
+    ids = cat.apply(ChangeSet(added=[_item(f"/{n}", [1, n]) for n in range(4)])).added_ids
+    cat.replace_tags(["cat"], [(i, "cat", 0.9) for i in ids])
+    cat.apply(ChangeSet(removed=[max(ids)]))
+    with cat.engine.connect() as conn:  # back to 0003, as an index written last round is
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        conn.commit()
+        with conn.begin():
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0003")
+        conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+        conn.commit()
+    assert cat.schema_revision() == "0003"
+    upgrade(cat.engine)
+    assert cat.schema_revision() == SCHEMA_HEAD
+    with cat.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM embeddings").scalar() == 3
+        assert conn.exec_driver_sql("SELECT count(*) FROM tags").scalar() == 3  # cascade on the removed one
+    (new,) = cat.apply(ChangeSet(added=[_item("/new", [0, 1])])).added_ids
+    assert new > max(ids)

@@ -1,8 +1,16 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
 import pytest
 
 from searchlib import models
 from searchlib.errors import ModelError, ModelUnavailableError
 from searchlib.models import BUNDLED_ARCH, ModelIdentity, parse_model_spec
+from tests.conftest import TINY, write_images
+from tests.helpers_cli import EXE
 
 
 def test_parse_arch_tag():
@@ -77,3 +85,28 @@ def test_list_models_marks_bundled():
     assert rows[0].name == "bundled"
     assert rows[0].available_offline == models.BUNDLED_WEIGHTS.is_file()
     assert any(r.name == "ViT-B-32/laion2b_s34b_b79k" for r in rows)
+
+
+def test_offline_first_run_fails_fast_creates_nothing_and_names_the_fix(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
+    write_images(tmp_path / "p", 1)
+    proc = subprocess.run([EXE, "--index", str(tmp_path / "new"), "index", str(tmp_path / "p")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+    assert "--model ViT-B-32 --checkpoint FILE" in proc.stderr and "not cached" in proc.stderr
+    assert not (tmp_path / "new").exists()
+
+
+def test_models_lists_everything_without_torch():
+    code = ("import sys, json; from click.testing import CliRunner; from searchlib.cli.main import main\n"
+            "r = CliRunner().invoke(main, ['models', '--all', '--json']); assert r.exit_code == 0, r.output\n"
+            "rows = json.loads(r.stdout); assert len(rows) > 100 and rows[0]['name'] == 'bundled'\n"
+            "assert 'torch' not in sys.modules and 'open_clip' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_loading_a_random_init_model_prints_nothing():
+    code = ("from searchlib.embedding import Embedder\nfrom searchlib.models import parse_model_spec\n"
+            f"Embedder(parse_model_spec({TINY!r}), device='cpu').embed_texts(['a'])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stderr == "" and proc.stdout == ""

@@ -165,7 +165,7 @@ def test_migration_fills_places_for_rows_indexed_before(library, tmp_path):
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0003")
+        command.downgrade(cfg, "0004")
         columns = [r[1] for r in conn.execute(text("PRAGMA table_info(images)"))]
     engine.dispose()
     assert "place_city" not in columns

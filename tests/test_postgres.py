@@ -94,7 +94,8 @@ def test_readers_search_while_writers_write_and_caches_catch_up(postgres, tmp_pa
             hits = reader.search("a photo", k=5)
             seen.append(info["images"])
             assert info["vectors"] == info["images"] or info["vectors"] <= info["images"]
-            assert len(hits) == min(5, info["vectors"])
+            # info's vectors are a snapshot taken before the search, which may have caught up since
+            assert min(5, info["vectors"]) <= len(hits) <= 5
             time.sleep(0.05)
         assert proc.returncode == 0, proc.stderr.read()
         cache = reader.store.vector_cache()

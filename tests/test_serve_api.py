@@ -202,9 +202,9 @@ def test_uploads_that_are_not_images_or_too_large(library, client):
     with TestClient(create_app(library / "index", device="cpu", max_upload=1000)) as small:
         r = small.post("/api/v1/search", files={"image": ("x.jpg", os.urandom(5000), "image/jpeg")})
         assert r.status_code == 413 and "larger than" in r.json()["error"]
-    from tests.test_newcomer import _png_claiming
+    from tests.helpers_cli import png_claiming
 
-    r = client.post("/api/v1/search", files={"image": ("bomb.png", _png_claiming(30000, 30000), "image/png")})
+    r = client.post("/api/v1/search", files={"image": ("bomb.png", png_claiming(30000, 30000), "image/png")})
     assert r.status_code == 400 and "too large" in r.json()["error"]
     assert client.post("/api/v1/search").status_code == 400
 

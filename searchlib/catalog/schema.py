@@ -82,6 +82,7 @@ images = Table(
     Column("captured_at", DateTime, nullable=False, index=True),  # EXIF time, else file time
     Column("date_source", String, nullable=False),  # exif | file
     Column("indexed_at", DateTime, nullable=False),
+    sqlite_autoincrement=True,  # an id is never handed to another photo (migration 0004)
 )
 
 #: The image's normalized vector (float32, or float16 when the index stores half precision).
