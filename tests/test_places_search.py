@@ -175,3 +175,28 @@ def test_migration_fills_places_for_rows_indexed_before(library, tmp_path):
             assert got == {Path(im["path"]).stem: im["place"] for im in fresh.images()}
         assert [h.id for h in index.search("a cat in Japan", k=5)] == _brute(
             index, "a cat", _ids_where(index, lambda s: s.startswith("tokyo")))
+
+
+def test_place_and_near_filters_on_every_backend(catalog_url):
+    """Places are stored by the writer path's catalog and filtered alike on SQLite and PostgreSQL
+    (accents, case, codes; a radius across the antimeridian)."""
+    from searchlib.catalog import Catalog, ChangeSet
+    from searchlib.records import ImageMetadata, ImageRecord
+    from searchlib.writer import with_places
+
+    points = {"sp": (-23.5505, -46.6333), "fiji_e": (-16.80, 179.99), "fiji_w": (-16.80, -179.99),
+              "none": (None, None)}
+    batch = ChangeSet(added=[(ImageRecord(f"/p/{name}.jpg", 1, 1, f"h-{name}", ImageMetadata(
+        width=4, height=3, format="JPEG", gps_lat=lat, gps_lon=lon)), np.array([1, 0], np.float32))
+        for name, (lat, lon) in points.items()])
+    cat = Catalog(catalog_url, create=True)
+    ids = dict(zip(points, cat.apply(with_places(batch)).added_ids))
+    rows = cat.images(list(ids.values()))
+    assert rows[ids["sp"]].record.metadata.place_city == "São Paulo"
+    assert cat.filtered_ids(Filters(places=("SAO PAULO",))).tolist() == [ids["sp"]]
+    assert cat.filtered_ids(Filters(places=("br",))).tolist() == [ids["sp"]]
+    assert cat.filtered_ids(Filters(places=("fiji",))).tolist() == sorted([ids["fiji_e"], ids["fiji_w"]])
+    # 0.02 degrees of longitude apart across the antimeridian: about 2 km.
+    assert cat.filtered_ids(Filters(near=(-16.80, 179.995), within_km=5)).tolist() == sorted(
+        [ids["fiji_e"], ids["fiji_w"]])
+    assert cat.filtered_ids(Filters(near=(-16.80, 179.991), within_km=0.5)).tolist() == [ids["fiji_e"]]
