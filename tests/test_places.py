@@ -149,3 +149,31 @@ def test_bounding_box_holds_every_point_within_the_radius(lat, lon, km):
     inside = haversine_km(lat, lon, lats, lons) <= km
     in_box = (lats >= lat_min) & (lats <= lat_max) & np.any([(lons >= a) & (lons <= b) for a, b in ranges], axis=0)
     assert inside.any() and not (inside & ~in_box).any()
+
+
+def test_a_damaged_compact_copy_is_made_again(tmp_path, monkeypatch):
+    from searchlib.places.gazetteer import Gazetteer
+
+    monkeypatch.setenv("SEARCHLIB_CACHE", str(tmp_path))
+    first = Gazetteer.load()
+    (copy,) = tmp_path.glob("gazetteer-*.npz")
+    copy.write_bytes(copy.read_bytes()[:1000])  # truncated, as by a full disk or a kill
+    again = Gazetteer.load()
+    assert again.locate([(35.6895, 139.6917)]) == first.locate([(35.6895, 139.6917)])
+    assert copy.stat().st_size > 1_000_000 and len(again.cities) == len(first.cities)
+
+
+def test_indexing_goes_on_without_places_when_the_gazetteer_fails(monkeypatch, caplog):
+    from searchlib.catalog import ChangeSet
+    from searchlib.places import gazetteer as module
+    from searchlib.records import ImageMetadata, ImageRecord
+    from searchlib.writer import with_places
+
+    def broken(points):
+        raise OSError("geocode.gz: no such file")
+
+    monkeypatch.setattr(module, "locate", broken)
+    record = ImageRecord("/p/a.jpg", 1, 1, "h", ImageMetadata(4, 3, "JPEG", gps_lat=35.7, gps_lon=139.7))
+    batch = ChangeSet(added=[(record, np.zeros(2, np.float32))])
+    assert with_places(batch).added[0][0] == record
+    assert "stored without places" in caplog.text

@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import threading
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -103,7 +102,7 @@ class Gazetteer:
         cached = cache_dir() / f"gazetteer-{CACHE_FORMAT}-{stamp}.npz"
         try:
             return cls(**_read_compact(cached))
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        except Exception as e:  # missing, truncated, damaged: it is a cache, made again from the source
             log.info("building the gazetteer's compact copy %s (%s)", cached, type(e).__name__)
         with gzip.open(sources[0]) as handle:
             locations = json.loads(handle.read())
