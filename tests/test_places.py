@@ -101,6 +101,7 @@ HELD = PlaceNames([("Tokyo", "Tokyo", "Japan", "JP"), ("Lisbon", "Lisbon", "Port
     ("a red circle in Tokyo", "a red circle", ("Tokyo",)),
     ("beach in Portugal", "beach", ("Portugal",)),
     ("beach IN portugal.", "beach", ("portugal",)),
+    ("beach in Lisbon, ", "beach", ("Lisbon",)),
     ("a street at night in Sao Paulo", "a street at night", ("Sao Paulo",)),
     ("a cafe near the tower in Lisbon", "a cafe near the tower", ("Lisbon",)),
     ("tram in Lisbon, Portugal", "tram", ("Lisbon", "Portugal")),

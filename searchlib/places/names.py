@@ -101,7 +101,7 @@ def read_place_phrase(query: str, held: Callable[[str], bool],
     text = query.strip()
     missing = None
     for match in reversed(list(_PREPOSITION.finditer(text))):
-        phrase = text[match.end():].rstrip(" .!?")
+        phrase = text[match.end():].rstrip(" .!?,;")
         names = [n.strip() for n in phrase.split(",")]
         if not all(normalize_name(n) and len(n.split()) <= MAX_NAME_WORDS for n in names):
             continue
