@@ -126,11 +126,16 @@ class Searcher:
     def place_query(self, text: str) -> PlaceQuery:
         """``text`` with its trailing "in / at / near PLACE" read (see
         :func:`searchlib.places.read_place_phrase`): a place this index holds becomes a filter."""
-        held = self.place_names()
         from .places.gazetteer import known_names
 
-        return read_place_phrase(text, lambda name: held.holds(name, codes=False),
-                                 lambda name: normalize_name(name) in known_names())
+        held: list[PlaceNames] = []
+
+        def holds(name: str) -> bool:  # the catalog is asked only when the text has a place phrase
+            if not held:
+                held.append(self.place_names())
+            return held[0].holds(name, codes=False)
+
+        return read_place_phrase(text, holds, lambda name: normalize_name(name) in known_names())
 
     # -- terms -------------------------------------------------------------------------------
     def terms(self, query: Any, add: Sequence = (), subtract: Sequence = ()) -> list[QueryTerm]:
@@ -212,7 +217,7 @@ class Searcher:
                        rerank: int | None = None) -> list[Hit]:
         allowed = None
         if filters is not None and not filters.is_empty():
-            allowed = self.store.catalog.filtered_ids(filters)
+            allowed = self.store.catalog.filtered_ids(filters, self.place_names() if filters.places else None)
             if len(allowed) == 0:
                 return []
         if allowed is None and rerank is None and self.search_batcher is not None:

@@ -57,9 +57,12 @@ class CatalogReads(CatalogCore):
                     out.setdefault(h, []).append(i)
         return out
 
-    def filtered_ids(self, filters: Filters) -> np.ndarray:
-        """Ids of rows matching :class:`~searchlib.filters.Filters`, ascending."""
-        known = self.place_names() if filters.places else None
+    def filtered_ids(self, filters: Filters, known_places: PlaceNames | None = None) -> np.ndarray:
+        """Ids of rows matching :class:`~searchlib.filters.Filters`, ascending.
+
+        ``known_places``: the catalog's :meth:`place_names`, when the caller keeps them (read here
+        otherwise, for a filter on places)."""
+        known = known_places if known_places is not None or not filters.places else self.place_names()
         columns = [images.c.id] + ([images.c.gps_lat, images.c.gps_lon] if filters.near is not None else [])
         stmt = select(*columns).order_by(images.c.id)
         conds = filter_conditions(filters, known)
