@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, SearchlibError
+from .query import DUPLICATE_THRESHOLD
 from .records import path_fields
 from .vectormath import normalize
 
@@ -102,7 +103,7 @@ def tag_index(index, labels: Sequence[str], min_probability: float = 0.0) -> dic
     return counts
 
 
-def near_duplicates(index, threshold: float = 0.95, batch: int = 2048) -> list[list[dict]]:
+def near_duplicates(index, threshold: float = DUPLICATE_THRESHOLD, batch: int = 2048) -> list[list[dict]]:
     """Groups of images whose vectors are within ``threshold`` cosine of each other.
 
     Found with the FAISS index's range search (in C++, batched), joined transitively, largest

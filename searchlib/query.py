@@ -22,6 +22,11 @@ from .vectormath import normalize
 
 #: The most hits one search returns (``k + offset``).
 MAX_K = 10_000
+#: Two images whose vectors' cosine exceeds this are near-duplicates (``searchlib duplicates``,
+#: and ``collapse`` in a search): re-encoded, resized or lightly edited copies of one photo.
+DUPLICATE_THRESHOLD = 0.95
+#: Orders of the kept hits: best first, newest first, oldest first.
+SORTS = ("score", "date", "date-asc")
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,8 @@ class Hit:
         relevance: the calibrated relevance of the hit (see :mod:`searchlib.relevance`), when computed.
         siblings: the other halves of the file's RAW+JPEG pair (full paths; see
             :mod:`searchlib.media.pairs`): the RAW of an indexed JPEG, the JPEG of an indexed RAW.
+        duplicates: with ``collapse``, the ids of the weaker hits folded into this one as its
+            near-duplicates (None when not collapsing).
     """
 
     rank: int
@@ -46,9 +53,11 @@ class Hit:
     metadata: dict = field(default_factory=dict)
     relevance: float | None = None
     siblings: tuple[str, ...] = ()
+    duplicates: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict:
-        """JSON-ready: ``rank, id, path, score`` (``relevance`` if computed) plus every metadata field.
+        """JSON-ready: ``rank, id, path, score`` (``relevance`` if computed, ``duplicates`` when
+        collapsing) plus every metadata field.
 
         A path that is not valid UTF-8 comes as text with U+FFFD plus ``path_bytes`` (base64).
         """
@@ -58,6 +67,8 @@ class Hit:
         out.update(self.metadata)
         # Display text for each path (a name that is not UTF-8 shows U+FFFD, as "path" does).
         out["siblings"] = [path_fields(p)["path"] for p in self.siblings]
+        if self.duplicates is not None:
+            out["duplicates"] = list(self.duplicates)
         return out
 
 
@@ -141,11 +152,49 @@ def _when(hit: Hit) -> str:
     return datetime.fromtimestamp(hit.metadata.get("mtime") or 0).isoformat()
 
 
-def sort_by_date(hits: list[Hit]) -> list[Hit]:
-    """Re-rank hits by capture date (EXIF, else mtime), oldest first; ranks follow the new order."""
-    ordered = sorted(hits, key=_when)
+def sort_by_date(hits: list[Hit], newest_first: bool = False) -> list[Hit]:
+    """Re-rank hits by capture date (EXIF, else mtime), oldest first (or newest first); ranks follow
+    the new order. Hits taken at the same moment keep their order (the better first)."""
+    if newest_first:
+        # Stable on a reversed key: equal dates must stay best first, so no reverse=True trick.
+        order = sorted(range(len(hits)), key=lambda i: _when(hits[i]))
+        groups: list[list[int]] = []
+        for i in order:
+            if groups and _when(hits[groups[-1][0]]) == _when(hits[i]):
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        ordered = [hits[i] for group in reversed(groups) for i in group]
+    else:
+        ordered = sorted(hits, key=_when)
     first = hits[0].rank if hits else 1
     return [replace(h, rank=first + i) for i, h in enumerate(ordered)]
+
+
+def collapse_duplicates(hits: list[Hit], vectors: np.ndarray, threshold: float) -> list[Hit]:
+    """Fold each hit that is a near-duplicate of a better one into it.
+
+    Walks the hits best first; a hit whose vector has a cosine above ``threshold`` (the duplicate
+    finder's rule) with an already kept hit is dropped and its id added to the first such hit's
+    ``duplicates``. So each group shows once, as its best hit.
+
+    Args:
+        hits: best first.
+        vectors: the hits' unit vectors, one row per hit, in the same order.
+        threshold: the cosine from which two images are copies of each other.
+    """
+    kept: list[int] = []
+    folded: dict[int, list[int]] = {}
+    vectors = np.asarray(vectors, dtype=np.float32)
+    for i in range(len(hits)):
+        if kept:
+            close = np.flatnonzero(vectors[kept] @ vectors[i] > threshold)
+            if len(close):
+                folded[kept[int(close[0])]].append(hits[i].id)
+                continue
+        kept.append(i)
+        folded[i] = []
+    return [replace(hits[i], duplicates=tuple(folded[i])) for i in kept]
 
 
 def renumber(hits: list[Hit], first: int = 1) -> list[Hit]:

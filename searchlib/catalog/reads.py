@@ -12,6 +12,8 @@ from sqlalchemy.engine import Connection
 
 from ..filters import Filters
 from ..ocr import fold
+from ..places.distance import haversine_km
+from ..places.names import PlaceNames
 from ..records import StoredImage
 from .changes import Consistency, FailedFile, FileState, chunks
 from .conditions import filter_conditions, stored_image, text_conditions, under_any
@@ -56,14 +58,33 @@ class CatalogReads(CatalogCore):
                     out.setdefault(h, []).append(i)
         return out
 
-    def filtered_ids(self, filters: Filters) -> np.ndarray:
-        """Ids of rows matching :class:`~searchlib.filters.Filters`, ascending."""
-        stmt = select(images.c.id).order_by(images.c.id)
-        conds = filter_conditions(filters, self.has_text_index())
+    def filtered_ids(self, filters: Filters, known_places: PlaceNames | None = None) -> np.ndarray:
+        """Ids of rows matching :class:`~searchlib.filters.Filters`, ascending.
+
+        ``known_places``: the catalog's :meth:`place_names`, when the caller keeps them (read here
+        otherwise, for a filter on places)."""
+        known = known_places if known_places is not None or not filters.places else self.place_names()
+        columns = [images.c.id] + ([images.c.gps_lat, images.c.gps_lon] if filters.near is not None else [])
+        stmt = select(*columns).order_by(images.c.id)
+        conds = filter_conditions(filters, known, self.has_text_index())
         if conds:
             stmt = stmt.where(and_(*conds))
         with self._read() as conn:
-            return np.fromiter(conn.execute(stmt).scalars(), dtype=np.int64)
+            if filters.near is None:
+                return np.fromiter(conn.execute(stmt).scalars(), dtype=np.int64)
+            rows = conn.execute(stmt).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64)
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        lats, lons = (np.array([r[i] for r in rows], dtype=np.float64) for i in (1, 2))
+        return ids[haversine_km(filters.near[0], filters.near[1], lats, lons) <= filters.radius_km]
+
+    def place_names(self) -> PlaceNames:
+        """The places the catalog's images were taken in (distinct city, region, country, code)."""
+        stmt = select(images.c.place_city, images.c.place_region, images.c.place_country,
+                      images.c.place_country_code).distinct()
+        with self._read() as conn:
+            return PlaceNames(conn.execute(stmt).fetchall())
 
     def images(self, ids: Sequence[int]) -> dict[int, StoredImage]:
         """Rows by id with their tags (missing ids are absent from the result)."""

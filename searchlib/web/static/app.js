@@ -273,6 +273,9 @@ function openViewer(index) {
     ["file size", formatBytes(hit.size)],
     ["format", hit.format || ""],
     ["path", hit.path],
+    ["place", hit.place ? [hit.place.city, hit.place.region, hit.place.country].filter(Boolean)
+      .filter((v, i, all) => all.indexOf(v) === i).join(", ") : ""],
+    ["copies", (hit.duplicates || []).length ? `${hit.duplicates.length} more (ids ${hit.duplicates.join(", ")})` : ""],
     ["GPS", hit.gps_lat != null && hit.gps_lon != null ? `${hit.gps_lat.toFixed(5)}, ${hit.gps_lon.toFixed(5)}` : ""],
     ["score", hit.score.toFixed(4)],
     ["relevance", hit.relevance != null ? `${Math.round(100 * hit.relevance)}%` : ""],
