@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .vectors import GROWTH_FACTOR, Stamp, _atomic_write_bytes, checksum, file_checksum
+from .vectors import CHECKSUM_ON_LOAD_MAX, GROWTH_FACTOR, Stamp, _atomic_write_bytes, checksum, file_checksum
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,58 @@ def _read(path: Path):
 
     with _quiet_stdout():  # "IO_FLAG_ONDISK_SAME_DIR: updating ondisk filename ..."
         return faiss.read_index(str(path), _load_flags())
+
+
+def _lists_file(directory: Path, base, stamp: Stamp) -> tuple[Path, int]:
+    """The lists file the header refers to (in ``directory``) and the size the header maps."""
+    import faiss
+
+    lists = faiss.downcast_InvertedLists(_ivf(base).invlists)
+    name = stamp.ivfdata or os.path.basename(lists.filename)
+    return directory / name, int(lists.totsize)
+
+
+def lists_problem(directory: Path, base, stamp: Stamp, full: bool = True) -> str | None:
+    """What is wrong with the memory-mapped lists file of ``base`` (None when it is sound).
+
+    The header maps ``totsize`` bytes of the file: a shorter file would raise SIGBUS in the first
+    search that reads past its end, so the size is always checked (cheap, before any search). The
+    bytes are checked against the stamp's checksum when ``full`` (``verify``) or when the file is
+    small enough to hash on every load (:data:`~searchlib.vectors.CHECKSUM_ON_LOAD_MAX`): a file
+    zeroed at the same size otherwise loses images silently.
+    """
+    path, expected = _lists_file(directory, base, stamp)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if size != expected:
+        return f"holds {size} bytes where the index maps {expected}"
+    if (full or size <= CHECKSUM_ON_LOAD_MAX) and stamp.ivfdata_checksum \
+            and file_checksum(path) != stamp.ivfdata_checksum:
+        return "does not match its checksum"
+    return None
+
+
+def files_problem(directory: Path, path: Path, stamp: Stamp) -> str | None:
+    """What is wrong with the files of the on-disk index ``stamp`` describes (``verify``'s full
+    check: every byte of the header, the lists, the delta and the tombstones); None when sound."""
+    if file_checksum(path) != stamp.checksum:
+        return "the index header does not match its checksum"
+    for name, expected in ((DELTA_FILE, stamp.delta_checksum), (TOMBSTONES_FILE, stamp.tombstones_checksum)):
+        try:
+            if file_checksum(directory / name) != expected:
+                return f"{name} does not match its checksum"
+        except OSError as e:
+            return f"{name} cannot be read ({e.strerror or e})"
+    if stamp.ivfdata and not (directory / stamp.ivfdata).is_file():
+        return f"the lists file {stamp.ivfdata} is missing"
+    try:
+        base = _read(path)
+    except Exception as e:  # faiss raises RuntimeError for an unreadable lists file
+        return f"the index cannot be opened ({str(e).strip().splitlines()[-1] if str(e).strip() else e})"
+    problem = lists_problem(directory, base, stamp, full=True)
+    return f"the lists file {problem}" if problem else None
 
 
 def _cheaper_training(index) -> None:
@@ -292,6 +344,10 @@ class OnDiskIndex:
                 log.warning("the index header %s does not match its checksum: rebuilding", path)
                 return None
             base = _read(path)
+            problem = lists_problem(directory, base, stamp, full=False)
+            if problem:
+                log.warning("the lists file of %s %s: rebuilding", path, problem)
+                return None
             delta_bytes = np.fromfile(directory / DELTA_FILE, dtype=np.uint8)
             tomb_bytes = (directory / TOMBSTONES_FILE).read_bytes()
             if checksum(delta_bytes) != stamp.delta_checksum or checksum(tomb_bytes) != stamp.tombstones_checksum:

@@ -29,6 +29,7 @@ class VerifyReport:
     stored_vectors: int = 0
     catalog: str = "ok"  # ok | damaged (...)
     faiss_file: str = "ok"  # ok | missing | stale | corrupt
+    faiss_problem: str = ""  # what is corrupt, when more than the FAISS file itself (on-disk lists)
     text_encoder: str = "ok"  # ok | missing | corrupt | none (the model has no export)
     rows_without_vector: list[int] = field(default_factory=list)
     orphan_vectors: list[int] = field(default_factory=list)
@@ -46,7 +47,8 @@ class VerifyReport:
         if self.catalog != "ok":
             out.append(f"catalog {self.catalog}")
         if self.faiss_file == "corrupt":
-            out.append("the FAISS file does not match its checksum")
+            out.append(f"FAISS index: {self.faiss_problem}" if self.faiss_problem
+                       else "the FAISS file does not match its checksum")
         if self.text_encoder == "corrupt":
             out.append("the exported text tower does not match its checksum")
         for label, items in [("rows without a vector", self.rows_without_vector),
@@ -83,7 +85,14 @@ def _faiss_state(index: Index, generation: int, count: int, dim: int, report: Ve
     if stamp is None or not stamp.checksum:
         report.notes.append("the FAISS stamp is unreadable or old: the next search rebuilds the file")
         return "stale"
-    if path.stat().st_size != stamp.file_size or file_checksum(path) != stamp.checksum:
+    if stamp.kind == "ondisk":
+        from .ondisk import files_problem
+
+        problem = files_problem(index.directory, path, stamp)
+        if problem:
+            report.faiss_problem = problem
+            return "corrupt"
+    elif path.stat().st_size != stamp.file_size or file_checksum(path) != stamp.checksum:
         return "corrupt"
     if (stamp.generation, stamp.count, stamp.dim) != (generation, count, dim):
         report.notes.append(f"the FAISS file reflects generation {stamp.generation}, the catalog is at "
