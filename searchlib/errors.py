@@ -35,6 +35,14 @@ class IndexCorruptError(SearchlibError):
     """The catalog cannot be read or has an unknown schema."""
 
 
+class IndexTooNewError(SearchlibError):
+    """The catalog was written by a newer searchlib, at a schema this one does not know."""
+
+
+class CatalogConnectionError(SearchlibError):
+    """The catalog's database server cannot be reached or refuses the connection."""
+
+
 class IndexBusyError(SearchlibError):
     """Another process holds the index for writing."""
 
