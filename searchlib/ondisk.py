@@ -22,9 +22,7 @@ import logging
 import math
 import os
 import queue
-import shutil
 import sys
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable
@@ -34,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .locks import build_folder, remove_stale_build_folders
 from .vectors import CHECKSUM_ON_LOAD_MAX, GROWTH_FACTOR, Stamp, _atomic_write_bytes, checksum, file_checksum
 
 log = logging.getLogger(__name__)
@@ -395,25 +394,28 @@ class OnDiskIndex:
         held_out = _queries(sample(min(TUNING_QUERIES, count), 1), dim)
         truth = _RunningTopK(held_out, 10)
         token = uuid.uuid4().hex[:12]
-        work = Path(tempfile.mkdtemp(prefix=".build-", dir=directory))
-        try:
+        remove_stale_build_folders(directory)
+        # Everything is written in a locked work folder and moved into place at the end: a killed
+        # build leaves only that folder, which the next writer (or build) removes.
+        with build_folder(directory) as work:
             shard_files, all_ids = _add_in_shards(trained, snapshot, work, truth, _chunk_rows(budget, dim))
             base = faiss.deserialize_index(trained)
-            ivfdata = directory / f"vectors.{token}.ivfdata"
+            merged = work / f"vectors.{token}.ivfdata"
             from faiss.contrib.ondisk import merge_ondisk
 
             with _quiet_stdout():  # faiss prints "resizing ..." on stdout
-                merge_ondisk(base, [str(f) for f in shard_files], str(ivfdata))
-            header = work / "vectors.faiss"
-            faiss.write_index(base, str(header))
-        finally:
-            for f in work.glob("shard-*.faiss"):
+                merge_ondisk(base, [str(f) for f in shard_files], str(merged))
+            for f in shard_files:
                 f.unlink(missing_ok=True)
-        ids = np.sort(np.concatenate(all_ids)) if all_ids else np.zeros(0, np.int64)
-        _atomic_write_bytes(directory / IDS_FILE, _npy_bytes(ids))
-        path = directory / "vectors.faiss"
-        os.replace(header, path)
-        shutil.rmtree(work, ignore_errors=True)
+            header = work / "vectors.faiss"
+            faiss.write_index(base, str(header))  # names the lists; read back from the header's folder
+            del base
+            ids = np.sort(np.concatenate(all_ids)) if all_ids else np.zeros(0, np.int64)
+            ivfdata = directory / merged.name
+            os.replace(merged, ivfdata)
+            _atomic_write_bytes(directory / IDS_FILE, _npy_bytes(ids))
+            path = directory / "vectors.faiss"
+            os.replace(header, path)
         _remove_other_ivfdata(directory, keep=ivfdata.name)
         base = _read(path)
         empty = faiss.deserialize_index(trained)

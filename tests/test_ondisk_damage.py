@@ -130,3 +130,70 @@ def test_verify_reports_a_damaged_delta(copy):
     with open_index(copy) as index:
         report = verify(index, check_files=False)
     assert report.faiss_file == "corrupt" and "vectors.delta.faiss" in report.faiss_problem
+
+
+def _plant_build_folder(directory: Path, name: str) -> Path:
+    """A build folder as a build leaves it (shards and merged lists), with its lock file."""
+    work = directory / name
+    work.mkdir()
+    (work / "building.lock").touch()
+    (work / "shard-00000.faiss").write_bytes(b"\0" * 4096)
+    (work / "vectors.0123456789ab.ivfdata").write_bytes(b"\0" * 4096)
+    return work
+
+
+def test_build_folders_of_killed_processes_go_when_the_writer_lock_is_taken(copy):
+    from searchlib.locks import try_lock
+
+    abandoned = _plant_build_folder(copy, ".build-killed01")
+    alive = _plant_build_folder(copy, ".build-running1")
+    holder = try_lock(alive / "building.lock")  # as a live builder holds it
+    try:
+        with open_index(copy) as index:
+            assert abandoned.exists()  # readers leave them alone
+            with index.writer():
+                pass
+        assert not abandoned.exists() and alive.exists()
+    finally:
+        import os
+
+        os.close(holder)
+
+
+def test_a_build_killed_midway_leaves_only_its_folder_and_the_next_writer_removes_it(copy):
+    """kill -9 a process rebuilding the missing on-disk index once its build folder has shards."""
+    import os
+    import signal
+    import time
+
+    (copy / "vectors.faiss").unlink()  # the next search rebuilds
+    code = textwrap.dedent(f"""
+        import time
+        import searchlib.ondisk as ondisk
+        real = ondisk._add_in_shards
+        def slow(*args):
+            out = real(*args)
+            print("SHARDS", flush=True)
+            time.sleep(600)  # killed here, between the shards and the merge
+            return out
+        ondisk._add_in_shards = slow
+        from searchlib import open_index
+        import numpy as np
+        with open_index({str(copy)!r}) as index:
+            index.search(np.ones(32, np.float32) / 32 ** 0.5, k=3)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True, cwd=Path(__file__).resolve().parent.parent)
+    try:
+        deadline = time.monotonic() + 240
+        while child.stdout.readline().strip() != "SHARDS":
+            assert child.poll() is None and time.monotonic() < deadline, "the child never reached its shards"
+        (work,) = copy.glob(".build-*")
+        assert list(work.glob("shard-*.faiss"))
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    with open_index(copy) as index:
+        with index.writer():
+            pass
+    assert not list(copy.glob(".build-*"))
