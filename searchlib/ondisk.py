@@ -33,7 +33,15 @@ from pathlib import Path
 import numpy as np
 
 from .locks import build_folder, remove_stale_build_folders
-from .vectors import CHECKSUM_ON_LOAD_MAX, GROWTH_FACTOR, Stamp, _atomic_write_bytes, checksum, file_checksum
+from .vectors import (
+    CHECKSUM_ON_LOAD_MAX,
+    GROWTH_FACTOR,
+    Stamp,
+    _atomic_write_bytes,
+    checksum,
+    faiss_warnings_logged,
+    file_checksum,
+)
 
 log = logging.getLogger(__name__)
 
@@ -388,7 +396,8 @@ class OnDiskIndex:
         n_train = min(count, max(40 * nlist, 40 * 256))
         train = sample(n_train, 0)
         log.info("training %s on %d of %d vectors", factory, len(train), count)
-        index.train(np.ascontiguousarray(train, dtype=np.float32))
+        with faiss_warnings_logged():
+            index.train(np.ascontiguousarray(train, dtype=np.float32))
         del train
         trained = faiss.serialize_index(index)
         held_out = _queries(sample(min(TUNING_QUERIES, count), 1), dim)

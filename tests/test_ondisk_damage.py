@@ -197,3 +197,26 @@ def test_a_build_killed_midway_leaves_only_its_folder_and_the_next_writer_remove
         with index.writer():
             pass
     assert not list(copy.glob(".build-*"))
+
+
+def test_a_rebuild_trains_on_every_point_it_asked_for_and_prints_nothing(copy, capfd):
+    """The sample drew ids with replacement: 3,000 asked for gave ~1,900 distinct vectors, under the
+    2,496 IVF64 needs, and faiss printed its clustering warnings on stderr even under --quiet."""
+    (copy / "vectors.faiss").unlink()
+    with open_index(copy) as index:
+        assert len(index.catalog.sample_vectors(3000)) == 3000
+        assert len(index.search(QUERIES[0], k=5)) == 5  # rebuilt here
+    assert "clustering" not in capfd.readouterr().err
+
+
+def test_faiss_warnings_go_to_the_log_not_the_terminal(capfd, caplog):
+    import logging
+
+    import faiss
+
+    from searchlib.vectors import faiss_warnings_logged
+
+    with caplog.at_level(logging.INFO, logger="searchlib"), faiss_warnings_logged():
+        faiss.Kmeans(8, 64, niter=2).train(np.random.default_rng(0).random((300, 8), dtype=np.float32))
+    assert "clustering" not in capfd.readouterr().err
+    assert any("faiss: WARNING clustering 300 points to 64 centroids" in r.getMessage() for r in caplog.records)
