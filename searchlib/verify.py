@@ -35,6 +35,7 @@ class VerifyReport:
     orphan_vectors: list[int] = field(default_factory=list)
     bad_vectors: list[int] = field(default_factory=list)  # wrong size, not unit norm, NaN
     missing_files: list[str] = field(default_factory=list)
+    unreadable_files: list[str] = field(default_factory=list)  # indexed, but failed to read as they are now
     changed_files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
@@ -53,7 +54,8 @@ class VerifyReport:
             out.append("the exported text tower does not match its checksum")
         for label, items in [("rows without a vector", self.rows_without_vector),
                              ("orphan vectors", self.orphan_vectors), ("invalid vectors", self.bad_vectors),
-                             ("missing files", self.missing_files)]:
+                             ("missing files", self.missing_files),
+                             ("indexed files that can no longer be read", self.unreadable_files)]:
             if items:
                 out.append(f"{label}: {len(items)}")
         return out
@@ -70,7 +72,7 @@ class VerifyReport:
         for k, v in self.__dict__.items():
             if k.startswith("_"):
                 continue
-            if k in ("missing_files", "changed_files"):
+            if k in ("missing_files", "changed_files", "unreadable_files"):
                 v = [path_fields(p)["path"] for p in v]
             out[k] = v
         return out
@@ -121,8 +123,9 @@ def _text_state(index: Index, report: VerifyReport) -> str:
 def verify(index: Index, repair: bool = False, check_files: bool = True) -> VerifyReport:
     """Check the index; with ``repair``, fix what can be fixed and check again.
 
-    Repair removes rows without a valid vector and rows whose file is gone (the next
-    ``searchlib index`` re-embeds files that still exist), removes orphan vectors, and rebuilds
+    Repair removes rows without a valid vector, rows whose file is gone and rows of files that an
+    index run could not read as they are now (the next ``searchlib index`` re-embeds files that
+    still exist and have changed since), removes orphan vectors, and rebuilds
     the FAISS file and the text tower from the catalog and the model. It takes the writer lock,
     so it waits for no running indexer: it fails with :class:`~searchlib.errors.IndexBusyError`.
     """
@@ -148,6 +151,7 @@ def _check(index: Index, check_files: bool) -> VerifyReport:
     report.rows_without_vector, report.orphan_vectors = found.rows_without_vector, found.orphan_vectors
     report.bad_vectors = found.bad_vectors
     if check_files:
+        failed = catalog.failed_files()
         for image_id, path, size, mtime_ns in catalog.iter_file_states():
             try:
                 st = os.stat(path)
@@ -155,7 +159,13 @@ def _check(index: Index, check_files: bool) -> VerifyReport:
                 report.missing_files.append(path)
                 report._missing_ids.append(image_id)
                 continue
-            if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+            failure = failed.get(path)
+            if failure is not None and (failure.size, failure.mtime_ns) == (st.st_size, st.st_mtime_ns):
+                # An index run failed to read these very bytes and (before searchlib dropped such rows)
+                # kept the old row: its vector answers for an image that is not there any more.
+                report.unreadable_files.append(path)
+                report._missing_ids.append(image_id)
+            elif (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
                 report.changed_files.append(path)
     if ident is not None:
         report.faiss_file = _faiss_state(index, catalog.generation(), found.stored_vectors, dim, report)
