@@ -75,18 +75,23 @@ class Index:
                     f"no index at {directory}; create one with 'searchlib index PATH' (or pass --index DIR)")
             writable = os.access(directory, os.W_OK) and os.access(path, os.W_OK)
             return cls(directory, Catalog(path, read_only=not writable), device)
-        _make_dir(directory)
-        return cls(directory, Catalog(catalog), device)
+        return cls(directory, _with_dir(Catalog(catalog), directory), device)
 
     @classmethod
     def open_or_create(cls, directory: str | os.PathLike, device: str = "auto", catalog: str | None = None) -> Index:
         """Open the index at ``directory``, creating the directory and an empty catalog if needed."""
         directory = Path(directory).expanduser().resolve()
+        if catalog is not None:  # the database first: a catalog that cannot be reached leaves no directory
+            opened = _with_dir(Catalog(catalog, create=True), directory)
+            if not os.access(directory, os.W_OK):
+                opened.close()
+                raise read_only_error(f"the index at {directory}")
+            return cls(directory, opened, device)
         _make_dir(directory)
         local = directory / CATALOG_FILE
-        if not os.access(directory, os.W_OK) or (catalog is None and local.exists() and not os.access(local, os.W_OK)):
+        if not os.access(directory, os.W_OK) or (local.exists() and not os.access(local, os.W_OK)):
             raise read_only_error(f"the index at {directory}")
-        return cls(directory, Catalog(catalog or local, create=True), device)
+        return cls(directory, Catalog(local, create=True), device)
 
     def close(self) -> None:
         self.searcher.close()
@@ -316,6 +321,16 @@ class Index:
 def open_index(path: str | os.PathLike, device: str = "auto", catalog: str | None = None) -> Index:
     """Open an existing index directory for searching (see :class:`Index`)."""
     return Index.open(path, device=device, catalog=catalog)
+
+
+def _with_dir(catalog: Catalog, directory: Path) -> Catalog:
+    """``catalog``, once this machine's cache directory for it exists (closed if it cannot be made)."""
+    try:
+        _make_dir(directory)
+    except SearchlibError:
+        catalog.close()
+        raise
+    return catalog
 
 
 def _make_dir(directory: Path) -> None:

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from .catalog import Applied, Catalog, ChangeSet
 from .errors import QueryError, read_only_error
-from .locks import cache_lock, remove_stale_temp_files
+from .locks import cache_lock, remove_stale_build_folders, remove_stale_temp_files
 from .query import MAX_K
 from .records import ImageRecord
 from .store import IndexStore
@@ -40,6 +40,7 @@ def writing(store: IndexStore, roots: Sequence[str] | None = None) -> Iterator[I
         with cache_lock(store.directory, wait=5) as locked:
             if locked:
                 remove_stale_temp_files(store.directory)
+        remove_stale_build_folders(store.directory)
         yield IndexWriter(store)
 
 
