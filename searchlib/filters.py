@@ -9,6 +9,16 @@ from datetime import datetime, timedelta
 
 from .errors import ConfigError
 
+#: The longest ``camera`` text and tag accepted. Camera names and labels are short; the bound keeps
+#: the SQL pattern within what every database takes (SQLite refuses LIKE patterns over 50,000 bytes).
+MAX_TEXT = 200
+#: The longest ``folder`` accepted (well above any file system's path limit).
+MAX_FOLDER = 8192
+#: The most formats or tags one search may name.
+MAX_VALUES = 100
+#: The largest ``min_width`` / ``min_height`` accepted (within every database's integer range).
+MAX_PIXELS_SIDE = 1_000_000_000
+
 
 @dataclass(frozen=True)
 class Filters:
@@ -36,9 +46,24 @@ class Filters:
         # Lists are accepted for convenience; stored as tuples so Filters stays hashable.
         object.__setattr__(self, "formats", tuple(self.formats or ()))
         object.__setattr__(self, "tags", tuple(self.tags or ()))
+        self._check_bounds()
         if self.after and self.before and self.after > self.before:
             raise ConfigError(f"the date range is empty: after {self.after:%Y-%m-%d} is later than before "
                               f"{self.before:%Y-%m-%d}")
+
+    def _check_bounds(self) -> None:
+        """Refuse values no image can match and no database should be handed (typed, not a 500)."""
+        for name, value, limit in (("--in", self.folder, MAX_FOLDER), ("--camera", self.camera, MAX_TEXT)):
+            if value is not None and len(value) > limit:
+                raise ConfigError(f"{name} is {len(value):,} characters long; at most {limit:,} are accepted")
+        for name, values in (("--format", self.formats), ("--tag", self.tags)):
+            if len(values) > MAX_VALUES:
+                raise ConfigError(f"{len(values)} {name} values; at most {MAX_VALUES} are accepted")
+            if any(len(str(v)) > MAX_TEXT for v in values):
+                raise ConfigError(f"a {name} value is longer than {MAX_TEXT} characters")
+        for name, pixels in (("--min-width", self.min_width), ("--min-height", self.min_height)):
+            if pixels is not None and not 0 <= pixels <= MAX_PIXELS_SIDE:
+                raise ConfigError(f"{name} must be 0..{MAX_PIXELS_SIDE:,}, not {pixels}")
 
     @classmethod
     def from_strings(cls, folder: str | None = None, after: str | None = None, before: str | None = None,
@@ -48,7 +73,8 @@ class Filters:
         its period, ``before`` to its end, see :func:`parse_date`), empty strings meaning "not set".
 
         Raises:
-            ConfigError: a date that cannot be read, or an empty date range.
+            ConfigError: a date that cannot be read, an empty date range, or a value out of bounds
+                (texts longer than :data:`MAX_TEXT`, more than :data:`MAX_VALUES` tags...).
         """
         return cls(folder=folder or None, after=parse_date(after) if after else None,
                    before=parse_date(before, end=True) if before else None, camera=camera or None,
@@ -88,4 +114,4 @@ def parse_date(text: str, end: bool = False) -> datetime:
         # Stored dates are naive local time (as EXIF's are): compare like with like.
         return when.astimezone().replace(tzinfo=None) if when.tzinfo else when
     except ValueError as e:
-        raise ConfigError(f"cannot read date {text!r}; use YYYY, YYYY-MM or YYYY-MM-DD") from e
+        raise ConfigError(f"cannot read date {text[:40]!r}; use YYYY, YYYY-MM or YYYY-MM-DD") from e

@@ -27,10 +27,12 @@ from .query import (
     Hit,
     QueryTerm,
     check_cut,
+    check_terms,
     combine,
     parse_query,
     parse_term,
     relevance_cut,
+    relevance_withheld,
     renumber,
     sort_by_date,
 )
@@ -126,6 +128,7 @@ class Searcher:
         terms += [_as_term(t, 1.0) for t in add] + [_as_term(t, -1.0) for t in subtract]
         if not terms:
             raise QueryError("the query is empty; say what to look for, e.g. 'a dog on a beach'")
+        check_terms(terms)
         return terms
 
     def query_vector(self, terms: list[QueryTerm]) -> np.ndarray:
@@ -158,10 +161,10 @@ class Searcher:
         check_cut(min_score, relative)
         if rerank is not None and not 0 <= rerank <= MAX_K:
             raise QueryError(f"rerank must be 0..{MAX_K}, not {rerank}")
-        textual = all(t.kind == "text" for t in terms)
-        if relevant and not textual:
-            raise QueryError("relevance is judged for text queries only; drop --relevant for image "
-                             "queries, or use --min-score")
+        check_terms(terms)  # a caller may hand terms it built itself
+        withheld = relevance_withheld(terms)
+        if relevant and withheld:
+            raise QueryError(f"{withheld}; drop --relevant, or cut with --min-score or --relative")
         cache = self.store.vector_cache()
         # Load (or map) the FAISS index while the query is embedded: a cold query pays for one.
         errors: list[BaseException] = []
@@ -174,7 +177,7 @@ class Searcher:
         if errors:  # reported here, in the caller's thread, never through threading.excepthook
             raise errors[0]
         hits = self._search_vector(cache, vector, offset + k, filters, rerank)
-        if textual:
+        if not withheld:
             hits = self.with_relevance(vector, hits)
         if relevant:
             hits = [h for h in hits if is_relevant(h.relevance)]

@@ -338,13 +338,16 @@ def _routes(app: FastAPI, holder: IndexHolder, max_upload: int) -> None:
             raise ApiError(400, "ids must be comma-separated integers") from e
         if not wanted and data is None:
             raise ApiError(400, "give ids or an image")
+        if len(wanted) > MAX_K:
+            raise ApiError(400, f"at most {MAX_K} ids at once")
 
         def run() -> list[dict]:
             import numpy as np
 
             index = holder.get()
-            classes = class_vectors(index.embed_texts, label_list)
+            # The cheap lookups first: an unknown id is a 404 before any label is embedded.
             rows = [(i, index.vector_of(i)) for i in wanted] + ([(None, index.image_vector(data))] if data else [])
+            classes = class_vectors(index.embed_texts, label_list)
             probs, sims = classify_vectors(np.stack([v for _, v in rows]), classes)
             return [{"id": i, "label": label_list[int(p.argmax())],
                      "scores": {lb: round(float(x), 6) for lb, x in zip(label_list, p)},
