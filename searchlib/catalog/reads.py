@@ -17,7 +17,6 @@ from .conditions import filter_conditions, stored_image, under_any
 from .core import CatalogCore, read_setting
 from .schema import embeddings, failures, images, tags
 
-
 #: Row ids are 64-bit signed integers in every catalog; no row has an id outside this range.
 _ID_RANGE = range(-(1 << 63), 1 << 63)
 
