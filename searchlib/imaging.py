@@ -14,7 +14,10 @@ from __future__ import annotations
 import io
 import math
 import os
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -234,6 +237,82 @@ def _resize_longest_pad(img: Image.Image, size: int, resample: int) -> Image.Ima
     return canvas
 
 
+#: Bytes the decodes running at once in one process may hold together: two of the largest the
+#: default guard lets through (an RGB image is held at 4 bytes a pixel). A server's threads then
+#: never hold more than this for pixels, however many uploads and thumbnails arrive together.
+DECODE_BUDGET = 2 * 4 * DEFAULT_MAX_PIXELS
+
+
+class DecodeBudget:
+    """Decoded bytes held at once by the threads of one process; a decode waits for its share.
+
+    Small images take small shares and pass at once; large ones take turns. A decode larger than
+    the whole budget (a raised ``max_pixels``) waits until it can run alone.
+
+    Args:
+        total: the bytes all decodes together may hold.
+    """
+
+    def __init__(self, total: int):
+        self.total = total
+        self.held = 0
+        #: The most bytes held at once so far (for tests and benchmarks).
+        self.peak = 0
+        self._changed = threading.Condition()
+        self._mine = threading.local()
+
+    @contextmanager
+    def hold(self, nbytes: int) -> Iterator[None]:
+        """Hold ``nbytes`` of the budget for the duration of the block (waiting until they are free).
+
+        A thread that already holds a share (an outer decode step) goes on with it: waiting there
+        for a second share could wait forever.
+        """
+        if getattr(self._mine, "depth", 0):
+            self._mine.depth += 1
+            try:
+                yield
+            finally:
+                self._mine.depth -= 1
+            return
+        share = max(0, min(int(nbytes), self.total))
+        with self._changed:
+            self._changed.wait_for(lambda: self.held + share <= self.total)
+            self.held += share
+            self.peak = max(self.peak, self.held)
+        self._mine.depth = 1
+        try:
+            yield
+        finally:
+            self._mine.depth = 0
+            with self._changed:
+                self.held -= share
+                self._changed.notify_all()
+
+
+#: The budget every decode in this process shares (:func:`to_model_pixels`, thumbnails).
+decode_budget = DecodeBudget(DECODE_BUDGET)
+
+
+def decode_share(img: Image.Image, prep: Preprocess, reduce: bool = True) -> int:
+    """The bytes of :data:`decode_budget` that decoding ``img`` for the model takes: the decoded
+    image (a JPEG at the scale ``draft`` will pick) and the buffers or copies made from it."""
+    held = held_bytes(img)
+    if reduce and img.format == "JPEG":
+        fits = min(img.size[0] // max(prep.image_size, 1), img.size[1] // max(prep.image_size, 1))
+        scale = next((s for s in (8, 4, 2) if fits >= s), 1)
+        held //= scale * scale
+    return held + (4 * BAND_PIXELS if reduce else 3 * held)
+
+
+def held_bytes(img: Image.Image) -> int:
+    """Bytes Pillow holds for ``img`` once loaded (at its current, possibly drafted, size): 1 a
+    pixel for 1/L/P, 2 for 16-bit, 4 for every other mode (Pillow keeps RGB as 4)."""
+    width, height = img.size
+    per_pixel = 1 if img.mode in ("1", "L", "P") else 2 if img.mode.startswith("I;16") else 4
+    return width * height * per_pixel
+
+
 #: Images up to this many pixels (as decoded) take the reference path of :func:`to_model_pixels`,
 #: whose copies cost little at that size; larger ones are downscaled without any full-size copy
 #: (see :func:`bounded_model_pixels`).
@@ -272,11 +351,18 @@ def to_model_pixels(img: Image.Image, prep: Preprocess, reduce: bool = True) -> 
         img.seek(0)  # first frame of animations
     except EOFError:
         pass
-    # Decode here, outside the guard below: Pillow clears a failed image's tiles, so a decode error
-    # swallowed there would let a corrupt file through as partly grey pixels on the next load.
-    img.load()
-    if reduce and img.size[0] * img.size[1] > SMALL_IMAGE_PIXELS:
-        return bounded_model_pixels(img, prep)
+    with decode_budget.hold(decode_share(img, prep, reduce)):
+        # Decode here, outside the guard below: Pillow clears a failed image's tiles, so a decode
+        # error swallowed there would let a corrupt file through as partly grey pixels on the next load.
+        img.load()
+        if reduce and img.size[0] * img.size[1] > SMALL_IMAGE_PIXELS:
+            return bounded_model_pixels(img, prep)
+        return _reference_pixels(img, prep)
+
+
+def _reference_pixels(img: Image.Image, prep: Preprocess) -> np.ndarray:
+    """open_clip's eval transform on a loaded image, step by step (full-size intermediate copies)."""
+    size = prep.image_size
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:
@@ -419,11 +505,43 @@ def decode_for_model(data: bytes, prep: Preprocess, max_pixels: int | None = DEF
                      reduce: bool = True) -> tuple[np.ndarray, ImageMetadata]:
     """Bytes -> (uint8 model input, metadata). Raises :class:`ImageDecodeError` on bad input."""
     img = open_image(data, max_pixels)
-    meta = read_metadata(img)
     try:
-        pixels = to_model_pixels(img, prep, reduce=reduce)
+        # Metadata inside the budget too: reading a PNG's EXIF decodes the whole image.
+        with decode_budget.hold(decode_share(img, prep, reduce)):
+            meta = read_metadata(img)
+            pixels = to_model_pixels(img, prep, reduce=reduce)
     except ImageDecodeError:
         raise
     except Exception as e:  # truncated data, bad codecs, ...
         raise ImageDecodeError(f"cannot decode image ({type(e).__name__}: {e})") from e
+    finally:
+        release(img)
     return pixels, meta
+
+
+def release(img: Image.Image) -> None:
+    """Free a decoded image now, and give a large one's memory back to the system.
+
+    The C allocator keeps freed memory for reuse by the thread that freed it: a server whose
+    threads each decoded one large upload held several decoded images' worth afterwards (3.0 GB
+    after three 13000x13000 PNGs). Trimming after a large decode returns it.
+    """
+    large = img.size[0] * img.size[1] > SMALL_IMAGE_PIXELS
+    img.close()
+    if large:
+        _trim_heap()
+
+
+_libc: object = None
+
+
+def _trim_heap() -> None:
+    global _libc
+    try:
+        if _libc is None:
+            import ctypes
+
+            _libc = ctypes.CDLL("libc.so.6")
+        _libc.malloc_trim(0)  # type: ignore[attr-defined]
+    except (OSError, AttributeError):  # not glibc: nothing to trim with
+        _libc = False
