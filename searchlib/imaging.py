@@ -176,6 +176,9 @@ def check_decoded_size(width: int, height: int, mode: str, max_pixels: int | Non
             f"{max_pixels / 1e6:g} megapixels (--max-megapixels)")
 
 
+_OPEN_LOCK = threading.Lock()
+
+
 def open_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open image bytes; the content decides the format, not the file name.
 
@@ -188,18 +191,21 @@ def open_image(data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Imag
         raise ImageDecodeError("HEIC/HEIF image needs the optional extra: pip install 'searchlib[heic]'")
     # Pillow's own bomb guard is replaced by ``max_pixels``, checked on the header before any
     # pixel is decoded, so the user's --max-megapixels decides.
-    saved = Image.MAX_IMAGE_PIXELS
-    try:
-        Image.MAX_IMAGE_PIXELS = None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError as e:
-        raise ImageDecodeError("not a readable image (unknown format or corrupt header)") from e
-    except Exception as e:
-        raise ImageDecodeError(f"not a readable image ({type(e).__name__}: {e})") from e
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
+    # Pillow's limit is process-wide: threads opening at once (a server) take turns, or one could
+    # restore it while another relies on it being off, or leave it off for good.
+    with _OPEN_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        try:
+            Image.MAX_IMAGE_PIXELS = None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError as e:
+            raise ImageDecodeError("not a readable image (unknown format or corrupt header)") from e
+        except Exception as e:
+            raise ImageDecodeError(f"not a readable image ({type(e).__name__}: {e})") from e
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
     check_decoded_size(img.size[0], img.size[1], img.mode, max_pixels)
     return img
 

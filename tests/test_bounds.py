@@ -200,3 +200,104 @@ def _png_bytes() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (40, 30), (200, 30, 30)).save(buf, "PNG")
     return buf.getvalue()
+
+
+# -- 5: a decode holds the decoded image, no copies; concurrent decodes share a budget ---------
+def write_png(path: Path, width: int, height: int, color_type: int = 2) -> None:
+    """A large PNG written row by row (never held whole): bands of four colours, a lighter left
+    third; ``color_type`` 2 is RGB, 3 palette."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    channels = 3 if color_type == 2 else 1
+    rows = []
+    for band in range(4):
+        row = bytearray([(band * 60 + c * 40) % 256 for c in range(channels)] * width)
+        row[:channels * (width // 3)] = bytes([200 + band]) * (channels * (width // 3))
+        rows.append(b"\x00" + bytes(row))
+    comp = zlib.compressobj(6)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)))
+        if color_type == 3:
+            f.write(chunk(b"PLTE", bytes(range(256)) * 3))
+        for y in range(height):
+            f.write(chunk(b"IDAT", comp.compress(rows[(y // 500) % 4])))
+        f.write(chunk(b"IDAT", comp.flush()) + chunk(b"IEND", b""))
+
+
+_PEAK_SCRIPT = """
+import resource, sys, threading
+from searchlib import imaging
+from searchlib.imaging import DecodeBudget, Preprocess, decode_for_model, held_bytes, open_image
+data = open(sys.argv[1], "rb").read()
+threads = int(sys.argv[2])
+held = held_bytes(open_image(data))
+if threads > 1:  # a budget that fits one decode: the others must wait for it
+    imaging.decode_budget = DecodeBudget(imaging.decode_share(open_image(data), Preprocess(224)))
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+workers = [threading.Thread(target=decode_for_model, args=(data, Preprocess(224))) for _ in range(threads)]
+[w.start() for w in workers]
+[w.join() for w in workers]
+print(held, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)
+"""
+
+
+def _decode_peak(png: Path, threads: int = 1) -> tuple[int, int]:
+    """``(bytes Pillow holds for the decoded image, peak RSS growth)`` of decoding ``png`` in a
+    fresh process with ``threads`` threads at once."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(png), str(threads)], capture_output=True,
+                         text=True, timeout=300, check=True).stdout.split()
+    return int(out[0]), int(out[1])
+
+
+@pytest.mark.parametrize("color_type", [2, 3])
+def test_a_large_decode_holds_only_the_decoded_image(tmp_path, color_type):
+    png = tmp_path / "large.png"
+    write_png(png, 5000, 5000, color_type)
+    held, grew = _decode_peak(png)
+    # The decoded image and small buffers (a band of rows: 16-32 MB); the copies this replaced
+    # took 2x the decoded image (RGB), 6x (palette).
+    assert grew < held * 1.1 + (40 << 20), (held, grew)
+
+
+def test_concurrent_decodes_wait_for_the_budget(tmp_path):
+    png = tmp_path / "large.png"
+    write_png(png, 5000, 5000)
+    held, grew = _decode_peak(png, threads=3)
+    assert grew < held * 1.1 + (40 << 20), (held, grew)  # one decode at a time, not three
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "P", "CMYK", "RGBA", "LA", "I;16"])
+def test_bounded_pixels_stay_close_to_the_reference(mode):
+    from searchlib.imaging import Preprocess, bounded_model_pixels, open_image, to_model_pixels
+    from tests.conftest import make_exif
+
+    rng = np.random.default_rng(7)
+    # Smooth content (as photos are): rounding differences stay rounding-sized.
+    base = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    for w, h in [(480, 270), (200, 600)]:
+        img = Image.fromarray(base).resize((w, h), Image.Resampling.BICUBIC)
+        img = img.convert("L").point(lambda v: v * 200) if mode == "I;16" else img.convert(mode)
+        if mode == "I;16":
+            img = Image.fromarray(np.asarray(img.convert("I"), dtype=np.uint16))
+        for orientation in range(1, 9):
+            buf = io.BytesIO()
+            if mode == "CMYK":
+                img.save(buf, "TIFF", exif=make_exif(orientation=orientation))
+            else:
+                img.save(buf, "PNG", exif=make_exif(orientation=orientation), compress_level=0)
+            for resize_mode in ("shortest", "squash", "longest"):
+                prep = Preprocess(64, resize_mode=resize_mode)
+                ref = to_model_pixels(open_image(buf.getvalue()), prep, reduce=False).astype(int)
+                loaded = open_image(buf.getvalue())
+                loaded.load()
+                got = bounded_model_pixels(loaded, prep).astype(int)
+                diff = np.abs(ref - got)
+                assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 4, (mode, w, h, orientation, resize_mode,
+                                                                             diff.mean(), diff.max())
