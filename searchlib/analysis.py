@@ -149,8 +149,9 @@ def near_duplicates(index, threshold: float = 0.95, batch: int = 2048,
             x = parent[x]
         return x
 
-    # One batch can find at most batch * len(ids) pairs: keep that within max_pairs as well.
-    batch = max(1, min(batch, max_pairs // len(ids)))
+    # One batch can find at most batch * len(ids) pairs: keep that near max_pairs as well (at
+    # least 16 queries a call, so a million images still take few calls).
+    batch = max(16, min(batch, max_pairs // len(ids)))
     pairs = 0
     for start in range(0, len(ids), batch):
         lims, _, found = faiss_index.range_search(np.ascontiguousarray(vecs[start:start + batch]), threshold)

@@ -301,3 +301,15 @@ def test_bounded_pixels_stay_close_to_the_reference(mode):
                 diff = np.abs(ref - got)
                 assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 4, (mode, w, h, orientation, resize_mode,
                                                                              diff.mean(), diff.max())
+
+
+def test_ids_beyond_64_bits_name_no_row_on_either_backend(catalog_url):
+    from searchlib.catalog import Catalog
+
+    cat = Catalog(catalog_url, create=True)
+    try:
+        for big in (TOO_BIG_ID, -TOO_BIG_ID - 1, 10 ** 30):
+            assert cat.images([big]) == {} and cat.file_of(big) is None
+            assert len(cat.vectors_of([big, 1])[0]) == 0
+    finally:
+        cat.close()
