@@ -53,7 +53,8 @@ from .terms import query_terms
                    "differs per query, so a cut relative to the best adapts where --min-score cannot.")
 @click.option("--relevant", is_flag=True,
               help="Keep only hits judged relevant: calibrated relevance >= 0.5 (the same scale for "
-                   "every query; text queries). A query that matches nothing returns nothing.")
+                   "every query; single text queries, not combined ones). A query that matches nothing "
+                   "returns nothing.")
 @click.option("--sort", type=click.Choice(["score", "date", "date-asc"]), default="score", show_default=True,
               help="Order: best first, newest first (date) or oldest first (date-asc), by date taken. With "
                    "--relevant (or --min-score, --relative) every kept hit is ordered, then paged; without, "
@@ -78,8 +79,8 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
     only " + " and " - " with spaces split, so "t-shirt" stays whole). QUERY is text;
     a term is an image only when it is clearly a path to a file ("./cat.jpg",
     "~/x.png", "dir/y.jpg"). Scores are cosine similarities (higher is closer);
-    relevance (text queries) is calibrated: 0.5 and above means a likely match,
-    on the same scale for every query.
+    relevance (single text queries) is calibrated: 0.5 and above means a likely
+    match, on the same scale for every query; combined queries get none.
     """
     from searchlib.filters import Filters
 
@@ -94,8 +95,6 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
                                    places, near, within_km, text_words)
     query_terms(query, add, subtract, images)  # a bad image term fails before the index opens
     with open_from(obj) as index:
-        for warning in index.query_warnings(query, add):
-            click.echo(f"searchlib: warning: {warning}", err=True)
         read = index.place_query(query) if query.strip() else None
         if read is not None and read.places:  # "... in Tokyo": the rest is the text, Tokyo a filter
             query, filters = read.text, replace(filters, places=filters.places + read.places)
@@ -103,6 +102,9 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
         hits = index.search(terms, k=k, offset=offset, filters=filters,
                             min_score=min_score, relative=relative, relevant=relevant, sort=sort,
                             rerank=rerank, collapse=collapse)
+        # After the search: a query it refuses gets its one-line error, not warnings about it too.
+        for warning in index.query_warnings(query, add, subtract):
+            click.echo(f"searchlib: warning: {warning}", err=True)
     if emit([h.to_dict() for h in hits], [h.path for h in hits], as_json, as_nl, as_paths, nul):
         if relevant and not hits:
             click.echo("searchlib: nothing relevant found", err=True)

@@ -13,6 +13,16 @@ from .errors import ConfigError
 #: The radius of ``--near`` when ``--within`` is not given (km): a town and its surroundings.
 DEFAULT_WITHIN_KM = 10.0
 
+#: The longest ``camera`` text and tag accepted. Camera names and labels are short; the bound keeps
+#: the SQL pattern within what every database takes (SQLite refuses LIKE patterns over 50,000 bytes).
+MAX_TEXT = 200
+#: The longest ``folder`` accepted (well above any file system's path limit).
+MAX_FOLDER = 8192
+#: The most formats or tags one search may name.
+MAX_VALUES = 100
+#: The largest ``min_width`` / ``min_height`` accepted (within every database's integer range).
+MAX_PIXELS_SIDE = 1_000_000_000
+
 
 @dataclass(frozen=True)
 class Filters:
@@ -63,9 +73,25 @@ class Filters:
                 raise ConfigError("--within needs --near LAT,LON (the centre of the circle)")
             if not (math.isfinite(self.within_km) and self.within_km > 0):
                 raise ConfigError(f"--within must be a distance in km above 0, not {self.within_km:g}")
+        self._check_bounds()
         if self.after and self.before and self.after > self.before:
             raise ConfigError(f"the date range is empty: after {self.after:%Y-%m-%d} is later than before "
                               f"{self.before:%Y-%m-%d}")
+
+    def _check_bounds(self) -> None:
+        """Refuse values no image can match and no database should be handed (typed, not a 500)."""
+        for name, value, limit in (("--in", self.folder, MAX_FOLDER), ("--camera", self.camera, MAX_TEXT),
+                                   ("--text", self.text, MAX_TEXT)):
+            if value is not None and len(value) > limit:
+                raise ConfigError(f"{name} is {len(value):,} characters long; at most {limit:,} are accepted")
+        for name, values in (("--format", self.formats), ("--tag", self.tags), ("--place", self.places)):
+            if len(values) > MAX_VALUES:
+                raise ConfigError(f"{len(values)} {name} values; at most {MAX_VALUES} are accepted")
+            if any(len(str(v)) > MAX_TEXT for v in values):
+                raise ConfigError(f"a {name} value is longer than {MAX_TEXT} characters")
+        for name, pixels in (("--min-width", self.min_width), ("--min-height", self.min_height)):
+            if pixels is not None and not 0 <= pixels <= MAX_PIXELS_SIDE:
+                raise ConfigError(f"{name} must be 0..{MAX_PIXELS_SIDE:,}, not {pixels}")
 
     @classmethod
     def from_strings(cls, folder: str | None = None, after: str | None = None, before: str | None = None,
@@ -77,7 +103,8 @@ class Filters:
         empty strings meaning "not set".
 
         Raises:
-            ConfigError: a date or position that cannot be read, or an empty date range.
+            ConfigError: a date or position that cannot be read, an empty date range, or a value out
+                of bounds (texts longer than :data:`MAX_TEXT`, more than :data:`MAX_VALUES` tags...).
         """
         return cls(folder=folder or None, after=parse_date(after) if after else None,
                    before=parse_date(before, end=True) if before else None, camera=camera or None,
@@ -139,4 +166,4 @@ def parse_date(text: str, end: bool = False) -> datetime:
         # Stored dates are naive local time (as EXIF's are): compare like with like.
         return when.astimezone().replace(tzinfo=None) if when.tzinfo else when
     except ValueError as e:
-        raise ConfigError(f"cannot read date {text!r}; use YYYY, YYYY-MM or YYYY-MM-DD") from e
+        raise ConfigError(f"cannot read date {text[:40]!r}; use YYYY, YYYY-MM or YYYY-MM-DD") from e

@@ -23,7 +23,7 @@ import numpy as np
 
 from .catalog import Catalog, ChangeSet
 from .config import CATALOG_FILE
-from .errors import ImageNotFoundError, IndexNotFoundError, SearchlibError, read_only_error
+from .errors import ImageNotFoundError, IndexNotFoundError, QueryError, SearchlibError, read_only_error
 from .filters import Filters
 from .models import ModelIdentity
 from .places import PlaceQuery
@@ -223,20 +223,30 @@ class Index:
         self.searcher.batch_queries(max_batch)
 
     # -- searching ---------------------------------------------------------------------------
-    def query_warnings(self, query: Any = "", add: Sequence = ()) -> list[str]:
+    def query_warnings(self, query: Any = "", add: Sequence = (), subtract: Sequence = ()) -> list[str]:
         """Warnings about a query, without running it: text in a script the index's model was not
-        trained to read (e.g. Chinese or Cyrillic for an English-only model)."""
+        trained to read (e.g. Chinese or Cyrillic for an English-only model), and a combined text
+        query, whose hits carry no relevance (see :func:`searchlib.query.relevance_withheld`)."""
         from .languages import query_warning
+        from .query import relevance_withheld
 
+        warnings: list[str] = []
         ident = self.identity
         texts = [query] if isinstance(query, str) else []
         texts += [t for t in add if isinstance(t, str)]
-        if ident is None or not texts:
-            return []
-        warnings = [query_warning(" ".join(texts), ident.arch, ident.name)]
-        if isinstance(query, str) and query.strip():
-            warnings.append(self.place_query(query).warning)
-        return [w for w in warnings if w]
+        if ident is not None and texts:
+            warning = query_warning(" ".join(texts), ident.arch, ident.name)
+            if warning:
+                warnings.append(warning)
+        if isinstance(query, str) and query.strip() and (place := self.place_query(query).warning):
+            warnings.append(place)
+        try:
+            terms = self.searcher.terms(query, add, subtract)
+        except QueryError:  # the search itself says what is wrong with it
+            return warnings
+        if all(t.kind == "text" for t in terms) and (reason := relevance_withheld(terms)):
+            warnings.append(f"{reason}; hits are ranked by score alone")
+        return warnings
 
     def place_query(self, text: str) -> PlaceQuery:
         """Read the trailing "in / at / near PLACE" of a text query.

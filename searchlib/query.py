@@ -27,6 +27,15 @@ MAX_K = 10_000
 DUPLICATE_THRESHOLD = 0.95
 #: Orders of the kept hits: best first, newest first, oldest first.
 SORTS = ("score", "date", "date-asc")
+#: The most terms one query may combine. Each text term is one encoder input, so this bounds the
+#: work a request can ask for (a server got 100,000 ``red + red ...`` terms: 48 s of CPU).
+MAX_TERMS = 64
+#: The longest query text accepted. The text tower reads 77 tokens per term; anything longer is
+#: cut there anyway, but tokenizing and splitting it would still cost time.
+MAX_QUERY_CHARS = 10_000
+#: The largest term weight (in absolute value). Only the ratios between weights matter; this keeps
+#: the weighted sum finite in float32 (``1e39:red`` overflowed it and returned nothing).
+MAX_WEIGHT = 1000.0
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,7 @@ class QueryTerm:
         return self.kind == "image"
 
 
-_WEIGHT = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*:\s*(.+)$", re.S)
+_WEIGHT = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*:\s*(.+)$", re.S)
 _SPLIT = re.compile(r"\s+([+-])\s+")
 
 
@@ -102,15 +111,47 @@ def parse_term(text: str, sign: float = 1.0) -> QueryTerm:
     text = text.strip()
     if not text:
         raise QueryError("an empty query term; write e.g. 'beach + sunset - people'")
-    if not math.isfinite(weight):
-        raise QueryError(f"the weight of {text!r} is not a number")
+    check_weight(weight, text)
     return QueryTerm(text, sign * weight, "text")
+
+
+def check_weight(weight: float, what: object = "a term") -> None:
+    """Reject a weight that is not a number or larger than :data:`MAX_WEIGHT`.
+
+    Raises:
+        QueryError: the weight cannot be used.
+    """
+    if not math.isfinite(weight) or abs(weight) > MAX_WEIGHT:
+        name = repr(what) if isinstance(what, str) else "a term"
+        raise QueryError(f"the weight of {name[:60]} must be a number between -{MAX_WEIGHT:g} and "
+                         f"{MAX_WEIGHT:g}, not {weight:g}; only the ratios between weights matter")
+
+
+def check_terms(terms: list[QueryTerm]) -> None:
+    """Bound a query's work: at most :data:`MAX_TERMS` terms, each weight within :data:`MAX_WEIGHT`.
+
+    Raises:
+        QueryError: too many terms, or a weight out of bounds.
+    """
+    if len(terms) > MAX_TERMS:
+        raise QueryError(f"the query has {len(terms)} terms; at most {MAX_TERMS} can be combined")
+    for term in terms:
+        check_weight(term.weight, term.value if term.kind == "text" else "a term")
 
 
 def parse_query(text: str) -> list[QueryTerm]:
     """Split ``"beach + sunset - people"`` into text terms. Only `` + `` and `` - `` with spaces
-    split, so ``t-shirt`` and ``black-and-white`` stay whole."""
+    split, so ``t-shirt`` and ``black-and-white`` stay whole.
+
+    Raises:
+        QueryError: an empty term, a bad weight, more than :data:`MAX_QUERY_CHARS` characters or
+            more than :data:`MAX_TERMS` terms (checked before any term is parsed).
+    """
+    if len(text) > MAX_QUERY_CHARS:
+        raise QueryError(f"the query is {len(text):,} characters long; at most {MAX_QUERY_CHARS:,} are read")
     parts = _SPLIT.split(f" {text.strip()} ".strip())
+    if len(parts) // 2 + 1 > MAX_TERMS:
+        raise QueryError(f"the query has {len(parts) // 2 + 1} terms; at most {MAX_TERMS} can be combined")
     terms = [parse_term(parts[0])]
     for op, value in zip(parts[1::2], parts[2::2]):
         terms.append(parse_term(value, 1.0 if op == "+" else -1.0))
@@ -118,11 +159,33 @@ def parse_query(text: str) -> list[QueryTerm]:
 
 
 def combine(vectors: np.ndarray, weights: list[float]) -> np.ndarray:
-    """Weighted sum of unit vectors, renormalized (the query direction in embedding space)."""
+    """Weighted sum of unit vectors, renormalized (the query direction in embedding space).
+
+    Raises:
+        QueryError: a weight out of bounds (see :func:`check_weight`), or terms that cancel out.
+    """
+    for weight in weights:
+        check_weight(weight)
     total = (np.asarray(weights, dtype=np.float32)[:, None] * vectors).sum(axis=0)
     if not np.any(total):
         raise QueryError("the query terms cancel out; change their weights")
     return normalize(total)[0]
+
+
+def relevance_withheld(terms: list[QueryTerm]) -> str | None:
+    """Why relevance is not computed for ``terms``, or None when it is.
+
+    Relevance is calibrated on single text queries. A combined query's vector is a direction
+    between its terms, not a description: against the caption bank it looks far more specific
+    than it is (``"x - y"`` judged an unrelated image relevant at 1.00), and sums of terms score
+    lower than each term alone. So it is withheld for them, as for image and vector queries.
+    """
+    if any(t.kind != "text" for t in terms):
+        return "relevance is judged for text queries only, not for image or vector queries"
+    if len(terms) > 1 or terms[0].weight <= 0:
+        return ("relevance is judged for single text queries only, not for combined ones "
+                "('a + b', 'a - b', --add, --subtract): it is not calibrated for them")
+    return None
 
 
 def check_cut(min_score: float | None, relative: float | None) -> None:

@@ -30,9 +30,11 @@ from .query import (
     Hit,
     QueryTerm,
     check_cut,
+    check_terms,
     combine,
     parse_query,
     parse_term,
+    relevance_withheld,
 )
 from .records import content_hash
 from .relevance import BACKGROUND_SAMPLE, RelevanceScorer
@@ -159,6 +161,7 @@ class Searcher:
         terms += [_as_term(t, 1.0) for t in add] + [_as_term(t, -1.0) for t in subtract]
         if not terms:
             raise QueryError("the query is empty; say what to look for, e.g. 'a dog on a beach'")
+        check_terms(terms)
         return terms
 
     def query_vector(self, terms: list[QueryTerm]) -> np.ndarray:
@@ -191,10 +194,10 @@ class Searcher:
         check_cut(min_score, relative)
         if rerank is not None and not 0 <= rerank <= MAX_K:
             raise QueryError(f"rerank must be 0..{MAX_K}, not {rerank}")
-        textual = all(t.kind == "text" for t in terms)
-        if relevant and not textual:
-            raise QueryError("relevance is judged for text queries only; drop --relevant for image "
-                             "queries, or use --min-score")
+        check_terms(terms)  # a caller may hand terms it built itself
+        withheld = relevance_withheld(terms)
+        if relevant and withheld:
+            raise QueryError(f"{withheld}; drop --relevant, or cut with --min-score or --relative")
         cache = self.store.vector_cache()
         # Load (or map) the FAISS index while the query is embedded: a cold query pays for one.
         errors: list[BaseException] = []
@@ -206,6 +209,8 @@ class Searcher:
             loader.join()
         if errors:  # reported here, in the caller's thread, never through threading.excepthook
             raise errors[0]
+        textual = all(t.kind == "text" for t in terms)
+        graded = textual and not withheld  # combined queries carry no relevance (query.relevance_withheld)
         words = query_words([t.value for t in terms if t.weight > 0]) if textual and self._has_text() else []
         plan = ResultPlan(k, offset, sort, relevant, min_score, relative, collapse)
         window = plan.first_window()
@@ -215,7 +220,7 @@ class Searcher:
             else:
                 found, worded = self._search_vector(cache, vector, window, filters, rerank), set()
             exhausted = len(found) < window or window >= MAX_K
-            hits, vectors = (self.with_relevance(vector, found, keep_vectors=True) if textual
+            hits, vectors = (self.with_relevance(vector, found, keep_vectors=True) if graded
                              else self.with_vectors(found))
             kept = plan.keep(hits, vectors, worded)  # a word of the query written in a photo is evidence enough
             if plan.enough(kept, hits, exhausted):

@@ -20,6 +20,15 @@ from .conditions import filter_conditions, stored_image, text_conditions, under_
 from .core import CatalogCore, read_setting
 from .schema import embeddings, failures, images, tags
 
+#: Row ids are 64-bit signed integers in every catalog; no row has an id outside this range.
+_ID_RANGE = range(-(1 << 63), 1 << 63)
+
+
+def storable_ids(ids: Iterable[int]) -> list[int]:
+    """The ids a row can have: one outside the 64-bit range names no image (it is left out rather
+    than handed to the database, where it fails as an overflow)."""
+    return [int(i) for i in ids if int(i) in _ID_RANGE]
+
 
 class CatalogReads(CatalogCore):
     """The read queries of a catalog."""
@@ -90,7 +99,7 @@ class CatalogReads(CatalogCore):
         """Rows by id with their tags (missing ids are absent from the result)."""
         out: dict[int, StoredImage] = {}
         with self._read() as conn:
-            for chunk in chunks([int(i) for i in ids]):
+            for chunk in chunks(storable_ids(ids)):
                 labels: dict[int, list[str]] = {}
                 for i, label in conn.execute(select(tags.c.image_id, tags.c.label).where(tags.c.image_id.in_(chunk))
                                              .order_by(tags.c.label)):
@@ -111,6 +120,8 @@ class CatalogReads(CatalogCore):
 
     def file_of(self, image_id: int) -> tuple[str, str] | None:
         """``(path, content_hash)`` of one row (a lighter lookup than :meth:`images`), or None."""
+        if not storable_ids([image_id]):
+            return None
         with self._read() as conn:
             row = conn.execute(select(images.c.path, images.c.content_hash).where(images.c.id == int(image_id))).first()
         return (row[0], row[1]) if row else None
@@ -194,7 +205,7 @@ class CatalogReads(CatalogCore):
         """``(ids, vectors)`` stored for these ids (ascending; ids without a vector are left out)."""
         found: list[tuple[int, bytes]] = []
         with self._read() as conn:
-            for chunk in chunks(sorted({int(i) for i in ids})):
+            for chunk in chunks(sorted(set(storable_ids(ids)))):
                 found += conn.execute(select(embeddings.c.image_id, embeddings.c.vector)
                                       .where(embeddings.c.image_id.in_(chunk))).all()
         return self._rows_to_arrays(sorted(found))
