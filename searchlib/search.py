@@ -294,7 +294,7 @@ class Searcher:
         with self._lock:
             scorer = self._scorer
         if scorer is None or scorer[0] != generation:
-            background = self.store.catalog.sample_vectors(BACKGROUND_SAMPLE, seed=0)
+            background = self.store.catalog.sample_vectors(BACKGROUND_SAMPLE, seed=0, distinct=False)
             scorer = (generation, RelevanceScorer(background, self.store.model.bank_vectors()))
             with self._lock:
                 self._scorer = scorer

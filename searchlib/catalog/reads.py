@@ -233,9 +233,14 @@ class CatalogReads(CatalogCore):
             return generation, np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
         return generation, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def sample_vectors(self, n: int, seed: int = 0) -> np.ndarray:
+    def sample_vectors(self, n: int, seed: int = 0, distinct: bool = True) -> np.ndarray:
         """About ``n`` stored vectors drawn at random (by random ids: ids that were deleted are
-        skipped, so a sparse id range gives fewer; what was drawn is returned)."""
+        skipped, so a sparse id range gives fewer; what was drawn is returned).
+
+        ``distinct=False`` draws ``n * 1.2`` ids with replacement and keeps each once: on a
+        collection smaller than that, about 63 % of it. Relevance's background sample is drawn so,
+        because its calibration (benchmarks/RESULTS.md) was measured with it; training PQ needs
+        every point it asks for, and gets distinct ids."""
         with self._read() as conn:
             low, high, stored = conn.execute(select(func.min(embeddings.c.image_id), func.max(embeddings.c.image_id),
                                                     func.count())).one()
@@ -243,6 +248,12 @@ class CatalogReads(CatalogCore):
             return np.zeros((0, 0), dtype=np.float32)
         rng = np.random.default_rng(seed)
         span = int(high) - int(low) + 1
+        if not distinct:
+            wanted = np.unique(rng.integers(int(low), int(high) + 1, size=min(span, int(n * 1.2) + 16)))
+            ids, vectors = self.vectors_of(wanted.tolist())
+            if len(ids) > n:
+                vectors = vectors[rng.choice(len(ids), n, replace=False)]
+            return vectors
         # Distinct ids (drawing with replacement gave ~70% of n when n is near the count: PQ then
         # trained on fewer points than it needs), enough of them for the holes deleted rows left.
         draws = min(span, int(n * 1.2 * span / max(1, int(stored))) + 16)
