@@ -15,6 +15,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from ..errors import (
     CatalogConnectionError,
+    CatalogUnavailableError,
     ConfigError,
     IndexCorruptError,
     IndexNotFoundError,
@@ -91,10 +92,12 @@ class CatalogCore:
             return
         try:
             self.engine.connect().close()
-        except DBAPIError as e:
+        except (DBAPIError, CatalogUnavailableError) as e:
+            # translate_error reads a refused connection as one lost mid-run; at open it is this.
+            cause = e.__cause__ if isinstance(e, CatalogUnavailableError) and e.__cause__ is not None else e
             u = self.engine.url
             where = f"{u.host or 'localhost'}:{u.port or 5432}"
-            reason = first_line(e).removeprefix("connection failed: ")
+            reason = first_line(cause).removeprefix("connection failed: ")
             raise CatalogConnectionError(f"cannot connect to the catalog at {where}: {reason}") from e
 
     def _engine(self) -> Engine:
