@@ -82,6 +82,10 @@ def _stop_on_signals(stop: threading.Event) -> None:
               default=None, metavar="[SECONDS]",
               help=f"Poll the folders every SECONDS (alone: {POLL_DEFAULT:g}) instead of following file events. "
                    "Network and FUSE mounts (NFS, CIFS/SMB, sshfs) are polled anyway.")
+@click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True), default=POLL_DEFAULT,
+              show_default=True, metavar="SECONDS",
+              help="How often folders that events can't see (network mounts, folders past the watch limit) "
+                   "are polled.")
 @click.option("--debounce", type=click.FloatRange(min=0.05, max=600), default=1.0, show_default=True,
               metavar="SECONDS", help="A file is read once nothing has written to it for this long.")
 @click.option("--max-watches", type=click.IntRange(min=1), metavar="N",
@@ -93,7 +97,8 @@ def _stop_on_signals(stop: threading.Event) -> None:
 @click.option("--nl", "as_nl", is_flag=True, help="The same as --json (JSON lines).")
 @click.option("-q", "--quiet", is_flag=True, help="No status line, notices or per-batch lines.")
 @click.pass_obj
-def watch_cmd(obj: dict, paths: tuple[str, ...], poll: float | None, debounce: float, max_watches: int | None,
+def watch_cmd(obj: dict, paths: tuple[str, ...], poll: float | None, poll_interval: float, debounce: float,
+              max_watches: int | None,
               as_json: bool, as_nl: bool, quiet: bool, **run_values) -> None:
     """Watch PATH... and keep the index in step: new, changed, deleted, renamed and moved files and
     folders, until Ctrl-C or SIGTERM (which commit what is done and exit 0).
@@ -123,7 +128,7 @@ def watch_cmd(obj: dict, paths: tuple[str, ...], poll: float | None, debounce: f
     _stop_on_signals(stop)
     try:
         watch(obj["index_dir"], *paths, options=options, on_batch=on_batch, on_notice=status.notice, stop=stop,
-              poll=poll, debounce=debounce, max_watches=max_watches)
+              poll=poll, poll_seconds=poll_interval, debounce=debounce, max_watches=max_watches)
     finally:
         status.close()
     if not quiet:

@@ -86,7 +86,7 @@ NoticeCallback = Callable[[str], None]
 
 def watch(index_dir: str | os.PathLike, *paths: str | os.PathLike, options: IndexOptions | None = None,
           on_batch: BatchCallback | None = None, on_notice: NoticeCallback | None = None,
-          stop: threading.Event | None = None, poll: float | None = None,
+          stop: threading.Event | None = None, poll: float | None = None, poll_seconds: float = POLL_SECONDS,
           debounce: float = DEBOUNCE_SECONDS, max_watches: int | None = None,
           mounts_file: str = "/proc/mounts", **option_values) -> None:
     """Keep the index at ``index_dir`` in step with ``paths`` until ``stop`` is set.
@@ -102,7 +102,9 @@ def watch(index_dir: str | os.PathLike, *paths: str | os.PathLike, options: Inde
             and why, the watch limit).
         stop: set it (from another thread or a signal handler) to stop: the pass in flight commits
             what is embedded, the vector index is saved, and this returns.
-        poll: poll every this many seconds instead of following file events.
+        poll: poll everything every this many seconds instead of following file events.
+        poll_seconds: how often folders that events can't see (network and FUSE mounts, folders
+            past the watch limit) are polled.
         debounce: seconds a path must stay untouched before it is read.
         max_watches: follow at most this many folders with inotify; the rest is polled.
         mounts_file: the mount table to read (network and FUSE mounts are polled).
@@ -117,21 +119,22 @@ def watch(index_dir: str | os.PathLike, *paths: str | os.PathLike, options: Inde
     options = replace(options, **option_values) if options is not None else IndexOptions(**option_values)
     if options.ray:
         raise ConfigError("watch runs the local pipeline; index with --ray, then watch without it")
-    if poll is not None and not poll > 0:
-        raise ConfigError("--poll needs a number of seconds above 0")
+    if (poll is not None and not poll > 0) or not poll_seconds > 0:
+        raise ConfigError("polling needs a number of seconds above 0")
     roots = resolve_roots(paths)
     check_model_before_creating(index_dir, options)
-    _Watcher(index_dir, roots, options, poll, debounce, max_watches, mounts_file,
+    _Watcher(index_dir, roots, options, poll, poll_seconds, debounce, max_watches, mounts_file,
              on_batch or (lambda b: None), on_notice or (lambda s: None), stop or threading.Event()).run()
 
 
 class _Watcher:
     """One watch session: the writer lock, the change feed, the pending paths, the passes."""
 
-    def __init__(self, index_dir, roots: list[str], options: IndexOptions, poll: float | None, debounce: float,
-                 max_watches: int | None, mounts_file: str, on_batch: BatchCallback, on_notice: NoticeCallback,
-                 stop: threading.Event):
+    def __init__(self, index_dir, roots: list[str], options: IndexOptions, poll: float | None, poll_seconds: float,
+                 debounce: float, max_watches: int | None, mounts_file: str, on_batch: BatchCallback,
+                 on_notice: NoticeCallback, stop: threading.Event):
         self.index_dir, self.roots, self.options = index_dir, roots, options
+        self.poll_seconds = poll_seconds
         self.poll, self.debounce, self.max_watches, self.mounts_file = poll, debounce, max_watches, mounts_file
         self.on_batch, self.on_notice, self.stop = on_batch, on_notice, stop
         self.pending: dict[str, float] = {}  # path -> when it was last touched (monotonic)
@@ -152,9 +155,9 @@ class _Watcher:
                 if o.index_type:
                     writer.set_index_type(o.index_type)
                 writer.configure(o.max_index_memory, o.rerank, o.vector_dtype)
-                folder_rule = [root for root in self.roots if os.path.isdir(root)]
-                feed = ChangeFeed(folder_rule, self._want_folder, self.poll,
-                                  self.poll or POLL_SECONDS, self.max_watches, o.follow_symlinks, self.mounts_file)
+                folders = [root for root in self.roots if os.path.isdir(root)]
+                feed = ChangeFeed(folders, self._want_folder, self.poll, self.poll_seconds, self.max_watches,
+                                  o.follow_symlinks, self.mounts_file)
                 try:
                     feed.start()  # before the catch-up: what changes during it is heard
                     for line in feed.notices:
@@ -163,7 +166,7 @@ class _Watcher:
                     self._follow(index, writer, feed)
                 finally:
                     feed.stop()
-                    writer.finish(self.embedder)
+                    writer.finish(self.embedder, for_queries=not self.stop.is_set())
         finally:
             index.close()
 
@@ -230,7 +233,7 @@ class _Watcher:
         report = IndexReport()
         new_index = index.identity is None
         self.embedder, held = index_pass(index, writer, roots, options, report, embedder=self.embedder,
-                                         vanished=vanished, finish=catch_up, hold=self._hold,
+                                         vanished=vanished, finish=False, hold=self._hold,
                                          keep_failure=self._keep_failure, cancel=self.stop)
         now = time.monotonic()
         for p in held:
@@ -238,7 +241,9 @@ class _Watcher:
         report.seconds = time.perf_counter() - started
         batch = WatchBatch.from_report(report, catch_up)
         self.unsaved += batch.changes
-        if catch_up or (new_index and index.identity is not None):
+        if self.stop.is_set():
+            pass  # saved once on the way out
+        elif catch_up or (new_index and index.identity is not None):
             self._save(writer)
         elif self.unsaved >= SAVE_AFTER_CHANGES or (self.unsaved and now - self.last_save >= SAVE_AFTER_SECONDS):
             self._save(writer)
