@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 _IN_MODIFY, _IN_ATTRIB, _IN_CLOSE_WRITE = 0x2, 0x4, 0x8
 _IN_MOVED_FROM, _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x40, 0x80, 0x100, 0x200
 _IN_DELETE_SELF, _IN_MOVE_SELF = 0x400, 0x800
-_IN_Q_OVERFLOW, _IN_IGNORED, _IN_ISDIR = 0x4000, 0x8000, 0x40000000
+_IN_UNMOUNT, _IN_Q_OVERFLOW, _IN_IGNORED, _IN_ISDIR = 0x2000, 0x4000, 0x8000, 0x40000000
 _IN_ONLYDIR, _IN_DONT_FOLLOW, _IN_EXCL_UNLINK = 0x01000000, 0x02000000, 0x04000000
 _MASK = (_IN_MODIFY | _IN_ATTRIB | _IN_CLOSE_WRITE | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
          | _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_ONLYDIR | _IN_DONT_FOLLOW | _IN_EXCL_UNLINK)
@@ -149,16 +149,21 @@ class _Inotify:
 
 
 class _Poller:
-    """Folders listed every ``seconds``: a change of a name, a size or an mtime is a change."""
+    """Folders listed every ``seconds``: a change of a name, a size or an mtime is a change.
+
+    A folder that cannot be listed (a network mount that went away) or whose device changed (it
+    was unmounted: the empty mount point shows) keeps its last listing: an outage is not a deletion.
+    """
 
     def __init__(self):
-        self.listings: dict[str, dict[str, tuple[bool, int, int]]] = {}
+        self.listings: dict[str, tuple[int, dict[str, tuple[bool, int, int]]]] = {}
         self.lock = threading.Lock()
 
     @staticmethod
-    def _list(folder: str) -> dict[str, tuple[bool, int, int]]:
+    def _list(folder: str) -> tuple[int, dict[str, tuple[bool, int, int]]] | None:
         out = {}
         try:
+            device = os.stat(folder).st_dev
             with os.scandir(folder) as it:
                 for e in it:
                     try:
@@ -167,11 +172,13 @@ class _Poller:
                         continue
                     out[e.name] = (stat.S_ISDIR(st.st_mode), st.st_size, st.st_mtime_ns)
         except OSError:
-            pass
-        return out
+            return None
+        return device, out
 
     def add(self, folder: str) -> None:
         listing = self._list(folder)
+        if listing is None:
+            return
         with self.lock:
             self.listings[folder] = listing
 
@@ -189,12 +196,20 @@ class _Poller:
         with self.lock:
             folders = list(self.listings)
         for folder in folders:
-            now = self._list(folder)
+            listing = self._list(folder)
             with self.lock:
-                before = self.listings.get(folder)
-                if before is None:
+                before_listing = self.listings.get(folder)
+                if before_listing is None:
                     continue
-                self.listings[folder] = now
+                if listing is None:
+                    if not os.path.lexists(folder):  # deleted: its parent's listing reports it
+                        del self.listings[folder]
+                    continue
+                if listing[0] != before_listing[0]:
+                    log.warning("%s is on another device now (unmounted?); its files are left as they are", folder)
+                    continue
+                self.listings[folder] = listing
+            before, now = before_listing[1], listing[1]
             if now == before:
                 continue
             for name in before.keys() | now.keys():
@@ -363,6 +378,11 @@ class ChangeFeed:
                 if path is None:
                     log.warning("the kernel dropped file events (queue overflow); rescanning every folder")
                     self._changes.put(RESCAN_ALL)
+                    continue
+                if mask & _IN_UNMOUNT:
+                    # Never a change to index: rescanning the empty mount point would drop its rows.
+                    log.warning("%s was unmounted: it is no longer followed; start the watcher again once it "
+                                "is mounted", path)
                     continue
                 is_dir = bool(mask & _IN_ISDIR)
                 if is_dir and mask & (_IN_MOVED_FROM | _IN_DELETE):
