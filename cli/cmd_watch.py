@@ -62,16 +62,16 @@ class _Status:
             self.drawn = False
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
-    """SIGINT and SIGTERM ask the watcher to commit and stop; a second Ctrl-C interrupts at once."""
+def _stop_on_signals(stop: threading.Event) -> dict:
+    """SIGINT and SIGTERM ask the watcher to commit and stop; a second Ctrl-C interrupts at once.
+    Returns the handlers they had, to put back."""
 
     def handler(signum, _frame):
         if stop.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         stop.set()
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 @click.command("watch", short_help="Keep the index in step with folders that change (runs until stopped).")
@@ -125,11 +125,13 @@ def watch_cmd(obj: dict, paths: tuple[str, ...], poll: float | None, poll_interv
         status.batch(batch)
 
     stop = threading.Event()
-    _stop_on_signals(stop)
+    before = _stop_on_signals(stop)
     try:
         watch(obj["index_dir"], *paths, options=options, on_batch=on_batch, on_notice=status.notice, stop=stop,
               poll=poll, poll_seconds=poll_interval, debounce=debounce, max_watches=max_watches)
     finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
         status.close()
     if not quiet:
         click.echo("searchlib: stopped; everything indexed is committed", err=True)

@@ -122,6 +122,9 @@ def watch(index_dir: str | os.PathLike, *paths: str | os.PathLike, options: Inde
     if (poll is not None and not poll > 0) or not poll_seconds > 0:
         raise ConfigError("polling needs a number of seconds above 0")
     roots = resolve_roots(paths)
+    files = [r for r in roots if not os.path.isdir(r)]
+    if files:
+        raise ConfigError(f"watch follows folders, and {files[0]} is not one: give the folder that holds it")
     check_model_before_creating(index_dir, options)
     _Watcher(index_dir, roots, options, poll, poll_seconds, debounce, max_watches, mounts_file,
              on_batch or (lambda b: None), on_notice or (lambda s: None), stop or threading.Event()).run()
@@ -155,8 +158,7 @@ class _Watcher:
                 if o.index_type:
                     writer.set_index_type(o.index_type)
                 writer.configure(o.max_index_memory, o.rerank, o.vector_dtype)
-                folders = [root for root in self.roots if os.path.isdir(root)]
-                feed = ChangeFeed(folders, self._want_folder, self.poll, self.poll_seconds, self.max_watches,
+                feed = ChangeFeed(self.roots, self._want_folder, self.poll, self.poll_seconds, self.max_watches,
                                   o.follow_symlinks, self.mounts_file)
                 try:
                     feed.start()  # before the catch-up: what changes during it is heard

@@ -318,3 +318,19 @@ def test_serve_watch_finds_a_copied_photo(tmp_path):
         rc = proc.wait(30)
     assert rc == 0
     assert str(copied) in indexed(index_dir)
+
+
+def test_a_file_or_bad_option_is_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from searchlib.cli.main import main
+
+    photo = write_images(tmp_path / "p", 1)[0]
+    runner = CliRunner()
+    r = runner.invoke(main, ["--index", str(tmp_path / "i"), "watch", str(photo)])
+    assert r.exit_code == 1 and "watch follows folders" in r.stderr and "Traceback" not in r.output
+    assert not (tmp_path / "i").exists()  # refused before anything was created
+    r = runner.invoke(main, ["--index", str(tmp_path / "i"), "watch", str(tmp_path / "nope")])
+    assert r.exit_code == 1 and "path not found" in r.stderr
+    assert runner.invoke(main, ["watch"]).exit_code == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # its handlers were put back
