@@ -287,7 +287,8 @@ class ChangeFeed:
                     f"{self._poller.count} are polled every {self.poll_seconds:g} s; raise it with "
                     "'sudo sysctl fs.inotify.max_user_watches=524288' (and in /etc/sysctl.d/ to keep it)")
         elif self._inotify is not None:
-            self.notices.append(f"following file events (inotify) on {self._inotify.count} folders")
+            count = self._inotify.count
+            self.notices.append(f"following file events (inotify) on {count} folder{'s' if count != 1 else ''}")
         for point, fstype in sorted(self._remote_under_roots().items()):
             self.notices.append(f"{point} is a {fstype} mount: changes made on other machines raise no events "
                                 f"here, so it is polled every {self.poll_seconds:g} s")
