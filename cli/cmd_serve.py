@@ -46,8 +46,8 @@ def _is_loopback(host: str) -> bool:
 def serve_cmd(obj: dict, host: str, port: int, token: str | None, device: str, max_upload_mb: int,
               watch_paths: tuple[str, ...], poll: float | None, exclude: tuple[str, ...]) -> None:
     """Serve a web page (search box, thumbnail grid, "more like this", drop an image to search by it)
-    and a JSON API under /api/v1 (OpenAPI docs at /docs) for the index. Read-only: nothing served
-    changes the index. Stops cleanly on Ctrl-C.
+    and a JSON API under /api/v1 (OpenAPI docs at /docs) for the index. Nothing served changes the
+    index (--watch indexes beside it, as 'searchlib watch' would). Stops cleanly on Ctrl-C.
 
     \b
     The page's URL reflects the search (/?q=a+red+circle), so it can be bookmarked.

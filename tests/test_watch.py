@@ -191,6 +191,10 @@ def test_a_second_watcher_is_refused(live):
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "another searchlib process" in lines[0] and "Traceback" not in r.stderr
+    r = subprocess.run([EXE, "--index", str(index_dir), "serve", "--port", "0", "--watch", str(folder)],
+                       capture_output=True, text=True, timeout=LIMIT)
+    assert r.returncode == 1 and "another searchlib process" in r.stderr and "Traceback" not in r.stderr
+    assert "serving" not in r.stdout  # refused before the server started
 
 
 def test_kill_9_mid_burst_then_restart_indexes_every_file_once(tmp_path):
@@ -333,4 +337,6 @@ def test_a_file_or_bad_option_is_one_line(tmp_path):
     r = runner.invoke(main, ["--index", str(tmp_path / "i"), "watch", str(tmp_path / "nope")])
     assert r.exit_code == 1 and "path not found" in r.stderr
     assert runner.invoke(main, ["watch"]).exit_code == 2
+    r = runner.invoke(main, ["serve", "--poll", "5"])
+    assert r.exit_code == 2 and "go with --watch" in r.stderr
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # its handlers were put back
