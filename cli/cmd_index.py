@@ -57,65 +57,79 @@ class _Status:
             self.bar = None
 
 
+#: The options that say how files are indexed, shared by ``index`` and ``watch``.
+_RUN_OPTIONS = [
+    click.option("--model", "model", metavar="SPEC",
+                 help="Model: ARCH/TAG (open_clip, e.g. ViT-B-32/laion2b_s34b_b79k), 'bundled', or ARCH "
+                      "with --checkpoint. Default: the index's model, or ViT-B-32/laion2b_s34b_b79k for a "
+                      "new index."),
+    click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=str),
+                 help="Local weights file (.safetensors preferred, or a torch checkpoint) for --model ARCH."),
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                 help="Where the model runs; auto picks CUDA when a GPU is present (fp16 there)."),
+    click.option("--backend", type=click.Choice(["auto", "torch", "bf16", "onnx", "onnx-int8"]), default="auto",
+                 show_default=True,
+                 help="How the image model runs: auto = PyTorch fp16 on GPU, ONNX Runtime on CPU (fastest "
+                      "measured here); torch, bf16 (CPU autocast), onnx, onnx-int8 (int8 weights) force one."),
+    click.option("--jpeg-decoder", type=click.Choice(["auto", "cpu", "device", "split"]), default="auto",
+                 show_default=True,
+                 help="Where JPEGs are decoded: cpu = the decode workers; device = the model's device "
+                      "(nvJPEG on a GPU) for every JPEG it handles; split = both at once, shared by "
+                      "their measured speed; auto = split when the model runs on CUDA, else cpu."),
+    click.option("--batch-size", type=click.IntRange(min=1),
+                 help="Images per model pass (default 256 on GPU, 32 on CPU)."),
+    click.option("--workers", type=click.IntRange(min=0),
+                 help="Decode processes (default: one per core; 0 = decode in the main process)."),
+    click.option("--max-megapixels", type=click.FloatRange(min=0, min_open=True), default=178.0, show_default=True,
+                 help="Images larger than this (or whose decoded bytes exceed an RGB image of this size) are "
+                      "reported as failures instead of decoded."),
+    click.option("--exclude", multiple=True, metavar="GLOB", help="Skip paths or names matching GLOB (repeatable)."),
+    click.option("--include-hidden", is_flag=True, help="Also index dot-files and dot-directories."),
+    click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links to files and directories."),
+    click.option("--raw-pairs", type=click.Choice(["jpeg", "both"]), default="jpeg", show_default=True,
+                 help="A RAW file with a JPEG (or HEIF) of the same name in its folder: jpeg = index the JPEG "
+                      "only and show the RAW as its sibling on hits; both = index both."),
+    click.option("--retry-failed", is_flag=True,
+                 help="Try again files that failed in an earlier run and have not changed since (they are "
+                      "skipped otherwise)."),
+    click.option("--index-type", metavar="TYPE",
+                 help="FAISS index: 'auto' (chosen by size and --max-index-memory, its recall measured), 'Flat', or "
+                      "a factory string like 'IVF4096,Flat' or 'HNSW32'. Remembered by the index."),
+    click.option("--max-index-memory", metavar="SIZE",
+                 help="Memory budget for the vector index (e.g. 2GiB; default a quarter of RAM). It picks the index: "
+                      "exact while it fits, then IVF, then OPQ+IVF+PQ codes on disk, memory-mapped. Remembered."),
+    click.option("--rerank", type=click.IntRange(0, 10_000), metavar="N",
+                 help="On compressed (PQ) indexes, re-rank the best N candidates exactly from the stored vectors "
+                      "(default 100; 0 off). Remembered."),
+    click.option("--vector-dtype", type=click.Choice(["float32", "float16"]),
+                 help="How a new index stores vectors in its catalog: float16 halves the bytes (cosine error about "
+                      "1e-4; see README)."),
+    click.option("--read-text/--no-read-text", "read_text", default=None,
+                 help="Read the words in photos (signs, screenshots, receipts; offline OCR) so that queries and "
+                      "'search --text' find them. Off for a new index: on two CPU cores it costs several times "
+                      "the embedding (see README). Turning it on reads photos indexed before too. Remembered."),
+    click.option("--commit-seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+                 help="Commit what is embedded at least this often: a killed or interrupted run loses at most "
+                      "this much work."),
+]
+
+
+def run_options(command):
+    """Add the indexing options (model, device, workers, excludes, ...) to ``command``."""
+    for option in reversed(_RUN_OPTIONS):
+        command = option(command)
+    return command
+
+
 @click.command("index", short_help="Embed the images under the given folders (incremental).")
 @index_option
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str))
-@click.option("--model", "model", metavar="SPEC",
-              help="Model: ARCH/TAG (open_clip, e.g. ViT-B-32/laion2b_s34b_b79k), 'bundled', or ARCH "
-                   "with --checkpoint. Default: the index's model, or ViT-B-32/laion2b_s34b_b79k for a "
-                   "new index.")
-@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=str),
-              help="Local weights file (.safetensors preferred, or a torch checkpoint) for --model ARCH.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="Where the model runs; auto picks CUDA when a GPU is present (fp16 there).")
-@click.option("--backend", type=click.Choice(["auto", "torch", "bf16", "onnx", "onnx-int8"]), default="auto",
-              show_default=True,
-              help="How the image model runs: auto = PyTorch fp16 on GPU, ONNX Runtime on CPU (fastest "
-                   "measured here); torch, bf16 (CPU autocast), onnx, onnx-int8 (int8 weights) force one.")
-@click.option("--jpeg-decoder", type=click.Choice(["auto", "cpu", "device", "split"]), default="auto",
-              show_default=True,
-              help="Where JPEGs are decoded: cpu = the decode workers; device = the model's device "
-                   "(nvJPEG on a GPU) for every JPEG it handles; split = both at once, shared by "
-                   "their measured speed; auto = split when the model runs on CUDA, else cpu.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Images per model pass (default 256 on GPU, 32 on CPU).")
-@click.option("--workers", type=click.IntRange(min=0),
-              help="Decode processes (default: one per core; 0 = decode in the main process).")
-@click.option("--max-megapixels", type=click.FloatRange(min=0, min_open=True), default=178.0, show_default=True,
-              help="Images larger than this (or whose decoded bytes exceed an RGB image of this size) are "
-                   "reported as failures instead of decoded.")
-@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip paths or names matching GLOB (repeatable).")
-@click.option("--include-hidden", is_flag=True, help="Also index dot-files and dot-directories.")
-@click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links to files and directories.")
-@click.option("--raw-pairs", type=click.Choice(["jpeg", "both"]), default="jpeg", show_default=True,
-              help="A RAW file with a JPEG (or HEIF) of the same name in its folder: jpeg = index the JPEG "
-                   "only and show the RAW as its sibling on hits; both = index both.")
-@click.option("--retry-failed", is_flag=True,
-              help="Try again files that failed in an earlier run and have not changed since (they are "
-                   "skipped otherwise).")
-@click.option("--index-type", metavar="TYPE",
-              help="FAISS index: 'auto' (chosen by size and --max-index-memory, its recall measured), 'Flat', or "
-                   "a factory string like 'IVF4096,Flat' or 'HNSW32'. Remembered by the index.")
-@click.option("--max-index-memory", metavar="SIZE",
-              help="Memory budget for the vector index (e.g. 2GiB; default a quarter of RAM). It picks the index: "
-                   "exact while it fits, then IVF, then OPQ+IVF+PQ codes on disk, memory-mapped. Remembered.")
-@click.option("--rerank", type=click.IntRange(0, 10_000), metavar="N",
-              help="On compressed (PQ) indexes, re-rank the best N candidates exactly from the stored vectors "
-                   "(default 100; 0 off). Remembered.")
-@click.option("--vector-dtype", type=click.Choice(["float32", "float16"]),
-              help="How a new index stores vectors in its catalog: float16 halves the bytes (cosine error about "
-                   "1e-4; see README).")
-@click.option("--read-text/--no-read-text", "read_text", default=None,
-              help="Read the words in photos (signs, screenshots, receipts; offline OCR) so that queries and "
-                   "'search --text' find them. Off for a new index: on two CPU cores it costs several times the "
-                   "embedding (see README). Turning it on reads photos indexed before too. Remembered.")
+@run_options
 @click.option("--ray", "ray", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Embed on Ray: decoding in CPU tasks and the model on actors (one per GPU where there are "
                    "GPUs). Alone, starts a local Ray; with ADDRESS (e.g. ray://head:10001 or head:6379), joins "
                    "that cluster, which needs --catalog postgresql://... . Every node must read the files at the "
                    "same paths.")
-@click.option("--commit-seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
-              help="Commit what is embedded at least this often: a killed or interrupted run loses at most "
-                   "this much work.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as one JSON object.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary line.")
 @click.pass_obj

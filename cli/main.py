@@ -124,9 +124,10 @@ def run() -> None:
 
 def _register() -> None:
     """Attach every command to ``main`` (each module names its own in ``register``)."""
-    from . import cmd_analysis, cmd_demo, cmd_index, cmd_models, cmd_search, cmd_serve, cmd_train, cmd_verify
+    from . import cmd_analysis, cmd_demo, cmd_index, cmd_models, cmd_search, cmd_serve, cmd_train, cmd_verify, cmd_watch
 
-    for module in (cmd_index, cmd_search, cmd_serve, cmd_verify, cmd_models, cmd_analysis, cmd_demo, cmd_train):
+    for module in (cmd_index, cmd_search, cmd_serve, cmd_verify, cmd_models, cmd_analysis, cmd_demo, cmd_train,
+                   cmd_watch):
         module.register(main)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -93,11 +94,15 @@ class BatchCommitter:
         commit_seconds: commit at least this often.
         stage: the device stage.
         identity: the model identity to record with the first batch (a new index), else None.
+        keep_failure: asked ``(path, size, mtime_ns)`` about each failure; False drops it, neither
+            reported nor remembered (the watcher's: a file that changed or vanished while it was
+            read, or is still being written, is tried again later).
     """
 
     def __init__(self, writer: IndexWriter, embedder: Embedder, known: dict[str, FileState], report,
                  gone_by_hash: dict[str, list[int]], commit_seconds: float, stage: EmbedStage,
-                 identity: ModelIdentity | None = None):
+                 identity: ModelIdentity | None = None,
+                 keep_failure: Callable[[str, int, int], bool] | None = None):
         self.writer_ref, self.embedder = writer, embedder
         self.known, self.report = known, report
         self.gone_by_hash = gone_by_hash
@@ -109,6 +114,7 @@ class BatchCommitter:
         self.last_commit = time.monotonic()
         self.stage = stage
         self.identity = identity
+        self.keep_failure = keep_failure
         self.writer = CatalogWriter(writer)
 
     def push(self, item: Decoded) -> None:
@@ -119,6 +125,8 @@ class BatchCommitter:
 
     def fail(self, failure: Failed) -> None:
         """Report a file that could not be used and remember it (by size and mtime) in the catalog."""
+        if self.keep_failure is not None and not self.keep_failure(failure.path, failure.size, failure.mtime_ns):
+            return
         self.report.fail(failure.path, failure.error)
         if failure.size >= 0:
             self.pending.failed.append(FailedFile(failure.path, failure.size, failure.mtime_ns, failure.error))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from searchlib.catalog import Catalog, FileState
@@ -22,15 +22,26 @@ class Plan:
     known: dict[str, FileState] = field(default_factory=dict)
     gone: dict[str, int] = field(default_factory=dict)  # path -> id of rows whose file is gone
     failures_gone: list[str] = field(default_factory=list)  # remembered failures of vanished files
+    held: list[str] = field(default_factory=list)  # files the caller's ``hold`` kept back (not read, not gone)
 
 
 def make_plan(catalog: Catalog, roots: list[str], options: IndexOptions, report,
-              scanned: Callable[[int], None] | None = None) -> Plan:
+              scanned: Callable[[int], None] | None = None, vanished: Sequence[str] = (),
+              hold: Callable[[FileEntry], bool] | None = None,
+              keep_failure: Callable[[str, int, int], bool] | None = None) -> Plan:
     """Scan ``roots`` and sort every file: unchanged (counted), failed before (counted, not retried
-    unless ``options.retry_failed``), or to read. ``scanned`` hears the running count."""
-    plan = Plan(known=catalog.file_states(roots))
-    failed = {} if options.retry_failed else catalog.failed_files(roots)
-    remembered = catalog.failed_files(roots) if options.retry_failed else failed
+    unless ``options.retry_failed``), or to read. ``scanned`` hears the running count.
+
+    ``vanished`` are paths no longer on disk whose rows (and rows under them) are looked up but not
+    scanned, so they are swept as gone. ``hold`` (the watcher's: a file still being written) keeps
+    a file back: neither read nor gone, listed in :attr:`Plan.held`. ``keep_failure(path, -1, 0)``
+    returning False for a path that could not be scanned means it is gone (deleted mid-scan): it is
+    swept like any other vanished file instead of being reported.
+    """
+    looked_up = [*roots, *vanished]
+    plan = Plan(known=catalog.file_states(looked_up))
+    failed = {} if options.retry_failed else catalog.failed_files(looked_up)
+    remembered = catalog.failed_files(looked_up) if options.retry_failed else failed
     seen: set[str] = set()
     for item in scan(roots, options.exclude, options.include_hidden, options.follow_symlinks, options.raw_pairs):
         if item.path in seen:  # reached twice (a root inside another, or listed twice)
@@ -39,12 +50,17 @@ def make_plan(catalog: Catalog, roots: list[str], options: IndexOptions, report,
         if scanned is not None and len(seen) % 1000 == 0:
             scanned(len(seen))
         if isinstance(item, ScanProblem):
+            if keep_failure is not None and not keep_failure(item.path, -1, 0):
+                seen.discard(item.path)
+                continue
             report.fail(item.path, item.error)
             continue
         state = plan.known.get(item.path)
         before = failed.get(item.path)
         if state is not None and (state.size, state.mtime_ns) == (item.size, item.mtime_ns):
             report.unchanged += 1
+        elif hold is not None and hold(item):
+            plan.held.append(item.path)
         elif before is not None and (before.size, before.mtime_ns) == (item.size, item.mtime_ns):
             report.failed_before += 1
             log.info("%s failed before (%s); not retried", item.path, before.error)

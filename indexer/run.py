@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from searchlib.catalog import ChangeSet
@@ -24,6 +24,7 @@ from .embedstage import EmbedStage
 from .options import IndexOptions, resolve_roots
 from .pipeline import Failed, decode_stream
 from .plan import Plan, make_plan
+from .scan import FileEntry
 from .split import DecodeSplit
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, option
     started = time.perf_counter()
     roots = resolve_roots(paths)
     report = IndexReport()
-    _check_model_before_creating(index_dir, options)
+    check_model_before_creating(index_dir, options)
     index = Index.open_or_create(index_dir, device=options.device, catalog=options.catalog)
     try:
         with index.writer(roots) as writer:
@@ -136,7 +137,7 @@ def index_folder(index_dir: str | os.PathLike, *paths: str | os.PathLike, option
     return report
 
 
-def _check_model_before_creating(index_dir, options: IndexOptions) -> None:
+def check_model_before_creating(index_dir, options: IndexOptions) -> None:
     """Fail fast, before anything is created or anything heavy is imported, when the model asked
     for (or the default model of a new index) cannot be loaded here."""
     from pathlib import Path
@@ -148,6 +149,32 @@ def _check_model_before_creating(index_dir, options: IndexOptions) -> None:
         ensure_available(parse_model_spec(options.model, options.checkpoint))
 
 
+def index_pass(index: Index, writer: IndexWriter, roots: list[str], options: IndexOptions, report: IndexReport, *,
+               embedder: Embedder | None = None, vanished: Sequence[str] = (), finish: bool = True,
+               hold: Callable[[FileEntry], bool] | None = None,
+               keep_failure: Callable[[str, int, int], bool] | None = None,
+               cancel: threading.Event | None = None) -> tuple[Embedder | None, list[str]]:
+    """One pass of the index pipeline over ``roots`` with a writer the caller holds: what
+    :func:`index_folder` does inside its lock, for drivers that hold the lock across passes (the
+    watcher). Same plan, decode workers, device stage and batch commits; no second write path.
+
+    Args:
+        roots: existing files and folders to scan (absolute, as :func:`resolve_roots` gives).
+        embedder: the model from an earlier pass (kept loaded), or None to make one when needed.
+        vanished: paths gone from disk whose rows are swept (see :func:`make_plan`).
+        finish: save the vector index and export the text tower at the end (else the caller does,
+            through ``writer.finish``, when it chooses).
+        hold, keep_failure: see :func:`make_plan` and :class:`BatchCommitter`.
+
+    Returns:
+        The embedder (None if nothing needed it) and the files ``hold`` kept back.
+    """
+    run = _Run(index, writer, options, roots, report, None, cancel)
+    run.embedder, run.vanished, run.hold, run.keep_failure = embedder, vanished, hold, keep_failure
+    run.run(finish=finish)
+    return run.embedder, run.held
+
+
 class _Run:
     """One index run: plan, decode, embed, commit, sweep, finish."""
 
@@ -155,18 +182,26 @@ class _Run:
                  report: IndexReport, progress: ProgressCallback | None, cancel: threading.Event | None):
         self.index, self.writer, self.options, self.roots = index, writer, options, roots
         self.report, self.progress, self.cancel = report, progress, cancel
+        self.embedder: Embedder | None = None
+        self.vanished: Sequence[str] = ()
+        self.hold: Callable[[FileEntry], bool] | None = None
+        self.keep_failure: Callable[[str, int, int], bool] | None = None
+        self.held: list[str] = []
 
     def _tell(self, done: int, total: int, phase: str) -> None:
         if self.progress:
             self.progress(Progress(done, total, self.report.failed, phase))
 
-    def run(self) -> None:
+    def run(self, finish: bool = True) -> None:
         o, stored = self.options, self.index.identity
-        if stored is not None and (o.model is not None or o.checkpoint is not None):
+        if stored is not None and (o.model is not None or o.checkpoint is not None) and self.embedder is None:
             spec_matches(parse_model_spec(o.model, o.checkpoint), stored)  # fails before any weights load
         plan = make_plan(self.index.catalog, self.roots, self.options, self.report,
-                         lambda n: self._tell(n, 0, "scanning"))
-        embedder = self._embedder() if plan.todo else None
+                         lambda n: self._tell(n, 0, "scanning"), self.vanished, self.hold, self.keep_failure)
+        self.held = plan.held
+        if plan.todo and self.embedder is None:
+            self.embedder = self._embedder()
+        embedder = self.embedder
         moved: set[int] = set()
         if plan.todo:
             moved = self._embed_all(plan, embedder)
@@ -176,8 +211,9 @@ class _Run:
         if (leftover or plan.failures_gone) and not self.report.cancelled:
             self.writer.apply(ChangeSet(removed=leftover, forget_failures=plan.failures_gone))
             self.report.removed = len(leftover)
-        self._tell(0, 0, "finishing")
-        self.writer.finish(embedder)
+        if finish:
+            self._tell(0, 0, "finishing")
+            self.writer.finish(embedder)
 
     def _read_unread_text(self) -> None:
         """Read the words in photos indexed before reading was turned on (their text is NULL; a
@@ -247,7 +283,8 @@ class _Run:
         identity = embedder.identity if self.index.identity is None else None
         stage = EmbedStage(embedder, decoder, split, o.max_pixels)
         committer = BatchCommitter(self.writer, embedder, plan.known, self.report,
-                                   catalog.hashes_of(plan.gone.values()), o.commit_seconds, stage, identity)
+                                   catalog.hashes_of(plan.gone.values()), o.commit_seconds, stage, identity,
+                                   self.keep_failure)
         total = len(plan.todo)
         failed_before = self.report.failed
         # Two model batches in flight keep the device fed; more would only hold more images in memory.

@@ -41,6 +41,23 @@ def _excluded(path: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(name, p) for p in patterns)
 
 
+def wanted(path: str, root: str, exclude: Sequence[str] = (), include_hidden: bool = False) -> bool:
+    """Whether :func:`scan` of ``root`` would enter (a folder) or look at (a file) ``path``: the
+    hidden-name and ``exclude`` rules applied to every part below ``root``. (Whether a file is an
+    image is not asked here.)"""
+    rel = os.path.relpath(path, root)
+    if rel == ".":
+        return True
+    if rel.startswith(".." + os.sep) or rel == "..":
+        return False
+    current = root
+    for part in rel.split(os.sep):
+        current = os.path.join(current, part)
+        if (not include_hidden and _hidden(part)) or _excluded(current, exclude):
+            return False
+    return True
+
+
 def scan(roots: Sequence[str], exclude: Sequence[str] = (), include_hidden: bool = False,
          follow_symlinks: bool = False, raw_pairs: str = "jpeg") -> Iterator[FileEntry | ScanProblem]:
     """Yield image and RAW files (regular files only) under ``roots``, and problems met on the way.

@@ -40,6 +40,8 @@ _EXPORTS = {
     "IndexOptions": "indexer.options",
     "IndexReport": "indexer.run",
     "Progress": "indexer.run",
+    "watch": "indexer.watch",
+    "WatchBatch": "indexer.watch",
     "Hit": "query",
     "QueryTerm": "query",
     "ImageMetadata": "records",
@@ -75,7 +77,7 @@ __all__ = [
     "IndexReadOnlyError", "IndexReport", "IndexWriter", "ModelError", "ModelIdentity", "ModelMismatchError",
     "ModelSpec", "ModelUnavailableError", "Progress", "QueryError", "QueryTerm", "SearchlibError",
     "StorageFullError", "StoredImage", "__version__", "embed_images", "embed_texts", "index_folder",
-    "list_models", "normalize", "open_index", "parse_date", "parse_model_spec",
+    "list_models", "normalize", "open_index", "parse_date", "parse_model_spec", "watch", "WatchBatch",
 ]
 
 if TYPE_CHECKING:
@@ -100,6 +102,7 @@ if TYPE_CHECKING:
     from .index import Index, IndexWriter, open_index
     from .indexer.options import IndexOptions
     from .indexer.run import IndexReport, Progress, index_folder
+    from .indexer.watch import WatchBatch, watch
     from .models import ModelIdentity, ModelSpec, list_models, parse_model_spec
     from .query import Hit, QueryTerm
     from .records import ImageMetadata, StoredImage

@@ -110,12 +110,16 @@ class IndexWriter:
         if self._store.identity is not None:
             self._store.vector_cache().invalidate(delete_files)
 
-    def finish(self, embedder=None) -> None:
+    def finish(self, embedder=None, for_queries: bool = True) -> None:
         """After a run: retrain or rebuild the FAISS index if the collection outgrew it, save it, and
-        export the text tower if the index has no usable one."""
+        (``for_queries``) export the text tower if the index has no usable one and embed the
+        relevance bank. Without ``for_queries`` (a watcher told to stop: seconds count) the first
+        query does those two instead."""
         if self._store.identity is None:
             return
         self._store.vector_cache().finish(force_rebuild=self.rebuild_needed)
+        if not for_queries:
+            return
         self._store.model.ensure_text_encoder(embedder)
         try:  # embedded now, so that the first query does not pay for it
             self._store.model.bank_vectors()
