@@ -16,11 +16,11 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .catalog import Catalog, ChangeSet
+from .catalog import ChangeSet, open_catalog
 from .config import CATALOG_FILE
 from .errors import ImageNotFoundError, IndexNotFoundError, SearchlibError, read_only_error
 from .filters import Filters
@@ -33,6 +33,9 @@ from .store import IndexStore
 from .vectors import VectorIndex
 from .writer import IndexWriter, writing
 
+if TYPE_CHECKING:
+    from .catalog import Catalog, QuickCatalog
+
 __all__ = ["MAX_K", "Index", "IndexWriter", "open_index"]
 
 
@@ -44,7 +47,7 @@ class Index:
     Methods that embed load the index's own model on first use and keep it warm.
     """
 
-    def __init__(self, directory: Path, catalog: Catalog, device: str = "auto"):
+    def __init__(self, directory: Path, catalog: Catalog | QuickCatalog, device: str = "auto"):
         self.store = IndexStore(directory, catalog, device)
         self.searcher = Searcher(self.store)
         self.directory, self.catalog, self.device = directory, catalog, device
@@ -72,7 +75,10 @@ class Index:
                 raise IndexNotFoundError(
                     f"no index at {directory}; create one with 'searchlib index PATH' (or pass --index DIR)")
             writable = os.access(directory, os.W_OK) and os.access(path, os.W_OK)
-            return cls(directory, Catalog(path, read_only=not writable), device)
+            # Searching needs no SQLAlchemy: the full catalog opens when something else is asked.
+            return cls(directory, open_catalog(path, read_only=not writable), device)
+        from .catalog import Catalog
+
         _make_dir(directory)
         return cls(directory, Catalog(catalog), device)
 
@@ -84,6 +90,8 @@ class Index:
         local = directory / CATALOG_FILE
         if not os.access(directory, os.W_OK) or (catalog is None and local.exists() and not os.access(local, os.W_OK)):
             raise read_only_error(f"the index at {directory}")
+        from .catalog import Catalog
+
         return cls(directory, Catalog(catalog or local, create=True), device)
 
     def close(self) -> None:

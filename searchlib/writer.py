@@ -12,13 +12,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from .catalog import Applied, Catalog, ChangeSet
+from .catalog import Applied, ChangeSet
 from .errors import QueryError, read_only_error
 from .locks import cache_lock, remove_stale_temp_files
 from .query import MAX_K
 from .store import IndexStore
 from .vectors import VectorIndex
+
+if TYPE_CHECKING:
+    from .catalog import Catalog, QuickCatalog
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,7 @@ class IndexWriter:
         self.rebuild_needed = False
 
     @property
-    def catalog(self) -> Catalog:
+    def catalog(self) -> Catalog | QuickCatalog:
         return self._store.catalog
 
     def apply(self, batch: ChangeSet) -> Applied:

@@ -16,15 +16,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..errors import IndexCorruptError, IndexNotFoundError, IndexReadOnlyError, SearchlibError, read_only_error
 from ..models import ModelIdentity
 from .engine import first_line, read_only_sqlite, resolve_url, sqlite_pragmas, translate_error
+from .facts import SCHEMA_HEAD, VECTOR_DTYPES
 from .schema import settings
 
 log = logging.getLogger(__name__)
-
-#: Alembic revision the code expects; tests check it equals the migrations' head.
-SCHEMA_HEAD = "0003"
-
-#: Vector storage types (``--vector-dtype``).
-VECTOR_DTYPES = ("float32", "float16")
 
 _MIGRATION_LOCK_KEY = 0x5EA5C1B  # "searchlib" schema creation (pg_advisory_lock)
 
