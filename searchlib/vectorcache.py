@@ -147,11 +147,16 @@ class VectorCache:
         stamp = Stamp.read(self.stamp_path)
         if stamp is not None and stamp.dim == self.dim and stamp.generation <= current:
             up_to_date = stamp.generation == current
+            loaded = None
             if stamp.kind == "ondisk":
                 from .ondisk import OnDiskIndex
 
                 loaded = OnDiskIndex.load(self.directory, self.path, stamp)
-            else:
+            elif up_to_date:  # a small flat file is searched with numpy: no FAISS import
+                from .flatscan import FlatScanIndex
+
+                loaded = FlatScanIndex.read(self.path, stamp)
+            if loaded is None and stamp.kind != "ondisk":
                 loaded = VectorIndex.load(self.path, stamp, writable=not up_to_date)
             if loaded is not None:
                 with self._rw.exclusive():

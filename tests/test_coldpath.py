@@ -139,3 +139,146 @@ def test_a_cold_search_imports_no_sqlalchemy(tmp_path):
             "print(sorted(m for m in ('sqlalchemy', 'faiss', 'torch') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# -- the flat scan without FAISS ------------------------------------------------------------------
+def _unit(rng, n: int, dim: int) -> np.ndarray:
+    v = rng.normal(size=(n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _saved_flat(tmp_path, n: int = 300, dim: int = 32):
+    from searchlib.vectors import VectorIndex
+
+    rng = np.random.default_rng(7)
+    ids = rng.permutation(np.arange(5, 5 + 3 * n, 3))  # sparse, not in row order
+    vectors = _unit(rng, n, dim)
+    stamp = VectorIndex.build(dim, ids, vectors, "Flat").save(tmp_path / "v.faiss", tmp_path / "v.json", 1)
+    return ids, vectors, stamp
+
+
+def test_a_saved_flat_file_reads_back_exactly(tmp_path):
+    from searchlib.flatscan import read_flat_file
+
+    ids, vectors, stamp = _saved_flat(tmp_path)
+    got_ids, got = read_flat_file(tmp_path / "v.faiss", stamp)
+    np.testing.assert_array_equal(got_ids, ids)
+    np.testing.assert_array_equal(got, vectors)
+    assert got.flags.aligned and got.flags.c_contiguous
+
+
+def test_flat_scan_finds_what_brute_force_and_faiss_find(tmp_path):
+    import faiss
+
+    from searchlib.flatscan import FlatScanIndex
+
+    ids, vectors, stamp = _saved_flat(tmp_path)
+    scan = FlatScanIndex.read(tmp_path / "v.faiss", stamp)
+    assert scan is not None and scan.ntotal == len(ids) and scan.exact
+    reference = faiss.IndexFlatIP(vectors.shape[1])
+    reference.add(vectors)
+    queries = _unit(np.random.default_rng(8), 5, vectors.shape[1])
+    for k in (1, 10, len(ids), len(ids) + 50):
+        scores, got = scan.search(queries, k)
+        sims = queries @ vectors.T
+        truth = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(got, ids[truth])
+        np.testing.assert_allclose(scores, np.take_along_axis(sims, truth, axis=1), atol=1e-6)
+        faiss_scores, faiss_rows = reference.search(queries, min(k, len(ids)))
+        np.testing.assert_array_equal(got, ids[faiss_rows])
+        np.testing.assert_allclose(scores, faiss_scores, atol=1e-5)
+    allowed = np.sort(ids[::7])
+    scores, got = scan.search_subset(queries, 10, np.concatenate([allowed, [10**9]]))
+    inside = np.isin(ids, allowed)
+    sims = queries @ vectors[inside].T
+    truth = np.argsort(-sims, axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(got, ids[inside][truth])
+
+
+def test_equal_scores_come_out_as_faiss_orders_them():
+    import faiss
+
+    from searchlib.vectormath import top_k_inner_product
+
+    v = _unit(np.random.default_rng(0), 6, 8)
+    base = np.concatenate([v, v, v])  # every vector three times, under different ids
+    ids = np.array([50, 40, 30, 20, 10, 0, 5, 15, 25, 35, 45, 55, 1, 2, 3, 4, 6, 7])
+    reference = faiss.IndexIDMap2(faiss.IndexFlatIP(8))
+    reference.add_with_ids(base, ids)
+    queries = v[:3] + 0.01
+    np.testing.assert_array_equal(top_k_inner_product(queries, base, ids, 3)[1], reference.search(queries, 3)[1])
+
+
+def test_a_damaged_or_foreign_flat_file_is_not_read(tmp_path):
+    from dataclasses import replace
+
+    from searchlib.flatscan import FlatScanIndex, read_flat_file
+
+    ids, vectors, stamp = _saved_flat(tmp_path)
+    path = tmp_path / "v.faiss"
+    data = bytearray(path.read_bytes())
+    data[200] ^= 0x40
+    path.write_bytes(bytes(data))
+    assert read_flat_file(path, stamp) is None  # the checksum
+    assert read_flat_file(path, replace(stamp, checksum="")) is not None  # the layout alone still reads
+    assert FlatScanIndex.read(path, replace(stamp, index_type="HNSW32")) is None
+    path.write_bytes(bytes(data[:-8]))
+    assert read_flat_file(path, replace(stamp, checksum="", file_size=0)) is None  # truncated
+    (tmp_path / "gone.faiss").unlink(missing_ok=True)
+    assert read_flat_file(tmp_path / "gone.faiss", stamp) is None
+
+
+def test_clean_text_skips_ftfy_only_where_ftfy_changes_nothing():
+    import string
+
+    import ftfy
+
+    from searchlib.tokenizing import clean_text
+
+    rng = np.random.default_rng(3)
+    alphabet = list(string.printable) + ["&amp;", "&lt;", "\x1b[31m", "\r\n", "é", "ﬁ", "“", "Ã©", "\u00a0"]
+    texts = ["a dog on a beach", "Two DOGS!! (at sunset)", "tom &amp; jerry", "C:\\path\\x.jpg", ""]
+    texts += ["".join(rng.choice(alphabet, size=int(rng.integers(1, 40)))) for _ in range(2000)]
+    for text in texts:
+        for kind in ("lower", "whitespace", "canonicalize"):
+            fixed = ftfy.fix_text(text)
+            import html
+
+            expected = html.unescape(html.unescape(fixed)).strip()
+            expected = {"canonicalize": lambda t: t.replace("_", " ").translate(
+                str.maketrans("", "", string.punctuation)).lower(), "lower": str.lower}.get(kind, lambda t: t)(expected)
+            assert clean_text(text, kind) == " ".join(expected.split()).strip(), repr(text)
+
+
+def test_a_cold_search_in_a_new_process_gives_the_regular_hits_without_faiss(images_dir, index_dir):
+    """The console script on a fresh process (numpy flat scan, sqlite3 reads) returns the hits the
+    regular path returns (FAISS, SQLAlchemy) and numpy brute force over the stored vectors finds."""
+    import json
+    from pathlib import Path
+
+    from searchlib import open_index
+    from searchlib.indexer import index_folder
+    from searchlib.vectors import VectorIndex
+    from tests.conftest import TINY
+
+    index_folder(index_dir, images_dir, model=TINY, device="cpu", workers=0)
+    code = ("import sys, json\n"
+            "from searchlib.cli.main import main\n"
+            f"sys.argv = ['searchlib', '--index', {str(index_dir)!r}, 'search', 'a red circle', '-k', '5', '--json']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps(sorted(m for m in ('sqlalchemy', 'faiss', 'torch', 'ftfy') if m in sys.modules)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    hits_json, imported = out.strip().rsplit("\n", 1)
+    assert json.loads(imported) == []
+    cold = json.loads(hits_json)
+    with open_index(index_dir) as index:
+        full = Catalog(index_dir / "catalog.sqlite")
+        regular = VectorIndex.build(index.identity.dim, *full.snapshot_vectors()[1:])
+        vector = index.query_vector("a red circle")
+        _, want_ids = regular.index.search(vector[None], 5)  # FAISS itself
+        ids, vectors = full.vectors_of(want_ids[0].tolist() + [h["id"] for h in cold])
+        all_ids, all_vectors = full.snapshot_vectors()[1:]
+        brute = all_ids[np.argsort(-(all_vectors @ vector), kind="stable")[:5]]
+        full.close()
+    assert [h["id"] for h in cold] == want_ids[0].tolist() == brute.tolist()
+    assert [Path(h["path"]).parent for h in cold] == [images_dir] * 5
