@@ -75,4 +75,5 @@ class IndexStore:
             return self._cache
 
     def close(self) -> None:
+        self.model.query_cache.close()
         self.catalog.close()

@@ -282,3 +282,76 @@ def test_a_cold_search_in_a_new_process_gives_the_regular_hits_without_faiss(ima
         full.close()
     assert [h["id"] for h in cold] == want_ids[0].tolist() == brute.tolist()
     assert [Path(h["path"]).parent for h in cold] == [images_dir] * 5
+
+
+# -- the query vector cache -----------------------------------------------------------------------
+def test_a_repeated_query_loads_no_encoder_and_gets_the_same_vector(images_dir, index_dir):
+    from searchlib import open_index
+    from searchlib.indexer import index_folder
+    from searchlib.querycache import CACHE_FILE
+    from tests.conftest import TINY
+
+    index_folder(index_dir, images_dir, model=TINY, device="cpu", workers=0)
+    with open_index(index_dir) as index:
+        fresh = index.text_encoder().embed_texts(["a red circle", "a blue star"])
+        first = index.search("a red circle", k=5)
+    assert (index_dir / CACHE_FILE).is_file()
+    code = ("import sys, json, searchlib\n"
+            f"with searchlib.open_index({str(index_dir)!r}) as index:\n"
+            "    v = index.embed_texts(['a red circle'])\n"
+            "    hits = index.search('a red circle', k=5)\n"
+            "print(v.tobytes().hex())\n"
+            "print(json.dumps([[h.id, h.score, h.relevance] for h in hits]))\n"
+            "print('onnxruntime' in sys.modules)\n")
+    lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert bytes.fromhex(lines[0]) == fresh[:1].tobytes()  # bit for bit what the encoder made
+    import json
+
+    assert json.loads(lines[1]) == [[h.id, h.score, h.relevance] for h in first]
+    assert lines[2] == "False"
+
+
+def test_cached_vectors_belong_to_the_encoder_that_made_them(tmp_path):
+    from searchlib.querycache import QueryVectorCache
+
+    cache = QueryVectorCache(tmp_path)
+    v = np.arange(8, dtype=np.float32)
+    cache.store("onnx:xxh3_128:aa", ["a dog", "a cat"], np.stack([v, v + 1]))
+    cache.close()
+    again = QueryVectorCache(tmp_path)
+    assert set(again.lookup("onnx:xxh3_128:aa", ["a dog", "a cat", "a cow"])) == {"a dog", "a cat"}
+    np.testing.assert_array_equal(again.lookup("onnx:xxh3_128:aa", ["a cat"])["a cat"], v + 1)
+    assert again.lookup("onnx:xxh3_128:bb", ["a dog"]) == {}  # another export: encoded again
+    assert again.lookup("model:x", ["a dog"]) == {}
+
+
+def test_the_cache_keeps_the_latest_entries_only(tmp_path, monkeypatch):
+    from searchlib import querycache
+
+    monkeypatch.setattr(querycache, "MAX_ENTRIES", 5)
+    cache = querycache.QueryVectorCache(tmp_path)
+    for i in range(12):
+        cache.store("k", [f"text {i}"], np.full((1, 4), i, dtype=np.float32))
+    cache.close()
+    rows = sqlite3.connect(tmp_path / querycache.CACHE_FILE).execute("SELECT text FROM vectors").fetchall()
+    assert {r[0] for r in rows} == {f"text {i}" for i in range(7, 12)}
+    assert set(querycache.QueryVectorCache(tmp_path).lookup("k", ["text 3", "text 11"])) == {"text 11"}
+
+
+def test_a_damaged_or_unwritable_cache_is_left_alone(images_dir, index_dir):
+    from searchlib import open_index
+    from searchlib.indexer import index_folder
+    from searchlib.querycache import CACHE_FILE
+    from tests.conftest import TINY
+
+    index_folder(index_dir, images_dir, model=TINY, device="cpu", workers=0)
+    with open_index(index_dir) as index:
+        want = [h.id for h in index.search("a red circle", k=3)]
+    (index_dir / CACHE_FILE).write_bytes(b"garbage" * 1000)
+    with open_index(index_dir) as index:
+        assert [h.id for h in index.search("a red circle", k=3)] == want
+        assert [h.id for h in index.search("a red circle", k=3)] == want  # from memory now
+    (index_dir / CACHE_FILE).unlink()
+    (index_dir / CACHE_FILE).mkdir()  # cannot be opened as a database at all
+    with open_index(index_dir) as index:
+        assert [h.id for h in index.search("a red circle", k=3)] == want
