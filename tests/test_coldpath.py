@@ -355,3 +355,24 @@ def test_a_damaged_or_unwritable_cache_is_left_alone(images_dir, index_dir):
     (index_dir / CACHE_FILE).mkdir()  # cannot be opened as a database at all
     with open_index(index_dir) as index:
         assert [h.id for h in index.search("a red circle", k=3)] == want
+
+
+def test_a_reader_on_the_numpy_scan_catches_up_with_a_writer(images_dir, index_dir):
+    """A reader that loaded the flat file into numpy follows another writer's commits (the change
+    log is replayed into a FAISS copy) and still finds what brute force finds."""
+    from searchlib import open_index
+    from searchlib.flatscan import FlatScanIndex
+    from searchlib.indexer import index_folder
+    from tests.conftest import TINY
+
+    index_folder(index_dir, images_dir, model=TINY, device="cpu", workers=0)
+    with open_index(index_dir) as reader, open_index(index_dir) as writer:
+        assert isinstance(reader.vectors, FlatScanIndex)
+        vector = reader.query_vector("a red circle")
+        first = reader.search(vector, k=3)
+        assert writer.remove([first[0].path]) == 1
+        after = reader.search(vector, k=3)
+        ids, vectors = Catalog(index_dir / "catalog.sqlite").vectors_of(range(1, 10_000))
+        brute = ids[np.argsort(-(vectors @ vector), kind="stable")[:3]]
+        assert [h.id for h in after] == brute.tolist() and first[0].id not in brute.tolist()
+        assert not isinstance(reader.vectors, FlatScanIndex)  # the replay went to FAISS
