@@ -35,6 +35,18 @@ _BUSY_TIMEOUT_MS = 200
 MAX_TEXT_CHARS = 1000
 
 
+def _cacheable(text: str) -> bool:
+    """Short texts that SQLite can hold (a command line's undecodable bytes arrive as surrogates,
+    which UTF-8 cannot encode: such a text is encoded every time, never cached)."""
+    if len(text) > MAX_TEXT_CHARS:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def encoder_key(kind: str, detail: str) -> str:
     """The key of an encoder: ``onnx`` with the export's checksum, or ``model`` with the model and
     device that run the full tower."""
@@ -88,7 +100,7 @@ class QueryVectorCache:
     def lookup(self, encoder: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The cached vectors of ``texts`` made by ``encoder`` (texts not cached are absent)."""
         found: dict[str, np.ndarray] = {}
-        wanted = [t for t in dict.fromkeys(texts) if len(t) <= MAX_TEXT_CHARS]
+        wanted = [t for t in dict.fromkeys(texts) if _cacheable(t)]
         with self._lock:
             for text in wanted:
                 vector = self._memory.get((encoder, text))
@@ -112,8 +124,7 @@ class QueryVectorCache:
 
     def store(self, encoder: str, texts: Sequence[str], vectors: np.ndarray) -> None:
         """Keep the vectors ``encoder`` made for ``texts`` (one row each)."""
-        rows = [(t, np.ascontiguousarray(v, dtype=np.float32)) for t, v in zip(texts, vectors)
-                if len(t) <= MAX_TEXT_CHARS]
+        rows = [(t, np.ascontiguousarray(v, dtype=np.float32)) for t, v in zip(texts, vectors) if _cacheable(t)]
         if not rows:
             return
         with self._lock:

@@ -376,3 +376,21 @@ def test_a_reader_on_the_numpy_scan_catches_up_with_a_writer(images_dir, index_d
         brute = ids[np.argsort(-(vectors @ vector), kind="stable")[:3]]
         assert [h.id for h in after] == brute.tolist() and first[0].id not in brute.tolist()
         assert not isinstance(reader.vectors, FlatScanIndex)  # the replay went to FAISS
+
+
+def test_a_query_with_undecodable_bytes_is_encoded_not_cached(images_dir, index_dir):
+    """A command line's bytes that are not UTF-8 arrive as surrogates, which SQLite cannot hold:
+    the query is answered (as before the cache) and simply not cached."""
+    from searchlib import open_index
+    from searchlib.indexer import index_folder
+    from tests.conftest import TINY
+
+    index_folder(index_dir, images_dir, model=TINY, device="cpu", workers=0)
+    odd = os.fsdecode(b"\xff\xfe dog")
+    with open_index(index_dir) as index:
+        assert len(index.search(odd, k=2)) == 2
+        assert len(index.search(odd + " " * 2000, k=2)) == 2  # too long to keep
+    exe = os.path.join(os.path.dirname(sys.executable), "searchlib")
+    done = subprocess.run([exe, "--index", str(index_dir), "search", os.fsencode(odd), "-k", "1"],
+                          capture_output=True)
+    assert done.returncode == 0, done.stderr
