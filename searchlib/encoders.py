@@ -105,18 +105,21 @@ class IndexModel:
         return np.stack([cached[t] for t in texts])
 
     def _encoder_key(self) -> str:
-        """Which encoder answers texts here (without loading it): the export, by its checksum, or
-        the full model on its device."""
-        if self._text is None and not self.device.startswith("cuda"):
-            from .textenc import export_is_current, read_checksum
+        """Which encoder answers texts here (without loading it): the export, by its checksum and
+        its file's size and time (a file rewritten since, even with the same note, is a new key:
+        the next query loads it, and a damaged one is noticed and exported again), or the full
+        model on its device."""
+        if self._text is not False and not self.device.startswith("cuda"):  # False: no usable export
+            from .textenc import ONNX_FILE, export_is_current, read_checksum
 
             ident = self._require_identity()
-            if export_is_current(self.directory, ident):
-                return encoder_key("onnx", str(read_checksum(self.directory)))
-        elif self._text:
-            from .textenc import read_checksum
-
-            return encoder_key("onnx", str(read_checksum(self.directory)))
+            if self._text or export_is_current(self.directory, ident):
+                try:
+                    info = (self.directory / ONNX_FILE).stat()
+                except OSError:
+                    info = None
+                if info is not None:
+                    return encoder_key("onnx", f"{read_checksum(self.directory)}:{info.st_size}:{info.st_mtime_ns}")
         ident = self._require_identity()
         return encoder_key("model", f"{ident.name}:{ident.weights_sha256 or ident.pretrained}:{self.device}")
 
