@@ -1,4 +1,22 @@
-"""Fixed costs of an index run, each as a ratio to a cold ``searchlib search`` measured in the same run.
+"""The cold query ladder, and fixed costs of an index run, each as a ratio measured in the same run.
+
+The ladder (``--ladder-only`` runs just this) is what a cold ``searchlib search`` pays, step by
+step, each step a fresh process and a median of ``--reps`` rounds taken in turn (so load on the
+machine falls on every step alike), as a ratio to the floor any ONNX query path pays,
+``python -c "import numpy, onnxruntime"``:
+
+* interpreter start; the CLI's import; opening the index (catalog, identity); + its vectors;
+  + the text tower;
+* a whole ``searchlib search`` with a text never asked before (the query vector cache misses) and
+  with a repeated one (it hits);
+* with ``--baseline-exe``, the same two searches by another console script (the code before a
+  change, installed in another environment) on the same index.
+
+``--ladder-size N`` runs the ladder on an index of N synthetic vectors built as bench_query.py
+builds them (ViT-B-32 random weights, exported text tower) instead of a folder indexed with
+``--model``.
+
+The rest are fixed costs of an index run, each as a ratio to a cold ``searchlib search``:
 
 Every figure is the median wall time of ``--reps`` runs of the console script in a fresh process
 (what a user waits for), on this machine:
@@ -12,6 +30,8 @@ Every figure is the median wall time of ``--reps`` runs of the console script in
   workers allow) and the model-only time.
 
     python benchmarks/bench_startup.py --model ViT-B-32/random --json benchmarks/results-startup-cpu.json
+    python benchmarks/bench_startup.py --ladder-only --model bundled --baseline-exe OLD/bin/searchlib
+    python benchmarks/bench_startup.py --ladder-only --ladder-size 100000
 """
 
 from __future__ import annotations
@@ -46,6 +66,73 @@ def median_of(reps: int, fn) -> float:
     return statistics.median(fn() for _ in range(reps))
 
 
+def timed_cmd(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+    return time.perf_counter() - t0
+
+
+def ladder_steps(index: Path, baseline_exe: str | None) -> list[tuple[str, str, object]]:
+    """``(key, label, command or function of the round number)`` for each rung of the ladder."""
+    py = sys.executable
+    opened = f"import searchlib; i = searchlib.open_index({str(index)!r}); i.identity; i.generation()"
+    steps: list[tuple[str, str, object]] = [
+        ("interpreter_s", "python -c pass", [py, "-c", "pass"]),
+        ("floor_s", "floor: import numpy, onnxruntime", [py, "-c", "import numpy, onnxruntime"]),
+        ("cli_import_s", "import the CLI", [py, "-c", "import searchlib.cli.main"]),
+        ("open_s", "+ open the index", [py, "-c", opened]),
+        ("vectors_s", "+ its vectors", [py, "-c", opened + "; i.vectors.ntotal"]),
+        ("text_tower_s", "+ the text tower", [py, "-c", opened + "; i.vectors.ntotal; i.text_encoder()"]),
+        ("search_miss_s", "searchlib search (new text)",
+         lambda r: [EXE, "--index", str(index), "search", f"a dog on a beach at {os.getpid()}.{r} o'clock"]),
+        ("search_hit_s", "searchlib search (repeated text)",
+         [EXE, "--index", str(index), "search", "a dog on a beach"]),
+    ]
+    if baseline_exe:
+        steps += [("baseline_miss_s", "baseline: searchlib search (new text)",
+                   lambda r: [baseline_exe, "--index", str(index), "search", f"a cat on a sofa {os.getpid()}.{r}"]),
+                  ("baseline_hit_s", "baseline: searchlib search (repeated text)",
+                   [baseline_exe, "--index", str(index), "search", "a dog on a beach"])]
+    return steps
+
+
+def run_ladder(index: Path, reps: int, baseline_exe: str | None) -> dict:
+    """Median seconds of each rung, rounds taken in turn; printed as ratios to the floor."""
+    steps = ladder_steps(index, baseline_exe)
+    for _key, _label, cmd in steps:  # warm the page cache and the .pyc files once
+        timed_cmd(cmd(-1) if callable(cmd) else cmd)
+    times: dict[str, list[float]] = {key: [] for key, _, _ in steps}
+    for r in range(reps):
+        for key, _label, cmd in steps:
+            times[key].append(timed_cmd(cmd(r) if callable(cmd) else cmd))
+    out = {key: statistics.median(values) for key, values in times.items()}
+    floor = out["floor_s"]
+    print(f"\ncold query ladder on {index}, medians of {reps} rounds")
+    print(f"{'step':<44} {'seconds':>8} {'vs floor':>9}")
+    for key, label, _ in steps:
+        print(f"{label:<44} {out[key]:>8.3f} {out[key] / floor:>8.2f}x")
+    return out
+
+
+def ladder_index(args, work: Path) -> Path:
+    """The index the ladder runs on: a folder indexed with ``--model``, or N synthetic vectors."""
+    if args.ladder_size:
+        from benchmarks.bench_query import build
+        from searchlib.textenc import ONNX_FILE, export_text_encoder
+
+        embedder = Embedder(parse_model_spec("ViT-B-32/random"), device="cpu")
+        text_dir = work / "text"
+        if not (text_dir / ONNX_FILE).exists():
+            text_dir.mkdir(parents=True, exist_ok=True)
+            export_text_encoder(embedder, text_dir)
+        return build(work, args.ladder_size, embedder, text_dir)
+    make_corpus(work / "eight", 8, (1600, 1200), 90, 5)
+    base = work / f"ladder-{args.model.replace('/', '-')}"
+    if not (base / "catalog.sqlite").exists():
+        timed(["--index", str(base), "index", str(work / "eight"), "--model", args.model])
+    return base
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="ViT-B-32/random")
@@ -53,9 +140,19 @@ def main() -> None:
     ap.add_argument("--camera", type=int, default=160, help="12 MP JPEGs for the end-to-end run")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/searchlib-bench-startup"))
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--ladder-only", action="store_true", help="run the cold query ladder only")
+    ap.add_argument("--ladder-size", type=int, default=0, help="ladder on N synthetic vectors (ViT-B-32)")
+    ap.add_argument("--baseline-exe", help="another searchlib console script to time on the same index")
     args = ap.parse_args()
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
+    ladder = run_ladder(ladder_index(args, work), args.reps, args.baseline_exe)
+    if args.ladder_only:
+        if args.json:
+            args.json.write_text(json.dumps({"model": "ViT-B-32/random" if args.ladder_size else args.model,
+                                             "size": args.ladder_size or 8, "date": time.strftime("%Y-%m-%d"),
+                                             "cores": os.cpu_count(), "reps": args.reps, **ladder}, indent=2))
+        return
     make_corpus(work / "eight", 8, (1600, 1200), 90, 5)
     camera = make_corpus(work / "camera", args.camera, (4000, 3000), 92, 1)
     base = work / "base-index"
@@ -71,7 +168,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as empty:
             return fresh({**os.environ, "SEARCHLIB_CACHE": empty})
 
-    results = {"model": args.model, "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "reps": args.reps}
+    results = {"model": args.model, "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "reps": args.reps,
+               "ladder": ladder}
     results["cold_search_s"] = median_of(args.reps, lambda: timed(["--index", str(base), "search", "a dog on a beach"]))
     results["noop_s"] = median_of(args.reps, lambda: timed(["--index", str(base), "index", str(work / "eight")]))
     results["fresh8_s"] = median_of(args.reps, fresh)

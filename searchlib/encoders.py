@@ -2,7 +2,8 @@
 
 Text queries go through the exported ONNX text tower when the index has one (no torch); the full
 model loads only when something needs it (an image query that is not indexed, a model without an
-export, ``device="cuda"``). Both load once and are shared by every thread using the index.
+export, ``device="cuda"``). Both load once and are shared by every thread using the index. Text
+vectors go through a small cache (:mod:`searchlib.querycache`): a repeated query loads no encoder.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from .errors import IndexNotFoundError
 from .models import ModelIdentity
+from .querycache import QueryVectorCache, encoder_key
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class IndexModel:
         self._healed = False  # a failed export is made again once per process, not per query
         self._bank: np.ndarray | None = None
         self._lock = threading.Lock()
+        self.query_cache = QueryVectorCache(directory if writable else None)
 
     def _require_identity(self) -> ModelIdentity:
         if self.identity is None:
@@ -88,7 +91,39 @@ class IndexModel:
             self._text = None
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Normalized text vectors in the index's space."""
+        """Normalized text vectors in the index's space (cached ones without loading an encoder)."""
+        texts = list(texts)
+        if not texts or self.identity is None:
+            return self._encode(texts)
+        cached = self.query_cache.lookup(self._encoder_key(), texts)
+        missing = [t for t in dict.fromkeys(texts) if t not in cached]
+        if missing:
+            vectors = self._encode(missing)
+            # Stored under the encoder that made them (the export may have failed to load).
+            self.query_cache.store(self._encoder_key(), missing, vectors)
+            cached.update(zip(missing, vectors))
+        return np.stack([cached[t] for t in texts])
+
+    def _encoder_key(self) -> str:
+        """Which encoder answers texts here (without loading it): the export, by its checksum and
+        its file's size and time (a file rewritten since, even with the same note, is a new key:
+        the next query loads it, and a damaged one is noticed and exported again), or the full
+        model on its device."""
+        if self._text is not False and not self.device.startswith("cuda"):  # False: no usable export
+            from .textenc import ONNX_FILE, export_is_current, read_checksum
+
+            ident = self._require_identity()
+            if self._text or export_is_current(self.directory, ident):
+                try:
+                    info = (self.directory / ONNX_FILE).stat()
+                except OSError:
+                    info = None
+                if info is not None:
+                    return encoder_key("onnx", f"{read_checksum(self.directory)}:{info.st_size}:{info.st_mtime_ns}")
+        ident = self._require_identity()
+        return encoder_key("model", f"{ident.name}:{ident.weights_sha256 or ident.pretrained}:{self.device}")
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         encoder = self.text_encoder()
         if encoder is not None:
             return encoder.embed_texts(list(texts))
@@ -112,7 +147,7 @@ class IndexModel:
             model = self._require_identity().to_dict()
             vectors = load_bank(self.directory, model)
             if vectors is None:
-                vectors = self.embed_texts(BANK)
+                vectors = self._encode(list(BANK))  # kept in its own file, not in the query cache
                 if self.writable:
                     save_bank(self.directory, model, vectors)
             self._bank = vectors

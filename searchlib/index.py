@@ -17,11 +17,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .catalog import Catalog, ChangeSet
+from .catalog import ChangeSet, open_catalog
 from .config import CATALOG_FILE
 from .errors import ImageNotFoundError, IndexNotFoundError, QueryError, SearchlibError, read_only_error
 from .filters import Filters
@@ -35,6 +35,9 @@ from .store import IndexStore
 from .vectors import VectorIndex
 from .writer import IndexWriter, writing
 
+if TYPE_CHECKING:
+    from .catalog import Catalog, QuickCatalog
+
 __all__ = ["MAX_K", "Index", "IndexWriter", "open_index"]
 
 
@@ -46,7 +49,7 @@ class Index:
     Methods that embed load the index's own model on first use and keep it warm.
     """
 
-    def __init__(self, directory: Path, catalog: Catalog, device: str = "auto"):
+    def __init__(self, directory: Path, catalog: Catalog | QuickCatalog, device: str = "auto"):
         self.store = IndexStore(directory, catalog, device)
         self.searcher = Searcher(self.store)
         self.directory, self.catalog, self.device = directory, catalog, device
@@ -74,12 +77,17 @@ class Index:
                 raise IndexNotFoundError(
                     f"no index at {directory}; create one with 'searchlib index PATH' (or pass --index DIR)")
             writable = os.access(directory, os.W_OK) and os.access(path, os.W_OK)
-            return cls(directory, Catalog(path, read_only=not writable), device)
+            # Searching needs no SQLAlchemy: the full catalog opens when something else is asked.
+            return cls(directory, open_catalog(path, read_only=not writable), device)
+        from .catalog import Catalog
+
         return cls(directory, _with_dir(Catalog(catalog), directory), device)
 
     @classmethod
     def open_or_create(cls, directory: str | os.PathLike, device: str = "auto", catalog: str | None = None) -> Index:
         """Open the index at ``directory``, creating the directory and an empty catalog if needed."""
+        from .catalog import Catalog
+
         directory = Path(directory).expanduser().resolve()
         if catalog is not None:  # the database first: a catalog that cannot be reached leaves no directory
             opened = _with_dir(Catalog(catalog, create=True), directory)

@@ -13,12 +13,15 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .catalog import Catalog
 from .encoders import IndexModel
 from .errors import IndexNotFoundError
 from .models import ModelIdentity
 from .vectorcache import VectorCache
+
+if TYPE_CHECKING:
+    from .catalog import Catalog, QuickCatalog
 
 
 class IndexStore:
@@ -30,7 +33,7 @@ class IndexStore:
         device: where the model runs when one is needed.
     """
 
-    def __init__(self, directory: Path, catalog: Catalog, device: str = "auto"):
+    def __init__(self, directory: Path, catalog: Catalog | QuickCatalog, device: str = "auto"):
         self.directory = directory
         self.catalog = catalog
         self.device = device
@@ -72,4 +75,5 @@ class IndexStore:
             return self._cache
 
     def close(self) -> None:
+        self.model.query_cache.close()
         self.catalog.close()

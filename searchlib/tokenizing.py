@@ -65,9 +65,7 @@ def tokenizer_kind(arch: str) -> str | None:
 
 def clean_text(text: str, kind: str) -> str:
     """open_clip's text cleaning: ``lower``, ``whitespace`` or ``canonicalize``."""
-    import ftfy
-
-    text = html.unescape(html.unescape(ftfy.fix_text(text[:MAX_TEXT_CHARS]))).strip()
+    text = html.unescape(html.unescape(_fix_text(text[:MAX_TEXT_CHARS]))).strip()
     if kind == "canonicalize":
         text = text.replace("_", " ").translate(_PUNCTUATION).lower()
     elif kind == "lower":
@@ -76,6 +74,17 @@ def clean_text(text: str, kind: str) -> str:
 
 
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def _fix_text(text: str) -> str:
+    """``ftfy.fix_text``, which leaves printable ASCII without ``&`` as it is: every ftfy fix
+    concerns non-ASCII characters, control characters or HTML entities (a test checks the
+    shortcut against ftfy). Importing ftfy (and its wcwidth tables) takes ~0.1 s of a cold query."""
+    if text.isascii() and text.isprintable() and "&" not in text:
+        return text
+    import ftfy
+
+    return ftfy.fix_text(text)
 
 
 def save_tokenizer(tokenizer, kind: str, folder: Path) -> str:

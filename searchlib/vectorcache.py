@@ -18,15 +18,19 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .catalog import Applied, Catalog
+from .catalog import Applied
 from .config import VECTORS_FILE, VECTORS_STAMP_FILE
 from .errors import ConfigError
 from .indexplan import IndexPlan, plan_index
 from .locks import cache_lock
 from .vectors import Stamp, VectorIndex
+
+if TYPE_CHECKING:
+    from .catalog import Catalog, QuickCatalog
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +85,7 @@ class VectorCache:
         writable: whether this process may rewrite the file (a reader saves only after a rebuild).
     """
 
-    def __init__(self, directory: Path, catalog: Catalog, dim: int, writable: bool = True):
+    def __init__(self, directory: Path, catalog: Catalog | QuickCatalog, dim: int, writable: bool = True):
         self.directory, self.catalog, self.dim = directory, catalog, dim
         self.writable = writable
         self._index: VectorIndex | None = None
@@ -143,11 +147,16 @@ class VectorCache:
         stamp = Stamp.read(self.stamp_path)
         if stamp is not None and stamp.dim == self.dim and stamp.generation <= current:
             up_to_date = stamp.generation == current
+            loaded = None
             if stamp.kind == "ondisk":
                 from .ondisk import OnDiskIndex
 
                 loaded = OnDiskIndex.load(self.directory, self.path, stamp)
-            else:
+            elif up_to_date:  # a small flat file is searched with numpy: no FAISS import
+                from .flatscan import FlatScanIndex
+
+                loaded = FlatScanIndex.read(self.path, stamp)
+            if loaded is None and stamp.kind != "ondisk":
                 loaded = VectorIndex.load(self.path, stamp, writable=not up_to_date)
             if loaded is not None:
                 with self._rw.exclusive():

@@ -365,12 +365,9 @@ class VectorIndex:
         base = faiss.rev_swig_ptr(inner.get_xb(), n * self.dim)
         if not base.flags.aligned:
             return None
-        base = base.reshape(n, self.dim)
-        ids = faiss.vector_to_array(self.index.id_map)
-        sims = queries @ base.T
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(queries), 1))
-        order = np.take_along_axis(top, np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1), axis=1)
-        return np.take_along_axis(sims, order, axis=1).astype(np.float32), ids[order]
+        from .vectormath import top_k_inner_product
+
+        return top_k_inner_product(queries, base.reshape(n, self.dim), faiss.vector_to_array(self.index.id_map), k)
 
     def _searcher(self):
         """The GPU copy when GPUs are present and the index is large enough, else the index itself."""

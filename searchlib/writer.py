@@ -13,14 +13,18 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from .catalog import Applied, Catalog, ChangeSet
+from .catalog import Applied, ChangeSet
 from .errors import QueryError, read_only_error
 from .locks import cache_lock, remove_stale_build_folders, remove_stale_temp_files
 from .query import MAX_K
 from .records import ImageRecord
 from .store import IndexStore
 from .vectors import VectorIndex
+
+if TYPE_CHECKING:
+    from .catalog import Catalog, QuickCatalog
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +62,7 @@ class IndexWriter:
         self.rebuild_needed = False
 
     @property
-    def catalog(self) -> Catalog:
+    def catalog(self) -> Catalog | QuickCatalog:
         return self._store.catalog
 
     def apply(self, batch: ChangeSet) -> Applied:

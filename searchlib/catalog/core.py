@@ -26,15 +26,10 @@ from ..errors import (
 )
 from ..models import ModelIdentity
 from .engine import first_line, masked_url, read_only_sqlite, resolve_url, sqlite_pragmas, translate_error
+from .facts import SCHEMA_HEAD, VECTOR_DTYPES
 from .schema import settings
 
 log = logging.getLogger(__name__)
-
-#: Alembic revision the code expects; tests check it equals the migrations' head.
-SCHEMA_HEAD = "0006"
-
-#: Vector storage types (``--vector-dtype``).
-VECTOR_DTYPES = ("float32", "float16")
 
 _MIGRATION_LOCK_KEY = 0x5EA5C1B  # "searchlib" schema creation (pg_advisory_lock)
 
