@@ -24,10 +24,16 @@ def verify_cmd(obj: dict, repair: bool, no_files: bool, as_json: bool) -> None:
     search rebuilds or catches it up), a missing text tower (the next run exports it). Changed
     files are not problems either: 'searchlib index' re-embeds them (and drops those it cannot read).
     """
-    from searchlib.verify import verify
+    from searchlib.errors import IndexCorruptError
+    from searchlib.verify import VerifyReport, verify
 
-    with open_from(obj) as index:
-        report = verify(index, repair=repair, check_files=not no_files)
+    try:
+        with open_from(obj) as index:
+            report = verify(index, repair=repair, check_files=not no_files)
+    except IndexCorruptError as e:  # too damaged to open: that is verify's finding, not a failure of it
+        report = VerifyReport()
+        report.catalog = f"damaged ({' '.join(str(e).split())})"
+        report.faiss_file = report.text_encoder = "not checked"
     if as_json:
         echo_json(report.to_dict())
     else:

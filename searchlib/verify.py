@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from .catalog import ChangeSet
 from .config import VECTORS_FILE, VECTORS_STAMP_FILE
+from .errors import IndexCorruptError
 from .index import Index
 from .vectors import Stamp, file_checksum
 
@@ -140,7 +141,10 @@ def verify(index: Index, repair: bool = False, check_files: bool = True) -> Veri
 def _check(index: Index, check_files: bool) -> VerifyReport:
     report = VerifyReport()
     catalog = index.catalog
-    problem = catalog.quick_check()
+    try:
+        problem = catalog.quick_check()
+    except IndexCorruptError as e:  # so damaged that even opening it for the check fails
+        problem = str(e)
     if problem:
         report.catalog = f"damaged ({problem})"
         return report
