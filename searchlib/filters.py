@@ -9,6 +9,9 @@ from datetime import datetime, timedelta
 
 from .errors import ConfigError
 
+#: The kinds of item a search can be limited to (``Filters.media``).
+MEDIA_KINDS = ("image", "video")
+
 
 @dataclass(frozen=True)
 class Filters:
@@ -23,6 +26,7 @@ class Filters:
         tags: labels stored by ``searchlib tag``; an image needs all of them.
         text: words read in the image (``index --read-text``); an image needs all of them, each
             as a case- and accent-insensitive substring.
+        media: ``image`` or ``video``: only items of that kind (a video's items are its segments).
     """
 
     folder: str | None = None
@@ -34,11 +38,14 @@ class Filters:
     formats: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     text: str | None = None
+    media: str | None = None
 
     def __post_init__(self) -> None:
         # Lists are accepted for convenience; stored as tuples so Filters stays hashable.
         object.__setattr__(self, "formats", tuple(self.formats or ()))
         object.__setattr__(self, "tags", tuple(self.tags or ()))
+        if self.media is not None and self.media not in MEDIA_KINDS:
+            raise ConfigError(f"unknown media {self.media!r}; use one of: {', '.join(MEDIA_KINDS)}")
         if self.after and self.before and self.after > self.before:
             raise ConfigError(f"the date range is empty: after {self.after:%Y-%m-%d} is later than before "
                               f"{self.before:%Y-%m-%d}")
@@ -46,7 +53,8 @@ class Filters:
     @classmethod
     def from_strings(cls, folder: str | None = None, after: str | None = None, before: str | None = None,
                      camera: str | None = None, min_width: int | None = None, min_height: int | None = None,
-                     formats: Sequence[str] = (), tags: Sequence[str] = (), text: str | None = None) -> Filters:
+                     formats: Sequence[str] = (), tags: Sequence[str] = (), text: str | None = None,
+                     media: str | None = None) -> Filters:
         """Filters as a command line or a URL gives them: dates as text (``after`` from the start of
         its period, ``before`` to its end, see :func:`parse_date`), empty strings meaning "not set".
 
@@ -56,11 +64,11 @@ class Filters:
         return cls(folder=folder or None, after=parse_date(after) if after else None,
                    before=parse_date(before, end=True) if before else None, camera=camera or None,
                    min_width=min_width, min_height=min_height, formats=tuple(formats or ()), tags=tuple(tags or ()),
-                   text=(text or "").strip() or None)
+                   text=(text or "").strip() or None, media=(media or "").strip().lower() or None)
 
     def is_empty(self) -> bool:
         return not any([self.folder, self.after, self.before, self.camera, self.min_width,
-                        self.min_height, self.formats, self.tags, self.text])
+                        self.min_height, self.formats, self.tags, self.text, self.media])
 
 
 def parse_date(text: str, end: bool = False) -> datetime:

@@ -173,12 +173,13 @@ class Index:
         """
         wanted = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
         states = self.catalog.file_states(wanted)
-        ids = [states[p].id for p in wanted if p in states]
+        found = {p: states[p] for p in wanted if p in states}
+        ids = sorted({i for state in found.values() for i in state.all_ids})  # a video: every segment
         if ids:
             with self.writer() as writer:
-                writer.apply(ChangeSet(removed=sorted(set(ids))))
+                writer.apply(ChangeSet(removed=ids))
                 writer.finish()
-        return len(set(ids))
+        return len(found)
 
     # -- embedding ---------------------------------------------------------------------------
     def embedder(self):
@@ -244,8 +245,8 @@ class Index:
     def search(self, query: Any = "", k: int = 10, *, offset: int = 0, add: Sequence = (),
                subtract: Sequence = (), filters: Filters | None = None, min_score: float | None = None,
                relative: float | None = None, relevant: bool = False, sort: str = "score",
-               rerank: int | None = None) -> list[Hit]:
-        """The images that best match ``query``, best first.
+               rerank: int | None = None, all_segments: bool = False) -> list[Hit]:
+        """The images (and video segments) that best match ``query``, best first.
 
         Hits of text queries carry a calibrated ``relevance`` (0..1, the same scale for every
         query; see :mod:`searchlib.relevance`) besides the raw cosine ``score``.
@@ -267,6 +268,9 @@ class Index:
             sort: ``score`` (best first) or ``date`` (the kept hits, oldest first).
             rerank: on an index of compressed codes, re-rank this many candidates exactly from the
                 stored vectors (default: the index's setting, 100; 0 turns it off).
+            all_segments: every matching segment of a video is a hit of its own; by default a
+                video's best segment is the hit and its other matching segments fold into it
+                (:attr:`Hit.segments`).
 
         Raises:
             QueryError: an empty query, a bad term or parameter.
@@ -274,7 +278,8 @@ class Index:
         """
         terms = self.searcher.terms(query, add, subtract)
         return self.searcher.search(terms, k, offset=offset, filters=filters, min_score=min_score,
-                                    relative=relative, relevant=relevant, sort=sort, rerank=rerank)
+                                    relative=relative, relevant=relevant, sort=sort, rerank=rerank,
+                                    all_segments=all_segments)
 
     def relevance_scorer(self) -> RelevanceScorer:
         """What judges relevance here (see :meth:`searchlib.search.Searcher.relevance_scorer`)."""

@@ -37,6 +37,8 @@ class Hit:
         relevance: the calibrated relevance of the hit (see :mod:`searchlib.relevance`), when computed.
         siblings: the other halves of the file's RAW+JPEG pair (full paths; see
             :mod:`searchlib.media.pairs`): the RAW of an indexed JPEG, the JPEG of an indexed RAW.
+        segments: for the best segment of a video, the video's other matching segments
+            (``{"id", "start", "end", "score"}``, by start time; see :func:`fold_segments`).
     """
 
     rank: int
@@ -46,6 +48,7 @@ class Hit:
     metadata: dict = field(default_factory=dict)
     relevance: float | None = None
     siblings: tuple[str, ...] = ()
+    segments: tuple[dict, ...] = ()
 
     def to_dict(self) -> dict:
         """JSON-ready: ``rank, id, path, score`` (``relevance`` if computed) plus every metadata field.
@@ -58,6 +61,8 @@ class Hit:
         out.update(self.metadata)
         # Display text for each path (a name that is not UTF-8 shows U+FFFD, as "path" does).
         out["siblings"] = [path_fields(p)["path"] for p in self.siblings]
+        if out.get("media") == "video":
+            out["segments"] = [dict(s) for s in self.segments]
         return out
 
 
@@ -146,6 +151,32 @@ def sort_by_date(hits: list[Hit]) -> list[Hit]:
     ordered = sorted(hits, key=_when)
     first = hits[0].rank if hits else 1
     return [replace(h, rank=first + i) for i, h in enumerate(ordered)]
+
+
+def fold_segments(hits: list[Hit]) -> list[Hit]:
+    """One hit per video: its best segment, carrying the video's other hits as ``segments``.
+
+    Hits keep their order (the best segment stands where the video's first hit stood); images pass
+    through unchanged.
+    """
+    best: dict[str, int] = {}
+    folded: dict[str, list[Hit]] = {}
+    out: list[Hit] = []
+    for hit in hits:
+        if hit.metadata.get("media") != "video":
+            out.append(hit)
+        elif hit.path in best:
+            folded[hit.path].append(hit)
+        else:
+            best[hit.path] = len(out)
+            folded[hit.path] = []
+            out.append(hit)
+    for path, at in best.items():
+        others = sorted(folded[path], key=lambda h: h.metadata.get("start") or 0.0)
+        out[at] = replace(out[at], segments=tuple(
+            {"id": h.id, "start": h.metadata.get("start"), "end": h.metadata.get("end"), "score": h.score}
+            for h in others))
+    return out
 
 
 def renumber(hits: list[Hit], first: int = 1) -> list[Hit]:

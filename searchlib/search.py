@@ -28,6 +28,7 @@ from .query import (
     QueryTerm,
     check_cut,
     combine,
+    fold_segments,
     parse_query,
     parse_term,
     relevance_cut,
@@ -39,6 +40,10 @@ from .relevance import BACKGROUND_SAMPLE, RelevanceScorer, is_relevant
 from .store import IndexStore
 from .vectorcache import VectorCache
 from .wordfusion import FUSION_DEPTH, fuse, query_words
+
+
+#: How many times ``k`` hits a search reads when videos' segments fold into one hit each.
+FOLD_DEPTH = 4
 
 
 class Searcher:
@@ -55,6 +60,7 @@ class Searcher:
         self.search_batcher = None
         self._scorer: tuple[int | None, RelevanceScorer] | None = None
         self._reads_text: tuple[int, bool] | None = None
+        self._holds_video: tuple[int, bool] | None = None
 
     def close(self) -> None:
         for batcher in (self.text_batcher, self.search_batcher):
@@ -154,7 +160,7 @@ class Searcher:
     # -- searching ---------------------------------------------------------------------------
     def search(self, terms: list[QueryTerm], k: int = 10, *, offset: int = 0, filters: Filters | None = None,
                min_score: float | None = None, relative: float | None = None, relevant: bool = False,
-               sort: str = "score", rerank: int | None = None) -> list[Hit]:
+               sort: str = "score", rerank: int | None = None, all_segments: bool = False) -> list[Hit]:
         """The best hits for ``terms`` (see :meth:`searchlib.index.Index.search`)."""
         if sort not in ("score", "date"):
             raise QueryError(f"unknown sort {sort!r}; use score or date")
@@ -179,18 +185,35 @@ class Searcher:
         if errors:  # reported here, in the caller's thread, never through threading.excepthook
             raise errors[0]
         words = query_words([t.value for t in terms if t.weight > 0]) if textual and self._has_text() else []
+        fold = not all_segments and (filters is None or filters.media != "image") and self._has_video()
+        # A video's segments fold into one hit: look deeper, so that k hits remain after folding.
+        depth = min(MAX_K, FOLD_DEPTH * (offset + k)) if fold else offset + k
         if words:
-            hits, worded = self._search_with_words(cache, vector, words, offset + k, filters, rerank)
+            hits, worded = self._search_with_words(cache, vector, words, depth, filters, rerank)
         else:
-            hits, worded = self._search_vector(cache, vector, offset + k, filters, rerank), set()
+            hits, worded = self._search_vector(cache, vector, depth, filters, rerank), set()
         if textual:
             hits = self.with_relevance(vector, hits)
         if relevant:  # a word of the query written in the photo is evidence enough
             hits = [h for h in hits if is_relevant(h.relevance) or h.id in worded]
         hits = relevance_cut(hits, min_score, relative)
+        if fold:
+            hits = fold_segments(hits)
+        hits = hits[:offset + k]
         if sort == "date":
             hits = sort_by_date(hits)
         return renumber(hits[offset:], offset + 1)
+
+    def _has_video(self) -> bool:
+        """Whether this index holds any video segment (looked up once per catalog generation)."""
+        generation = self.store.catalog.generation()
+        with self._lock:
+            known = self._holds_video
+        if known is None or known[0] != generation:
+            known = (generation, self.store.catalog.has_media("video"))
+            with self._lock:
+                self._holds_video = known
+        return known[1]
 
     def _has_text(self) -> bool:
         """Whether this index reads words in images (looked up once per catalog generation)."""

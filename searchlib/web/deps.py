@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Request
 
@@ -75,10 +75,12 @@ def search_filters(folder: Folder = None, after: Date = None, before: Date = Non
                    tag: Annotated[list[str] | None, Query(description="Tags (repeatable)")] = None,
                    text: Annotated[str | None, Query(description="Words read in the image (index --read-text): "
                                                      "every word, as a case- and accent-blind substring")] = None,
+                   media: Annotated[Literal["image", "video"] | None,
+                                    Query(description="Only images, or only video segments")] = None,
                    ) -> Filters:
     """The filter parameters of every search endpoint, as :class:`Filters` (a dependency)."""
     return Filters.from_strings(folder, after, before, camera, min_width, min_height, format or (), tag or (),
-                                text)
+                                text, media)
 
 
 SearchFilters = Annotated[Filters, Depends(search_filters)]

@@ -1,0 +1,307 @@
+"""Videos as segments: decode small frames with PyAV, cut at scene changes, one frame per segment.
+
+A video becomes a few items, each a time range ``[start, end)`` in seconds with the uint8 model
+input of one frame from its middle. Cuts come from a content detector on frames decoded at a
+small size (the mean absolute difference of HSV pixels between consecutive samples, as
+PySceneDetect's ``ContentDetector`` measures it, on 64-pixel-wide frames sampled at
+:data:`SAMPLE_FPS`); a scene longer than :data:`MAX_SEGMENT_SECONDS` is cut into pieces of that
+length, so a long scene is seen every few seconds; neighbouring pieces that look alike (a static
+video) are merged back into one segment.
+
+Cost is bounded: above :data:`KEYFRAMES_ONLY_ABOVE` seconds only keyframes are decoded, a video
+keeps at most :data:`MAX_SEGMENTS` segments, and decoding stops after :data:`TIME_BUDGET` seconds
+(what was decoded so far is indexed, with a warning), inside the pipeline's per-file time limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ImageDecodeError
+from ..imaging import Preprocess, to_model_pixels
+from ..records import ImageMetadata, Segment
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".3gp"})
+
+#: Frames looked at per second of video for scene detection.
+SAMPLE_FPS = 4.0
+#: Width of the frames the detector compares (height follows the aspect ratio).
+DETECT_WIDTH = 64
+#: Mean absolute HSV difference (0-255) between consecutive samples that counts as a cut.
+#: PySceneDetect's ContentDetector uses 27 on full frames; on 64-pixel frames the noise within a
+#: scene measured below 6 and a cut between two pictures sharing a background 20 (generated
+#: scenes, tests/videofiles.py), so the line sits between them.
+CUT_THRESHOLD = 15.0
+#: A scene shorter than this is not cut again (flashes, fades).
+MIN_SCENE_SECONDS = 0.5
+#: A scene longer than this is cut into pieces of this length: one vector every N seconds.
+MAX_SEGMENT_SECONDS = 10.0
+#: Neighbouring pieces of one scene whose frames differ by less than this are one segment.
+STATIC_THRESHOLD = 6.0
+#: Above this length (seconds) only keyframes are decoded (see benchmarks/RESULTS.md, video).
+KEYFRAMES_ONLY_ABOVE = 600.0
+#: Segments kept per video at most: a long video's pieces grow to fit.
+MAX_SEGMENTS = 720
+#: Seconds of decoding a video may take; what was decoded by then is indexed.
+TIME_BUDGET = 45.0
+#: Longer than this (seconds) is not a believable video: a failure, not hours of decoding.
+MAX_DURATION = 48 * 3600.0
+
+
+def is_video_name(name: str) -> bool:
+    """Whether a file name has a video ending the indexer takes."""
+    return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class VideoItems:
+    """What a video gives the index: its metadata, its segments, and one model input per segment
+    (``pixels[i]`` is a frame from inside ``segments[i]``)."""
+
+    metadata: ImageMetadata
+    segments: tuple[Segment, ...]
+    pixels: np.ndarray  # (n, S, S, 3) uint8
+
+
+@dataclass
+class _Sample:
+    time: float
+    small: np.ndarray  # (h, DETECT_WIDTH, 3) HSV, float32
+    frame: Image.Image  # at about the model's input size
+
+
+def _hsv(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("HSV"), dtype=np.float32)
+
+
+def _difference(a: np.ndarray, b: np.ndarray) -> float:
+    """The content detector's score: mean absolute difference over the H, S and V channels
+    (hue wraps around)."""
+    d = np.abs(a - b)
+    d[..., 0] = np.minimum(d[..., 0], 256 - d[..., 0])
+    return float(d.mean())
+
+
+def _open(source):
+    import av
+
+    try:
+        return av.open(source, metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise ImageDecodeError(f"not a readable video ({_reason(e)})") from e
+
+
+def _reason(e: Exception) -> str:
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
+def _duration(container, stream) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return 0.0
+
+
+def _taken_at(tags: dict) -> datetime | None:
+    value = tags.get("creation_time") or tags.get("com.apple.quicktime.creationdate")
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is not None:  # stored dates are naive local time, as EXIF's are
+        when = when.astimezone().replace(tzinfo=None)
+    if when.year < 1971:  # an unset QuickTime date (1904 or 1970)
+        return None
+    return when
+
+
+_ISO6709 = re.compile(r"([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)")
+
+
+def _location(tags: dict) -> tuple[float | None, float | None]:
+    value = tags.get("location") or tags.get("com.apple.quicktime.location.ISO6709")
+    m = _ISO6709.match(str(value or ""))
+    if not m:
+        return None, None
+    lat, lon = float(m.group(1)), float(m.group(2))
+    return (lat, lon) if abs(lat) <= 90 and abs(lon) <= 180 else (None, None)
+
+
+def _metadata(container, stream, width: int, height: int, name: str) -> ImageMetadata:
+    tags = {**{k.lower(): v for k, v in (container.metadata or {}).items()},
+            **{k.lower(): v for k, v in (stream.metadata or {}).items()}}
+    lat, lon = _location(tags)
+    # The container's own name is a family ("mov,mp4,m4a,3gp,..."): the file's ending says more.
+    fmt = os.path.splitext(name)[1].lstrip(".").upper() or (container.format.name or "video").split(",")[0].upper()
+    return ImageMetadata(width=width, height=height, format=fmt, taken_at=_taken_at(tags),
+                         camera_make=tags.get("com.apple.quicktime.make") or tags.get("make"),
+                         camera_model=tags.get("com.apple.quicktime.model") or tags.get("model"),
+                         gps_lat=lat, gps_lon=lon)
+
+
+def video_metadata(source, name: str, max_pixels: int | None = None) -> ImageMetadata:
+    """A video's metadata from its container, without decoding frames.
+
+    Raises:
+        ImageDecodeError: not a video searchlib can read.
+    """
+    with _open(source) as container:
+        stream = _video_stream(container)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        _check_size(width, height, max_pixels)
+        return _metadata(container, stream, width, height, name)
+
+
+def _video_stream(container):
+    if not container.streams.video:
+        raise ImageDecodeError("no video stream in the file")
+    return container.streams.video[0]
+
+
+def _check_size(width: int, height: int, max_pixels: int | None) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError("video has no frame size")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageDecodeError(f"video frames of {width}x{height} exceed the size limit")
+
+
+def decode_video(source, name: str, prep: Preprocess, max_pixels: int | None = None,
+                 time_budget: float = TIME_BUDGET) -> VideoItems:
+    """Decode a video (a path or a file object; ``name`` is its file name) into segments with one
+    model input each.
+
+    Raises:
+        ImageDecodeError: not a video, no decodable frame, an absurd size or duration; one line.
+    """
+    import av
+
+    started = time.monotonic()
+    with _open(source) as container:
+        stream = _video_stream(container)
+        ctx = stream.codec_context
+        width, height = ctx.width, ctx.height
+        _check_size(width, height, max_pixels)
+        duration = _duration(container, stream)
+        if duration > MAX_DURATION:
+            raise ImageDecodeError(f"video claims to last {duration / 3600:.0f} hours; not indexed")
+        meta = _metadata(container, stream, width, height, name)
+        keyframes_only = duration > KEYFRAMES_ONLY_ABOVE
+        if keyframes_only:
+            ctx.skip_frame = "NONKEY"
+        ctx.thread_type = "AUTO"
+        # Sample often enough to see cuts, but never more than the segments can use.
+        step = max(1.0 / SAMPLE_FPS, duration / (MAX_SEGMENTS * 4) if duration else 0.0)
+        detect_h = max(2, round(DETECT_WIDTH * height / width / 2) * 2)
+        scale = prep.image_size / min(width, height)
+        model_w, model_h = (max(prep.image_size, round(width * scale)), max(prep.image_size, round(height * scale)))
+        samples: list[_Sample] = []
+        next_time, last_time, cut_short = 0.0, 0.0, False
+        try:
+            for frame in container.decode(stream):
+                if frame.time is None:
+                    continue
+                t = float(frame.time)
+                last_time = max(last_time, t)
+                if t + 1e-6 < next_time:
+                    continue
+                next_time = t + step
+                small = _hsv(frame.to_image(width=DETECT_WIDTH, height=detect_h))
+                samples.append(_Sample(t, small, frame.to_image(width=model_w, height=model_h)))
+                if time.monotonic() - started > time_budget:
+                    cut_short = True
+                    break
+        except av.error.FFmpegError as e:
+            if not samples:
+                raise ImageDecodeError(f"cannot decode video ({_reason(e)})") from e
+            log.warning("video damaged after %.1fs (%s): indexing what was decoded", last_time, _reason(e))
+        except MemoryError as e:
+            raise ImageDecodeError("video too large to decode") from e
+    if not samples:
+        raise ImageDecodeError("no video frame could be decoded (truncated or empty)")
+    if cut_short:
+        log.warning("video decoding stopped at %.0fs of %.0fs (time limit %.0fs)", last_time, duration, time_budget)
+        end = last_time + step
+    else:
+        end = max(duration, last_time + step) if duration else last_time + step
+    pieces = _merge_static(_cut(samples, end, keyframes_only))
+    segments = tuple(Segment(i, round(s, 3), round(e, 3), round(end, 3)) for i, (s, e, _) in enumerate(pieces))
+    pixels = np.stack([to_model_pixels(sample.frame, prep) for _, _, sample in pieces])
+    return VideoItems(meta, segments, pixels)
+
+
+def _cut(samples: list[_Sample], end: float, keyframes_only: bool) -> list[tuple[float, float, list[_Sample]]]:
+    """Group consecutive samples into segments: a new one at a cut, or when one is full."""
+    longest = max(MAX_SEGMENT_SECONDS, end / MAX_SEGMENTS)
+    groups: list[list[_Sample]] = [[samples[0]]]
+    for prev, cur in zip(samples, samples[1:]):
+        group = groups[-1]
+        scene_cut = (_difference(prev.small, cur.small) >= CUT_THRESHOLD
+                     and (keyframes_only or cur.time - group[0].time >= MIN_SCENE_SECONDS))
+        if scene_cut or cur.time - group[0].time >= longest:
+            groups.append([cur])
+        else:
+            group.append(cur)
+    starts = [g[0].time if i else 0.0 for i, g in enumerate(groups)]
+    ends = starts[1:] + [end]
+    return [(s, e, g) for s, e, g in zip(starts, ends, groups)]
+
+
+def _merge_static(pieces: list[tuple[float, float, list[_Sample]]]) -> list[tuple[float, float, _Sample]]:
+    """Join neighbouring pieces that look alike, and pick each segment's middle sample."""
+    merged: list[tuple[float, float, list[_Sample]]] = []
+    for start, end, group in pieces:
+        if merged and _difference(merged[-1][2][-1].small, group[0].small) < STATIC_THRESHOLD \
+                and _difference(merged[-1][2][0].small, group[-1].small) < STATIC_THRESHOLD:
+            s0, _, g0 = merged[-1]
+            merged[-1] = (s0, end, g0 + group)
+        else:
+            merged.append((start, end, group))
+    out = []
+    for start, end, group in merged:
+        middle = (start + end) / 2
+        out.append((start, end, min(group, key=lambda s: abs(s.time - middle))))
+    return out
+
+
+def frame_at(source, seconds: float, side: int) -> Image.Image:
+    """The frame shown at ``seconds`` (the first decodable one at or after the keyframe before it),
+    scaled so its longer side is at most ``side``: a segment's thumbnail.
+
+    Raises:
+        ImageDecodeError: the video cannot be read there.
+    """
+    import av
+
+    with _open(source) as container:
+        stream = _video_stream(container)
+        try:
+            if seconds > 0 and stream.time_base:
+                container.seek(int(seconds / stream.time_base), stream=stream, backward=True)
+            best = None
+            for frame in container.decode(stream):
+                best = frame
+                if frame.time is None or frame.time + 1e-6 >= seconds:
+                    break
+        except av.error.FFmpegError as e:
+            if best is None:
+                raise ImageDecodeError(f"cannot decode video ({_reason(e)})") from e
+        if best is None:
+            raise ImageDecodeError("no video frame could be decoded")
+        w, h = best.width, best.height
+        scale = min(1.0, side / max(w, h))
+        return best.to_image(width=max(2, math.floor(w * scale)), height=max(2, math.floor(h * scale)))
+

@@ -1,0 +1,218 @@
+"""Videos searched scene by scene: MP4s generated with PyAV from known coloured-shape scenes are cut
+into segments inside each scene, found by what each scene shows with a time range inside it, fold
+into one hit per video, filter by media, list once, change and disappear together; bad videos are
+failures with reasons; the file is served with Range requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from searchlib import Filters, open_index
+from searchlib.cli.main import main
+from searchlib.errors import ImageDecodeError
+from searchlib.imaging import Preprocess
+from searchlib.indexer import index_folder
+from searchlib.media.video import decode_video
+from searchlib.models import BUNDLED_WEIGHTS
+from tests.videofiles import THREE_SCENES, scene_picture, three_scene_video, write_video
+
+PREP = Preprocess(64)
+bundled = pytest.mark.skipif(not BUNDLED_WEIGHTS.is_file(), reason="bundled weights not built")
+
+
+def inside(segment_start: float, segment_end: float, scene_start: float, scene_end: float, slack: float = 0.5):
+    return scene_start - slack <= segment_start and segment_end <= scene_end + slack
+
+
+def test_each_scene_becomes_segments_inside_it(tmp_path):
+    path, truth = three_scene_video(tmp_path / "clip.mp4")
+    video = decode_video(str(path), path.name, PREP)
+    assert video.metadata.format == "MP4" and (video.metadata.width, video.metadata.height) == (128, 128)
+    assert [s.part for s in video.segments] == list(range(len(video.segments)))
+    assert video.pixels.shape == (len(video.segments), 64, 64, 3)
+    # Every segment lies inside one scene, and every scene has a segment.
+    for seg in video.segments:
+        assert sum(inside(seg.start, seg.end, s, e) for _, _, s, e in truth) == 1, seg
+    for _, _, s, e in truth:
+        assert any(inside(seg.start, seg.end, s, e) for seg in video.segments)
+    assert video.segments[0].start == 0 and video.segments[-1].end == pytest.approx(12, abs=0.5)
+    assert all(seg.duration == pytest.approx(12, abs=0.5) for seg in video.segments)
+
+
+def test_a_static_video_is_one_segment_and_a_long_scene_is_seen_every_few_seconds(tmp_path):
+    still = write_video(tmp_path / "still.mp4", [(scene_picture("red", "circle", 3), 25.0)], fps=4)
+    assert len(decode_video(str(still), "still.mp4", PREP).segments) == 1
+    # A slow change (a drifting brightness) never makes a cut, yet is seen at least every 10 s.
+    base = np.asarray(scene_picture("blue", "star", 4), dtype=np.float32)
+    from PIL import Image
+    frames = [(Image.fromarray(np.clip(base * (0.4 + 0.6 * i / 24), 0, 255).astype(np.uint8)), 1.0)
+              for i in range(25)]
+    drifting = write_video(tmp_path / "drift.mp4", frames, fps=4, jitter=False)
+    segments = decode_video(str(drifting), "drift.mp4", PREP).segments
+    assert len(segments) >= 3 and all(s.end - s.start <= 10.0 + 1e-6 for s in segments)
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "no video stream|not a readable video|empty"),
+    (b"just some words, not a video\n" * 40, "not a readable video|no video stream"),
+])
+def test_bad_bytes_are_decode_errors(tmp_path, content, reason):
+    import re
+
+    path = tmp_path / "bad.mp4"
+    path.write_bytes(content)
+    with pytest.raises(ImageDecodeError) as e:
+        decode_video(str(path), path.name, PREP)
+    assert re.search(reason, str(e.value)) and "\n" not in str(e.value)
+
+
+@pytest.fixture(scope="module")
+def video_index(tmp_path_factory):
+    """A folder with a three-scene video and two photos (a red circle, a blue star) indexed with
+    the bundled model."""
+    if not BUNDLED_WEIGHTS.is_file():
+        pytest.skip("bundled weights not built")
+    root = tmp_path_factory.mktemp("video")
+    photos = root / "photos"
+    photos.mkdir()
+    _, truth = three_scene_video(photos / "clip.mp4")
+    scene_picture("red", "circle", 11).save(photos / "red.png")
+    scene_picture("blue", "star", 12).save(photos / "blue.png")
+    (photos / "text.mp4").write_text("this is not a video\n")
+    (photos / "empty.mov").write_bytes(b"")
+    cut = (photos / "clip.mp4").read_bytes()
+    (photos / "cut.mkv").write_bytes(cut[: len(cut) // 40])
+    report = index_folder(root / "index", photos, model="bundled", device="cpu", workers=0)
+    return root, photos, truth, report
+
+
+@bundled
+def test_bad_videos_are_failures_with_reasons(video_index):
+    _, photos, _, report = video_index
+    failed = {f["path"]: f["error"] for f in report.failures}
+    assert set(failed) == {str(photos / n) for n in ("text.mp4", "empty.mov", "cut.mkv")}, failed
+    assert "empty" in failed[str(photos / "empty.mov")]
+    assert all(reason and "\n" not in reason for reason in failed.values())
+    assert report.added == 3  # files: the video counts once
+
+
+@bundled
+def test_each_scene_is_found_with_a_time_range_inside_it(video_index):
+    root, photos, truth, _ = video_index
+    with open_index(root / "index") as index:
+        for color, shape, start, end in truth:
+            hits = index.search(f"a {color} {shape}", k=5, filters=Filters(media="video"), all_segments=True)
+            best = hits[0].to_dict()
+            assert best["media"] == "video" and best["path"] == str(photos / "clip.mp4")
+            assert inside(best["start"], best["end"], start, end), (color, shape, best)
+            assert best["duration"] == pytest.approx(12, abs=0.5)
+
+
+@bundled
+def test_a_video_is_one_hit_with_its_other_segments_folded_in(video_index):
+    root, photos, _, _ = video_index
+    with open_index(root / "index") as index:
+        every = index.search("a red circle", k=20, all_segments=True)
+        folded = index.search("a red circle", k=20)
+    video_rows = [h for h in every if h.path.endswith("clip.mp4")]
+    assert len(video_rows) >= 3
+    one = [h for h in folded if h.path.endswith("clip.mp4")]
+    assert len(one) == 1 and one[0].id == video_rows[0].id
+    # The folded hit carries exactly the video's other segments, ordered by start time.
+    others = sorted(video_rows[1:], key=lambda h: h.metadata["start"])
+    assert [s["id"] for s in one[0].to_dict()["segments"]] == [h.id for h in others]
+    assert {h.path for h in folded} == {h.path for h in every}
+    images = index_images_only(root)
+    assert all(h.to_dict()["media"] == "image" for h in images) and len(images) == 2
+
+
+def index_images_only(root: Path):
+    with open_index(root / "index") as index:
+        return index.search("a red circle", k=20, filters=Filters(media="image"))
+
+
+@bundled
+def test_cli_shows_the_time_range_and_list_shows_a_video_once(video_index):
+    root, photos, truth, _ = video_index
+    runner = CliRunner()
+    out = runner.invoke(main, ["--index", str(root / "index"), "search", "a green tree", "--media", "video",
+                               "-k", "1"])
+    assert out.exit_code == 0, out.output
+    assert "clip.mp4 @ 0:08–0:12" in out.output or "clip.mp4 @ 0:0" in out.output, out.output
+    rows = json.loads(runner.invoke(main, ["--index", str(root / "index"), "search", "a green tree", "--media",
+                                           "video", "--all-segments", "--json"]).output)
+    assert all(r["media"] == "video" for r in rows) and len(rows) >= 3
+    bad = runner.invoke(main, ["--index", str(root / "index"), "search", "x", "--media", "sound"])
+    assert bad.exit_code == 2
+    listed = runner.invoke(main, ["--index", str(root / "index"), "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    entries = json.loads(listed.output)
+    videos = [e for e in entries if e["path"].endswith("clip.mp4")]
+    assert len(videos) == 1 and videos[0]["segments"] >= 3
+    assert len(entries) == 3
+
+
+@bundled
+def test_a_changed_video_replaces_all_its_segments_and_a_removed_one_takes_them_all(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    three_scene_video(photos / "clip.mp4")
+    index_folder(tmp_path / "index", photos, model="bundled", device="cpu", workers=0)
+    with open_index(tmp_path / "index") as index:
+        before = {h.id for h in index.search("a red circle", k=50, all_segments=True)}
+    assert len(before) >= 3
+    write_video(photos / "clip.mp4", [(scene_picture("yellow", "sun", 7), 6.0)])
+    report = index_folder(tmp_path / "index", photos, workers=0)
+    assert report.updated == 1
+    with open_index(tmp_path / "index") as index:
+        after = index.search("a yellow sun", k=50, all_segments=True)
+        assert len(after) == 1 and after[0].id not in before and after[0].metadata["end"] == pytest.approx(6, abs=.5)
+        assert index.catalog.count() == 1
+    os.rename(photos / "clip.mp4", photos / "moved.mp4")
+    report = index_folder(tmp_path / "index", photos, workers=0)
+    assert report.moved == 1 and report.removed == 0
+    with open_index(tmp_path / "index") as index:
+        assert [h.path for h in index.search("a sun", k=5)] == [str(photos / "moved.mp4")]
+        assert index.catalog.count() == 1
+    shutil.rmtree(photos)
+    photos.mkdir()
+    index_folder(tmp_path / "index", photos, workers=0)
+    with open_index(tmp_path / "index") as index:
+        assert index.catalog.count() == 0
+
+
+@bundled
+def test_file_is_served_with_range_and_a_segment_thumbnail_is_a_frame_inside_it(video_index):
+    from fastapi.testclient import TestClient
+
+    from searchlib.web.app import create_app
+
+    root, photos, truth, _ = video_index
+    app = create_app(root / "index")
+    with TestClient(app, base_url="http://localhost") as client:
+        hits = client.get("/api/v1/search", params={"q": "a blue star", "media": "video", "k": 1}).json()
+        hit = hits["hits"][0] if isinstance(hits, dict) else hits[0]
+        assert hit["media"] == "video"
+        data = (photos / "clip.mp4").read_bytes()
+        part = client.get(hit["file_url"], headers={"Range": "bytes=100-199"})
+        assert part.status_code == 206 and part.content == data[100:200]
+        thumb = client.get(hit["thumbnail_url"])
+        assert thumb.status_code == 200, thumb.text
+        from io import BytesIO
+
+        from PIL import Image
+
+        shown = np.asarray(Image.open(BytesIO(thumb.content)).convert("RGB").resize((32, 32)), dtype=np.float32)
+        expected = {}
+        for i, (color, shape, _) in enumerate(THREE_SCENES):
+            expected[(color, shape)] = np.asarray(scene_picture(color, shape, 1 + i).resize((32, 32)), np.float32)
+        nearest = min(expected, key=lambda key: np.abs(expected[key] - shown).mean())
+        scene = next((s, e) for c, sh, s, e in truth if (c, sh) == nearest)
+        assert inside(hit["start"], hit["end"], *scene)
