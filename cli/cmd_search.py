@@ -38,6 +38,11 @@ from .terms import query_terms
 @click.option("--text", "text_words", metavar="WORDS",
               help="Only images whose read text (index --read-text) contains every word, as a case- and "
                    "accent-insensitive substring ('pharm' finds PHARMACY).")
+@click.option("--media", type=click.Choice(["image", "video"]),
+              help="Only images, or only videos (searched scene by scene).")
+@click.option("--all-segments", is_flag=True,
+              help="Every matching segment of a video is a hit of its own (by default a video is one hit: "
+                   "its best segment, with the others under 'segments' in --json).")
 @click.option("--min-score", type=float, help="Drop hits whose cosine score is below this.")
 @click.option("--relative", type=float, metavar="F",
               help="Drop hits far below the best: keep scores >= best - F * |best| (e.g. 0.15). CLIP "
@@ -55,7 +60,7 @@ from .terms import query_terms
 def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, ...], subtract: tuple[str, ...],
                k: int, offset: int, folder: str | None, after: str | None, before: str | None, camera: str | None,
                min_width: int | None, min_height: int | None, formats: tuple[str, ...], tags: tuple[str, ...],
-               text_words: str | None, min_score: float | None, relative: float | None, relevant: bool, sort: str,
+               text_words: str | None, media: str | None, all_segments: bool, min_score: float | None, relative: float | None, relevant: bool, sort: str,
                rerank: int | None,
                as_json: bool, as_nl: bool, as_paths: bool, nul: bool) -> None:
     """Find the images that best match QUERY, a description in plain words.
@@ -75,14 +80,15 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
     for path in images:
         if not os.path.isfile(path):
             raise click.BadParameter(f"{path} is not a regular file", param_hint="--image")
-    filters = Filters.from_strings(folder, after, before, camera, min_width, min_height, formats, tags, text_words)
+    filters = Filters.from_strings(folder, after, before, camera, min_width, min_height, formats, tags, text_words,
+                                   media)
     terms = query_terms(query, add, subtract, images)
     with open_from(obj) as index:
         for warning in index.query_warnings(query, add):
             click.echo(f"searchlib: warning: {warning}", err=True)
         hits = index.search(terms, k=k, offset=offset, filters=filters,
                             min_score=min_score, relative=relative, relevant=relevant, sort=sort,
-                            rerank=rerank)
+                            rerank=rerank, all_segments=all_segments)
     if emit([h.to_dict() for h in hits], [h.path for h in hits], as_json, as_nl, as_paths, nul):
         if relevant and not hits:
             click.echo("searchlib: nothing relevant found", err=True)
@@ -98,10 +104,22 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
 
 
 def _path_cell(hit) -> str:
-    """The hit's path, and the names of its RAW+JPEG siblings (same folder) after it."""
+    """The hit's path (a video segment's with its time range: ``clip.mp4 @ 0:04–0:08``), and the
+    names of its RAW+JPEG siblings (same folder) after it."""
+    meta = hit.metadata
+    if meta.get("media") == "video":
+        return f"{hit.path} @ {clock(meta.get('start') or 0)}–{clock(meta.get('end') or 0)}"
     if not hit.siblings:
         return hit.path
     return f"{hit.path} (+ {', '.join(os.path.basename(s) for s in hit.siblings)})"
+
+
+def clock(seconds: float) -> str:
+    """Seconds as a video player shows them: ``0:04``, ``12:30``, ``1:02:03``."""
+    total = int(round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _relevance_cell(relevance: float | None) -> str:
@@ -151,8 +169,9 @@ def info_cmd(obj: dict, as_json: bool) -> None:
 @output_options
 @click.pass_obj
 def list_cmd(obj: dict, as_json: bool, as_nl: bool, as_paths: bool, nul: bool) -> None:
-    """List the indexed images: date taken (EXIF, or the file's time, marked "(file)"), pixel size,
-    file size and path, ordered by path."""
+    """List the indexed images and videos: date taken (EXIF or the video's creation time, else the
+    file's time, marked "(file)"), pixel size, file size and path, ordered by path. A video is
+    listed once, with its length and how many segments it was cut into."""
     with open_from(obj) as index:
         images = list(index.images())
     from searchlib.records import path_fields
@@ -160,10 +179,18 @@ def list_cmd(obj: dict, as_json: bool, as_nl: bool, as_paths: bool, nul: bool) -
     items = [{**im, **path_fields(im["path"])} for im in images]
     if emit(items, [im["path"] for im in images], as_json, as_nl, as_paths, nul):
         return
-    rows = [[date_cell(im), f"{im['width']}x{im['height']}", human_bytes(im["size"]), im["path"]] for im in images]
+    rows = [[date_cell(im), f"{im['width']}x{im['height']}", human_bytes(im["size"]), _listed_path(im)]
+            for im in images]
     if rows:
         click.echo(table(["date", "pixels", "size", "path"], rows))
-    click.echo(f"{len(images)} images", err=True)
+    videos = sum(1 for im in images if im.get("media") == "video")
+    click.echo(f"{len(images) - videos} images" + (f", {videos} videos" if videos else ""), err=True)
+
+
+def _listed_path(entry: dict) -> str:
+    if entry.get("media") != "video":
+        return entry["path"]
+    return f"{entry['path']} (video {clock(entry.get('duration') or 0)}, {entry['segments']} segments)"
 
 
 def register(group: click.Group) -> None:

@@ -134,9 +134,25 @@ class Index:
         return found[int(image_id)]
 
     def images(self) -> Iterator[dict]:
-        """Every indexed image as ``{"id", "path", **metadata}``, ordered by path."""
+        """Every indexed file as ``{"id", "path", **metadata}``, ordered by path. A video comes once
+        (its first segment's row) with ``segments``, how many it has, and its ``duration``."""
+        video: dict | None = None
         for row in self.catalog.iter_images():
-            yield {"id": row.id, "path": row.path, **row.to_dict()}
+            if video is not None and row.path == video["path"]:
+                video["segments"] += 1
+                continue
+            if video is not None:
+                yield video
+                video = None
+            entry = {"id": row.id, "path": row.path, **row.to_dict()}
+            if row.record.segment is None:
+                yield entry
+            else:
+                for name in ("start", "end", "part"):
+                    entry.pop(name, None)
+                video = {**entry, "segments": 1}
+        if video is not None:
+            yield video
 
     def thumbnail(self, image_id: int, size: int = 256):
         """A JPEG thumbnail of an indexed image fitted into ``size`` pixels (EXIF orientation applied),
@@ -146,12 +162,17 @@ class Index:
             ImageNotFoundError: no image has this id.
             ImageDecodeError: the file is gone or no longer an image.
         """
+        from .media import is_video_name
         from .thumbnails import thumbnail
 
         found = self.catalog.file_of(image_id)
         if found is None:
             raise ImageNotFoundError(f"no indexed image has id {image_id}")
-        return thumbnail(self.directory, found[0], found[1], size)
+        at = None
+        row = self.catalog.images([image_id]).get(image_id) if is_video_name(found[0]) else None
+        if row is not None and row.record.segment is not None:  # a frame from inside the segment
+            at = (row.record.segment.start + row.record.segment.end) / 2
+        return thumbnail(self.directory, found[0], found[1], size, at=at)
 
     # -- writing -----------------------------------------------------------------------------
     @contextmanager

@@ -90,7 +90,7 @@ class CatalogReads(CatalogCore):
             labels: dict[int, list[str]] = {}
             for i, label in conn.execute(select(tags.c.image_id, tags.c.label).order_by(tags.c.label)):
                 labels.setdefault(i, []).append(label)
-            result = conn.execution_options(yield_per=batch).execute(select(images).order_by(images.c.path))
+            result = conn.execution_options(yield_per=batch).execute(select(images).order_by(images.c.path, images.c.part))
             for row in result:
                 yield stored_image(row, labels.get(row.id, ()))
 
