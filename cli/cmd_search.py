@@ -60,7 +60,8 @@ from .terms import query_terms
 def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, ...], subtract: tuple[str, ...],
                k: int, offset: int, folder: str | None, after: str | None, before: str | None, camera: str | None,
                min_width: int | None, min_height: int | None, formats: tuple[str, ...], tags: tuple[str, ...],
-               text_words: str | None, media: str | None, all_segments: bool, min_score: float | None, relative: float | None, relevant: bool, sort: str,
+               text_words: str | None, media: str | None, all_segments: bool, min_score: float | None,
+               relative: float | None, relevant: bool, sort: str,
                rerank: int | None,
                as_json: bool, as_nl: bool, as_paths: bool, nul: bool) -> None:
     """Find the images that best match QUERY, a description in plain words.

@@ -23,6 +23,10 @@ class Plan:
     gone: dict[str, tuple[int, ...]] = field(default_factory=dict)  # path -> ids of rows whose file is gone
     failures_gone: list[str] = field(default_factory=list)  # remembered failures of vanished files
 
+    def gone_ids(self) -> list[int]:
+        """Every row id of the files that are gone (a video's segments included)."""
+        return [i for ids in self.gone.values() for i in ids]
+
 
 def make_plan(catalog: Catalog, roots: list[str], options: IndexOptions, report,
               scanned: Callable[[int], None] | None = None) -> Plan:

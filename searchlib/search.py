@@ -41,7 +41,6 @@ from .store import IndexStore
 from .vectorcache import VectorCache
 from .wordfusion import FUSION_DEPTH, fuse, query_words
 
-
 #: How many times ``k`` hits a search reads when videos' segments fold into one hit each.
 FOLD_DEPTH = 4
 

@@ -21,7 +21,7 @@ from .schema import settings
 log = logging.getLogger(__name__)
 
 #: Alembic revision the code expects; tests check it equals the migrations' head.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 
 #: Vector storage types (``--vector-dtype``).
 VECTOR_DTYPES = ("float32", "float16")

@@ -90,7 +90,8 @@ class CatalogReads(CatalogCore):
             labels: dict[int, list[str]] = {}
             for i, label in conn.execute(select(tags.c.image_id, tags.c.label).order_by(tags.c.label)):
                 labels.setdefault(i, []).append(label)
-            result = conn.execution_options(yield_per=batch).execute(select(images).order_by(images.c.path, images.c.part))
+            ordered = select(images).order_by(images.c.path, images.c.part)  # a video's segments in order
+            result = conn.execution_options(yield_per=batch).execute(ordered)
             for row in result:
                 yield stored_image(row, labels.get(row.id, ()))
 
