@@ -222,3 +222,52 @@ def test_file_is_served_with_range_and_a_segment_thumbnail_is_a_frame_inside_it(
         nearest = min(expected, key=lambda key: np.abs(expected[key] - shown).mean())
         scene = next((s, e) for c, sh, s, e in truth if (c, sh) == nearest)
         assert inside(hit["start"], hit["end"], *scene)
+
+
+def _row(path: str, vec, segment=None, text=None):
+    from searchlib.records import ImageMetadata, ImageRecord
+
+    meta = ImageMetadata(width=4, height=3, format="MP4" if segment else "PNG", text=text)
+    return ImageRecord(path, 10, 1_000, f"hash-{path}", meta, segment), np.asarray(vec, dtype=np.float32)
+
+
+def test_migrating_a_0005_catalog_keeps_ids_words_and_the_high_water_mark(tmp_path):
+    """0006 rebuilds ``images`` on SQLite: ids, vectors, tags, the read-text index and its triggers,
+    and AUTOINCREMENT's memory of deleted ids all survive; (path, part) is the new uniqueness."""
+    from alembic import command
+
+    from searchlib.catalog import SCHEMA_HEAD, Catalog, ChangeSet
+    from searchlib.filters import Filters
+    from searchlib.migrate import alembic_config, upgrade
+    from searchlib.records import Segment
+
+    cat = Catalog(tmp_path / "c.sqlite", create=True)
+    ids = cat.apply(ChangeSet(added=[_row(f"/{n}", [1, n], text=f"pharmacy {n}") for n in range(4)])).added_ids
+    cat.replace_tags(["cat"], [(i, "cat", 0.9) for i in ids])
+    cat.apply(ChangeSet(removed=[max(ids)]))
+    with cat.engine.connect() as conn:  # back to 0005, as an index written before videos is
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        conn.commit()
+        with conn.begin():
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0005")
+        conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+        conn.commit()
+    assert cat.schema_revision() == "0005"
+    upgrade(cat.engine)
+    assert cat.schema_revision() == SCHEMA_HEAD
+    with cat.engine.connect() as conn:
+        triggers = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        assert triggers == {"images_text_insert", "images_text_delete", "images_text_update"}
+        assert conn.exec_driver_sql("SELECT count(*) FROM tags").scalar() == 3
+    assert sorted(cat.images(ids)) == sorted(ids[:3])
+    assert cat.filtered_ids(Filters(text="pharmacy")).tolist() == sorted(ids[:3])
+    # Two segments under one path; an image keeps its path unique; new ids stay above the deleted one.
+    seg = [Segment(0, 0.0, 4.0, 8.0), Segment(1, 4.0, 8.0, 8.0)]
+    added = cat.apply(ChangeSet(added=[_row("/v.mp4", [0, 1], s, text="pharmacy v") for s in seg])).added_ids
+    assert len(set(added)) == 2 and min(added) > max(ids)
+    assert cat.filtered_ids(Filters(text="pharmacy", media="video")).tolist() == sorted(added)
+    assert cat.file_states()["/v.mp4"].all_ids == tuple(added)
+    cat.apply(ChangeSet(removed=[ids[0]]))  # the delete trigger keeps the word index in step
+    assert ids[0] not in cat.filtered_ids(Filters(text="pharmacy")).tolist()
