@@ -20,7 +20,7 @@ import math
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -75,10 +75,34 @@ class VideoItems:
 
 
 @dataclass
-class _Sample:
-    time: float
-    small: np.ndarray  # (h, DETECT_WIDTH, 3) HSV, float32
-    frame: Image.Image  # at about the model's input size
+class _Piece:
+    """A run of samples with no cut inside: its start, the detector's view of its first and last
+    sample, and the frames that may become its picture (thinned as it grows, so a long piece of a
+    4K video holds a few frames, not dozens)."""
+
+    start: float
+    first: np.ndarray
+    last: np.ndarray
+    frames: list  # (time, av.VideoFrame), undecoded to RGB until chosen
+    last_time: float
+    end: float = 0.0
+    picture: tuple | None = None  # (time, frame) chosen when the piece closes
+
+    def add(self, t: float, small: np.ndarray, frame) -> None:
+        self.last, self.last_time = small, t
+        self.frames.append((t, frame))
+        if len(self.frames) > KEPT_FRAMES:
+            self.frames = self.frames[::2]
+
+    def close(self, end: float) -> None:
+        self.end = end
+        middle = (self.start + end) / 2
+        self.picture = min(self.frames, key=lambda tf: abs(tf[0] - middle))
+        self.frames = []
+
+
+#: Frames a piece keeps as candidates for its picture.
+KEPT_FRAMES = 12
 
 
 def _hsv(img: Image.Image) -> np.ndarray:
@@ -208,7 +232,8 @@ def decode_video(source, name: str, prep: Preprocess, max_pixels: int | None = N
         detect_h = max(2, round(DETECT_WIDTH * height / width / 2) * 2)
         scale = prep.image_size / min(width, height)
         model_w, model_h = (max(prep.image_size, round(width * scale)), max(prep.image_size, round(height * scale)))
-        samples: list[_Sample] = []
+        pieces: list[_Piece] = []
+        longest = max(MAX_SEGMENT_SECONDS, duration / MAX_SEGMENTS)
         next_time, last_time, cut_short = 0.0, 0.0, False
         try:
             for frame in container.decode(stream):
@@ -219,62 +244,61 @@ def decode_video(source, name: str, prep: Preprocess, max_pixels: int | None = N
                 if t + 1e-6 < next_time:
                     continue
                 next_time = t + step
-                small = _hsv(frame.to_image(width=DETECT_WIDTH, height=detect_h))
-                samples.append(_Sample(t, small, frame.to_image(width=model_w, height=model_h)))
+                small = _hsv(frame.to_image(width=DETECT_WIDTH, height=detect_h, interpolation="AREA"))
+                piece = pieces[-1] if pieces else None
+                if piece is None or _starts_new(piece, t, small, keyframes_only, longest):
+                    if piece is not None:
+                        piece.close(t)
+                    pieces.append(_Piece(0.0 if piece is None else t, small, small, [], t))
+                pieces[-1].add(t, small, frame)
                 if time.monotonic() - started > time_budget:
                     cut_short = True
                     break
         except av.error.FFmpegError as e:
-            if not samples:
+            if not pieces:
                 raise ImageDecodeError(f"cannot decode video ({_reason(e)})") from e
             log.warning("video damaged after %.1fs (%s): indexing what was decoded", last_time, _reason(e))
         except MemoryError as e:
             raise ImageDecodeError("video too large to decode") from e
-    if not samples:
-        raise ImageDecodeError("no video frame could be decoded (truncated or empty)")
-    if cut_short:
-        log.warning("video decoding stopped at %.0fs of %.0fs (time limit %.0fs)", last_time, duration, time_budget)
-        end = last_time + step
-    else:
-        end = max(duration, last_time + step) if duration else last_time + step
-    pieces = _merge_static(_cut(samples, end, keyframes_only))
-    segments = tuple(Segment(i, round(s, 3), round(e, 3), round(end, 3)) for i, (s, e, _) in enumerate(pieces))
-    pixels = np.stack([to_model_pixels(sample.frame, prep) for _, _, sample in pieces])
+        if not pieces:
+            raise ImageDecodeError("no video frame could be decoded (truncated or empty)")
+        if cut_short:
+            log.warning("video decoding stopped at %.0fs of %.0fs (time limit %.0fs)", last_time, duration,
+                        time_budget)
+            end = last_time + step
+        else:
+            end = max(duration, last_time + step) if duration else last_time + step
+        pieces[-1].close(end)
+        merged = _merge_static(pieces)
+        segments = tuple(Segment(i, round(p.start, 3), round(p.end, 3), round(end, 3)) for i, p in enumerate(merged))
+        pixels = np.stack([to_model_pixels(p.picture[1].to_image(width=model_w, height=model_h), prep)
+                           for p in merged])
     return VideoItems(meta, segments, pixels)
 
 
-def _cut(samples: list[_Sample], end: float, keyframes_only: bool) -> list[tuple[float, float, list[_Sample]]]:
-    """Group consecutive samples into segments: a new one at a cut, or when one is full."""
-    longest = max(MAX_SEGMENT_SECONDS, end / MAX_SEGMENTS)
-    groups: list[list[_Sample]] = [[samples[0]]]
-    for prev, cur in zip(samples, samples[1:]):
-        group = groups[-1]
-        scene_cut = (_difference(prev.small, cur.small) >= CUT_THRESHOLD
-                     and (keyframes_only or cur.time - group[0].time >= MIN_SCENE_SECONDS))
-        if scene_cut or cur.time - group[0].time >= longest:
-            groups.append([cur])
-        else:
-            group.append(cur)
-    starts = [g[0].time if i else 0.0 for i, g in enumerate(groups)]
-    ends = starts[1:] + [end]
-    return [(s, e, g) for s, e, g in zip(starts, ends, groups)]
+def _starts_new(piece: _Piece, t: float, small: np.ndarray, keyframes_only: bool, longest: float) -> bool:
+    """Whether the sample at ``t`` begins a new piece: a cut (not within a flash of the last one),
+    or the piece is full."""
+    if _difference(piece.last, small) >= CUT_THRESHOLD and (keyframes_only or t - piece.start >= MIN_SCENE_SECONDS):
+        return True
+    return t - piece.start >= longest
 
 
-def _merge_static(pieces: list[tuple[float, float, list[_Sample]]]) -> list[tuple[float, float, _Sample]]:
-    """Join neighbouring pieces that look alike, and pick each segment's middle sample."""
-    merged: list[tuple[float, float, list[_Sample]]] = []
-    for start, end, group in pieces:
-        if merged and _difference(merged[-1][2][-1].small, group[0].small) < STATIC_THRESHOLD \
-                and _difference(merged[-1][2][0].small, group[-1].small) < STATIC_THRESHOLD:
-            s0, _, g0 = merged[-1]
-            merged[-1] = (s0, end, g0 + group)
+def _merge_static(pieces: list[_Piece]) -> list[_Piece]:
+    """Join neighbouring pieces that look alike (a static video is one segment); a joined
+    segment's picture is the pieces' picture nearest its middle."""
+    merged: list[_Piece] = []
+    for piece in pieces:
+        prev = merged[-1] if merged else None
+        if prev is not None and _difference(prev.last, piece.first) < STATIC_THRESHOLD \
+                and _difference(prev.first, piece.last) < STATIC_THRESHOLD:
+            candidates = [prev.picture, piece.picture]
+            middle = (prev.start + piece.end) / 2
+            merged[-1] = replace(prev, end=piece.end, last=piece.last,
+                                 picture=min(candidates, key=lambda tf: abs(tf[0] - middle)))
         else:
-            merged.append((start, end, group))
-    out = []
-    for start, end, group in merged:
-        middle = (start + end) / 2
-        out.append((start, end, min(group, key=lambda s: abs(s.time - middle))))
-    return out
+            merged.append(piece)
+    return merged
 
 
 def frame_at(source, seconds: float, side: int) -> Image.Image:
