@@ -10,7 +10,7 @@ scenes of coloured shapes (``tests/videofiles.py``), with known cut times. Measu
 * indexing: ``index_folder`` with the bundled model on the CPU (workers, model, catalog), wall time,
   also past the fixed cost of a run (measured on a 1-second video: model load, workers);
 * keyframes only: decoding a long video's keyframes against all of its frames (why videos above
-  ``KEYFRAMES_ONLY_ABOVE`` are read that way).
+  ``KEYFRAMES_ONLY_ABOVE`` seconds or ``FULL_DECODE_PIXEL_SECONDS`` are read that way).
 
 Rates are seconds of video per second of wall time; ratios are each rate over decode-only's.
 Scene recall: the share of true scenes that have a segment lying inside them (0.5 s slack);
@@ -148,12 +148,12 @@ def main() -> None:
         write_h264(long_path, [(scene_picture("red", "circle", 1, size=256), args.long_seconds)], args.fps,
                    args.size)
         full = decode_only([long_path])
-        saved = video_mod.KEYFRAMES_ONLY_ABOVE
-        video_mod.KEYFRAMES_ONLY_ABOVE = 0.0
+        saved = video_mod.KEYFRAMES_ONLY_ABOVE, video_mod.FULL_DECODE_PIXEL_SECONDS
+        video_mod.KEYFRAMES_ONLY_ABOVE = video_mod.FULL_DECODE_PIXEL_SECONDS = 0.0
         started = time.perf_counter()
         video_mod.decode_video(str(long_path), "long.mp4", prep)
         keyframes = time.perf_counter() - started
-        video_mod.KEYFRAMES_ONLY_ABOVE = saved
+        video_mod.KEYFRAMES_ONLY_ABOVE, video_mod.FULL_DECODE_PIXEL_SECONDS = saved
 
     out = {
         "videos": len(paths), "video_seconds": seconds, "fps": args.fps,

@@ -59,6 +59,26 @@ def test_a_static_video_is_one_segment_and_a_long_scene_is_seen_every_few_second
     assert len(segments) >= 3 and all(s.end - s.start <= 10.0 + 1e-6 for s in segments)
 
 
+def test_a_long_or_large_video_is_read_by_its_keyframes(tmp_path, monkeypatch):
+    from searchlib.media import video as video_mod
+
+    path, truth = three_scene_video(tmp_path / "clip.mp4")
+    assert not video_mod.keyframes_only_for(128, 128, 12.0)
+    assert video_mod.keyframes_only_for(1920, 1080, 60.0) and video_mod.keyframes_only_for(64, 64, 601.0)
+    decoded = []
+    real_hsv = video_mod._hsv
+    monkeypatch.setattr(video_mod, "_hsv", lambda img: decoded.append(1) or real_hsv(img))
+    full = decode_video(str(path), path.name, PREP)
+    samples_full, decoded[:] = len(decoded), []
+    monkeypatch.setattr(video_mod, "FULL_DECODE_PIXEL_SECONDS", 1.0)
+    keyed = decode_video(str(path), path.name, PREP)
+    assert len(decoded) < samples_full
+    # Every scene still has a segment whose middle lies inside it.
+    for _, _, start, end in truth:
+        assert any(start <= (s.start + s.end) / 2 <= end for s in keyed.segments), keyed.segments
+    assert len(full.segments) >= 3
+
+
 @pytest.mark.parametrize("content, reason", [
     (b"", "no video stream|not a readable video|empty"),
     (b"just some words, not a video\n" * 40, "not a readable video|no video stream"),

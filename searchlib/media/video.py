@@ -8,7 +8,8 @@ PySceneDetect's ``ContentDetector`` measures it, on 64-pixel-wide frames sampled
 length, so a long scene is seen every few seconds; neighbouring pieces that look alike (a static
 video) are merged back into one segment.
 
-Cost is bounded: above :data:`KEYFRAMES_ONLY_ABOVE` seconds only keyframes are decoded, a video
+Cost is bounded: above :data:`KEYFRAMES_ONLY_ABOVE` seconds, or :data:`FULL_DECODE_PIXEL_SECONDS`
+pixel-seconds, only keyframes are decoded, a video
 keeps at most :data:`MAX_SEGMENTS` segments, and decoding stops after :data:`TIME_BUDGET` seconds
 (what was decoded so far is indexed, with a warning), inside the pipeline's per-file time limit.
 """
@@ -49,8 +50,14 @@ MIN_SCENE_SECONDS = 0.5
 MAX_SEGMENT_SECONDS = 10.0
 #: Neighbouring pieces of one scene whose frames differ by less than this are one segment.
 STATIC_THRESHOLD = 6.0
-#: Above this length (seconds) only keyframes are decoded (see benchmarks/RESULTS.md, video).
+#: Above this length (seconds) only keyframes are decoded, whatever the frame size.
 KEYFRAMES_ONLY_ABOVE = 600.0
+#: ... and above this many pixel-seconds (width x height x duration) too. Decoding every frame of
+#: a 480x360 H.264 video ran at 28 s of video per second on a busy 2-core machine (about 5 M
+#: pixel-seconds per second; benchmarks/RESULTS.md, videos), so 1e8 keeps a full decode near 20 s,
+#: half the time budget: 1080p is read whole up to ~50 s, 360p up to ~10 min, 4K up to ~12 s.
+#: Keyframes alone decoded 4.6x faster.
+FULL_DECODE_PIXEL_SECONDS = 1e8
 #: Segments kept per video at most: a long video's pieces grow to fit.
 MAX_SEGMENTS = 720
 #: Seconds of decoding a video may take; what was decoded by then is indexed.
@@ -223,7 +230,7 @@ def decode_video(source, name: str, prep: Preprocess, max_pixels: int | None = N
         if duration > MAX_DURATION:
             raise ImageDecodeError(f"video claims to last {duration / 3600:.0f} hours; not indexed")
         meta = _metadata(container, stream, width, height, name)
-        keyframes_only = duration > KEYFRAMES_ONLY_ABOVE
+        keyframes_only = keyframes_only_for(width, height, duration)
         if keyframes_only:
             ctx.skip_frame = "NONKEY"
         ctx.thread_type = "AUTO"
@@ -274,6 +281,11 @@ def decode_video(source, name: str, prep: Preprocess, max_pixels: int | None = N
         pixels = np.stack([to_model_pixels(p.picture[1].to_image(width=model_w, height=model_h), prep)
                            for p in merged])
     return VideoItems(meta, segments, pixels)
+
+
+def keyframes_only_for(width: int, height: int, duration: float) -> bool:
+    """Whether a video this size and length is read by its keyframes only (bounded cost)."""
+    return duration > KEYFRAMES_ONLY_ABOVE or width * height * duration > FULL_DECODE_PIXEL_SECONDS
 
 
 def _starts_new(piece: _Piece, t: float, small: np.ndarray, keyframes_only: bool, longest: float) -> bool:
