@@ -190,7 +190,7 @@ def decode_video_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None
 
     A video is always decoded, even when its bytes are known: its vectors are one per segment,
     which a content hash alone cannot look up."""
-    from searchlib.media.video import decode_video
+    from searchlib.media.video import TIME_BUDGET, decode_video
 
     try:
         digest, st = hash_file(entry.path)
@@ -201,7 +201,9 @@ def decode_video_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None
     if st.st_size == 0:
         return Failed(entry.path, "empty file (0 bytes)", 0, st.st_mtime_ns)
     try:
-        video = decode_video(entry.path, entry.path, prep, max_pixels)
+        # The hash of a big file takes its share of the per-file time limit.
+        budget = max(5.0, TIME_BUDGET - (time.perf_counter() - started))
+        video = decode_video(entry.path, entry.path, prep, max_pixels, time_budget=budget)
     except ImageDecodeError as e:
         return Failed(entry.path, str(e), st.st_size, st.st_mtime_ns)
     except Exception as e:  # a decoder bug must cost one file, not the run

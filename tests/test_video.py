@@ -291,3 +291,16 @@ def test_migrating_a_0005_catalog_keeps_ids_words_and_the_high_water_mark(tmp_pa
     assert cat.file_states()["/v.mp4"].all_ids == tuple(added)
     cat.apply(ChangeSet(removed=[ids[0]]))  # the delete trigger keeps the word index in step
     assert ids[0] not in cat.filtered_ids(Filters(text="pharmacy")).tolist()
+
+
+def test_any_file_name_is_read_and_a_fifo_never_hangs(tmp_path):
+    from searchlib.media.video import frame_at
+
+    path, _ = three_scene_video(tmp_path / "clip.mp4")
+    hostile = os.fsdecode(os.fsencode(str(tmp_path)) + b"/\xff\xfe -- $(x).mp4")  # not UTF-8
+    shutil.copy(path, hostile)
+    assert len(decode_video(hostile, hostile, PREP).segments) == 3
+    assert frame_at(hostile, 5.0, 128).size == (128, 128)
+    os.mkfifo(tmp_path / "pipe.mp4")
+    with pytest.raises(ImageDecodeError, match="not a regular file"):
+        decode_video(str(tmp_path / "pipe.mp4"), "pipe.mp4", PREP)

@@ -21,6 +21,7 @@ import math
 import os
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -124,13 +125,36 @@ def _difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(d.mean())
 
 
+@contextmanager
 def _open(source):
+    """A PyAV container on ``source``: a path (opened here as a regular file, without blocking, so
+    a FIFO cannot hang a worker, and any file name works, not only UTF-8 ones) or a file object."""
     import av
 
+    handle = _open_regular(source) if isinstance(source, (str, bytes, os.PathLike)) else None
     try:
-        return av.open(source, metadata_errors="ignore")
-    except av.error.FFmpegError as e:
-        raise ImageDecodeError(f"not a readable video ({_reason(e)})") from e
+        try:
+            container = av.open(handle or source, metadata_errors="ignore")
+        except av.error.FFmpegError as e:
+            raise ImageDecodeError(f"not a readable video ({_reason(e)})") from e
+        with container:
+            yield container
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _open_regular(path):
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise ImageDecodeError(f"cannot read: {e.strerror or e}") from e
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ImageDecodeError("not a regular file")
+    return os.fdopen(fd, "rb")
 
 
 def _reason(e: Exception) -> str:
