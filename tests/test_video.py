@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from searchlib.imaging import Preprocess
 from searchlib.indexer import index_folder
 from searchlib.media.video import decode_video
 from searchlib.models import BUNDLED_WEIGHTS
+from tests.test_serve_browser import browser  # noqa: F401  (the Chromium fixture)
 from tests.videofiles import THREE_SCENES, scene_picture, three_scene_video, write_video
 
 PREP = Preprocess(64)
@@ -84,8 +86,6 @@ def test_a_long_or_large_video_is_read_by_its_keyframes(tmp_path, monkeypatch):
     (b"just some words, not a video\n" * 40, "not a readable video|no video stream"),
 ])
 def test_bad_bytes_are_decode_errors(tmp_path, content, reason):
-    import re
-
     path = tmp_path / "bad.mp4"
     path.write_bytes(content)
     with pytest.raises(ImageDecodeError) as e:
@@ -165,8 +165,6 @@ def test_cli_shows_the_time_range_and_list_shows_a_video_once(video_index):
     out = runner.invoke(main, ["--index", str(root / "index"), "search", "a green tree", "--media", "video",
                                "-k", "1"])
     assert out.exit_code == 0, out.output
-    import re
-
     shown = re.search(r"clip\.mp4 @ (\d+):(\d\d)–(\d+):(\d\d)", out.output)
     assert shown, out.output
     m1, s1, m2, s2 = map(int, shown.groups())
@@ -304,3 +302,56 @@ def test_any_file_name_is_read_and_a_fifo_never_hangs(tmp_path):
     os.mkfifo(tmp_path / "pipe.mp4")
     with pytest.raises(ImageDecodeError, match="not a regular file"):
         decode_video(str(tmp_path / "pipe.mp4"), "pipe.mp4", PREP)
+
+
+@pytest.fixture(scope="module")
+def served_video(tmp_path_factory):
+    """``searchlib serve`` (a real process) over an index of a three-scene WebM (VP8: a codec every
+    Chromium build plays) and a photo."""
+    if not BUNDLED_WEIGHTS.is_file():
+        pytest.skip("bundled weights not built")
+    from tests.test_serve_browser import start_server, stop_server
+
+    root = tmp_path_factory.mktemp("video-page")
+    photos = root / "photos"
+    photos.mkdir()
+    scenes, truth, t = [], [], 0.0
+    for i, (color, shape, seconds) in enumerate(THREE_SCENES):
+        scenes.append((scene_picture(color, shape, 1 + i), seconds))
+        truth.append((color, shape, t, t + seconds))
+        t += seconds
+    write_video(photos / "clip.webm", scenes, codec="libvpx")
+    scene_picture("red", "circle", 11).save(photos / "red.png")
+    index_folder(root / "index", photos, model="bundled", device="cpu", workers=0)
+    proc, url = start_server(root / "index")
+    yield url, truth
+    stop_server(proc)
+    assert proc.returncode == 0
+
+
+def test_the_viewer_plays_a_video_hit_from_its_start(served_video, browser):  # noqa: F811
+    url, truth = served_video
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{url}/?q=a+green+tree")
+        page.wait_for_selector(".tile .clip")
+        badge = page.inner_text(".tile .clip")
+        page.click(".tile:has(.clip)")
+        page.wait_for_selector("#play:not([hidden])")
+        assert page.is_hidden("#big")
+        page.wait_for_function("() => document.querySelector('#play').readyState >= 1", timeout=20000)
+        hit = page.evaluate("() => { const v = document.querySelector('#play'); "
+                            "return {t: v.currentTime, src: v.currentSrc}; }")
+        start, end = (float(x) for x in re.search(r"#t=([\d.]+),([\d.]+)", hit["src"]).groups())
+        _, _, scene_start, scene_end = truth[2]  # the green tree
+        assert inside(start, end, scene_start, scene_end)
+        assert start - 0.2 <= hit["t"] <= end + 0.2  # the player stands at the segment, not at 0:00
+        assert "▶" in badge and "–" in badge
+        page.keyboard.press("Escape")
+        assert page.evaluate("() => document.querySelector('#play').paused")
+    finally:
+        context.close()
+    assert not errors, errors
