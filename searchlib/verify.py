@@ -139,15 +139,19 @@ def _check(index: Index, check_files: bool) -> VerifyReport:
     report.rows_without_vector, report.orphan_vectors = found.rows_without_vector, found.orphan_vectors
     report.bad_vectors = found.bad_vectors
     if check_files:
+        listed: set[str] = set()  # a video has a row per segment: its path is listed once
         for image_id, path, size, mtime_ns in catalog.iter_file_states():
             try:
                 st = os.stat(path)
             except OSError:
-                report.missing_files.append(path)
+                if path not in listed:
+                    report.missing_files.append(path)
                 report._missing_ids.append(image_id)
+                listed.add(path)
                 continue
-            if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+            if (st.st_size, st.st_mtime_ns) != (size, mtime_ns) and path not in listed:
                 report.changed_files.append(path)
+                listed.add(path)
     if ident is not None:
         report.faiss_file = _faiss_state(index, catalog.generation(), found.stored_vectors, dim, report)
         report.text_encoder = _text_state(index, report)

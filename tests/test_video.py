@@ -192,6 +192,12 @@ def test_a_changed_video_replaces_all_its_segments_and_a_removed_one_takes_them_
     with open_index(tmp_path / "index") as index:
         before = {h.id for h in index.search("a red circle", k=50, all_segments=True)}
     assert len(before) >= 3
+    from searchlib.verify import verify
+
+    os.rename(photos / "clip.mp4", tmp_path / "away.mp4")
+    with open_index(tmp_path / "index") as index:
+        assert verify(index).missing_files == [str(photos / "clip.mp4")]  # once, whatever its segments
+    os.rename(tmp_path / "away.mp4", photos / "clip.mp4")
     write_video(photos / "clip.mp4", [(scene_picture("yellow", "sun", 7), 6.0)])
     report = index_folder(tmp_path / "index", photos, workers=0)
     assert report.updated == 1
@@ -355,3 +361,42 @@ def test_the_viewer_plays_a_video_hit_from_its_start(served_video, browser):  # 
     finally:
         context.close()
     assert not errors, errors
+
+
+def test_segment_rows_on_every_backend(catalog_url):
+    """(path, part) is the catalog's uniqueness on SQLite and PostgreSQL alike (PostgreSQL: from a
+    catalog migrated to 0005 first, as existing ones are): a video's rows are written, replaced in
+    one batch, filtered by media and removed together."""
+    from searchlib.catalog import Catalog, ChangeSet
+    from searchlib.filters import Filters
+    from searchlib.migrate import upgrade
+    from searchlib.records import Segment
+
+    if not catalog_url.startswith("postgresql"):
+        cat = Catalog(catalog_url, create=True)
+    else:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(catalog_url)
+        upgrade(engine, "0005")
+        with engine.begin() as conn:  # an image indexed before videos existed
+            conn.execute(sa.text("INSERT INTO images (path, size, mtime_ns, content_hash, width, height, "
+                                 "indexed_at, captured_at, date_source) VALUES (:p, 1, 1, 'h', 1, 1, now(), now(), "
+                                 "'file')"), {"p": b"/old.png"})
+        engine.dispose()
+        cat = Catalog(catalog_url, create=True)  # migrates to the head
+        assert cat.file_states()["/old.png"].all_ids == (cat.id_of_path("/old.png"),)
+    photo = cat.apply(ChangeSet(added=[_row("/p.png", [1, 0])])).added_ids
+    segs = [Segment(i, 4.0 * i, 4.0 * i + 4, 12.0) for i in range(3)]
+    first = cat.apply(ChangeSet(added=[_row("/v.mp4", [0, 1], s) for s in segs])).added_ids
+    assert cat.file_states()["/v.mp4"].all_ids == tuple(first)
+    assert cat.filtered_ids(Filters(media="video")).tolist() == sorted(first)
+    assert photo[0] in cat.filtered_ids(Filters(media="image")).tolist()
+    # An update: the old rows go and the new ones come in one batch (fewer segments now).
+    second = cat.apply(ChangeSet(removed=first, added=[_row("/v.mp4", [0, 1], s) for s in segs[:2]])).added_ids
+    assert not set(second) & set(first)
+    rows = cat.images(second)
+    assert [(rows[i].record.segment.start, rows[i].record.segment.end) for i in second] == [(0, 4), (4, 8)]
+    assert cat.file_states()["/v.mp4"].all_ids == tuple(second)
+    cat.apply(ChangeSet(removed=list(cat.file_states()["/v.mp4"].all_ids)))
+    assert "/v.mp4" not in cat.file_states() and cat.filtered_ids(Filters(media="video")).size == 0
