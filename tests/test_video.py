@@ -358,6 +358,11 @@ def test_the_viewer_plays_a_video_hit_from_its_start(served_video, browser):  # 
         assert "▶" in badge and "–" in badge
         page.keyboard.press("Escape")
         assert page.evaluate("() => document.querySelector('#play').paused")
+        # The media filter: from the URL to the filters panel and the API; only video hits come.
+        page.goto(f"{url}/?q=a+red+circle&media=video")
+        page.wait_for_selector(".tile")
+        assert page.input_value("#f-media") == "video"
+        assert page.eval_on_selector_all(".tile", "els => els.every(e => e.querySelector('.clip'))")
     finally:
         context.close()
     assert not errors, errors

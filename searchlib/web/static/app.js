@@ -5,8 +5,8 @@
 const API = "/api/v1";
 const PAGE = 60;
 const $ = (id) => document.getElementById(id);
-const FILTERS = { in: "f-in", after: "f-after", before: "f-before", camera: "f-camera" };
-const FILTER_NAMES = { in: "folder", after: "after", before: "before", camera: "camera" };
+const FILTERS = { in: "f-in", after: "f-after", before: "f-before", camera: "f-camera", media: "f-media" };
+const FILTER_NAMES = { in: "folder", after: "after", before: "before", camera: "camera", media: "only" };
 // Thumbnail sizes the server offers (searchlib/thumbnails.py SIZES); the browser picks from them by
 // the tile's width and the screen's pixel density, so a phone's small tiles get small thumbnails.
 const TILE_SIZES = [128, 256, 512];
