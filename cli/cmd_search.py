@@ -146,7 +146,10 @@ def info_cmd(obj: dict, as_json: bool) -> None:
     click.echo(f"index:       {clean(info['index'])}")
     if info["catalog"] != os.path.join(info["index"], "catalog.sqlite"):
         click.echo(f"catalog:     {clean(info['catalog'])}")
-    click.echo(f"images:      {info['images']}")
+    if info.get("videos"):
+        click.echo(f"items:       {info['images']} ({info['videos']} videos in {info['video_segments']} segments)")
+    else:
+        click.echo(f"images:      {info['images']}")
     if not model:
         click.echo("model:       - (empty index: add images with 'searchlib index PATH')")
         return

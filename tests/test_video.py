@@ -181,6 +181,10 @@ def test_cli_shows_the_time_range_and_list_shows_a_video_once(video_index):
     videos = [e for e in entries if e["path"].endswith("clip.mp4")]
     assert len(videos) == 1 and videos[0]["segments"] >= 3
     assert len(entries) == 3
+    info = runner.invoke(main, ["--index", str(root / "index"), "info", "--json"])
+    facts = json.loads(info.output)
+    assert facts["videos"] == 1 and facts["video_segments"] == videos[0]["segments"]
+    assert facts["images"] == 2 + facts["video_segments"] == facts["vectors"]
 
 
 @bundled

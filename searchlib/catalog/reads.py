@@ -149,6 +149,13 @@ class CatalogReads(CatalogCore):
             return conn.execute(select(images.c.id).where(images.c.text_folded.is_not(None)).limit(1)).first() \
                 is not None
 
+    def video_counts(self) -> tuple[int, int]:
+        """``(videos, their segments)``: files and rows of media ``video``."""
+        with self._read() as conn:
+            videos, segments = conn.execute(select(func.count(func.distinct(images.c.path)), func.count())
+                                            .where(images.c.media == "video")).one()
+        return int(videos or 0), int(segments or 0)
+
     def has_media(self, media: str) -> bool:
         """Whether any item is of this kind (``image`` | ``video``)."""
         with self._read() as conn:
