@@ -409,3 +409,15 @@ def test_segment_rows_on_every_backend(catalog_url):
     assert cat.file_states()["/v.mp4"].all_ids == tuple(second)
     cat.apply(ChangeSet(removed=list(cat.file_states()["/v.mp4"].all_ids)))
     assert "/v.mp4" not in cat.file_states() and cat.filtered_ids(Filters(media="video")).size == 0
+
+
+def test_words_are_never_read_in_video_segments(tmp_path):
+    """Turning --read-text on reads the photos indexed before; a video's segments are not photos
+    (reading one would read the whole video file per segment)."""
+    from searchlib.catalog import Catalog, ChangeSet
+    from searchlib.records import Segment
+
+    cat = Catalog(tmp_path / "c.sqlite", create=True)
+    (photo,) = cat.apply(ChangeSet(added=[_row("/d/p.png", [1, 0])])).added_ids
+    cat.apply(ChangeSet(added=[_row("/d/v.mp4", [0, 1], Segment(i, i, i + 1.0, 2.0)) for i in range(2)]))
+    assert cat.unread_text(["/d"]) == [(photo, "/d/p.png")]

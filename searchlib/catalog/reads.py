@@ -138,9 +138,11 @@ class CatalogReads(CatalogCore):
         return out
 
     def unread_text(self, roots: Sequence[str]) -> list[tuple[int, str]]:
-        """``(id, path)`` of images under ``roots`` whose words were never read (text is NULL)."""
+        """``(id, path)`` of images under ``roots`` whose words were never read (text is NULL). Video
+        segments are left out: words are read in photos only."""
         with self._read() as conn:
-            stmt = select(images.c.id, images.c.path).where(images.c.text.is_(None), under_any(images.c.path, roots))
+            stmt = select(images.c.id, images.c.path).where(images.c.text.is_(None), images.c.media == "image",
+                                                            under_any(images.c.path, roots))
             return [(i, p) for i, p in conn.execute(stmt.order_by(images.c.id))]
 
     def has_text(self) -> bool:
