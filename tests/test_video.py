@@ -421,3 +421,26 @@ def test_words_are_never_read_in_video_segments(tmp_path):
     (photo,) = cat.apply(ChangeSet(added=[_row("/d/p.png", [1, 0])])).added_ids
     cat.apply(ChangeSet(added=[_row("/d/v.mp4", [0, 1], Segment(i, i, i + 1.0, 2.0)) for i in range(2)]))
     assert cat.unread_text(["/d"]) == [(photo, "/d/p.png")]
+
+
+def test_a_videos_own_segments_are_not_duplicates_but_a_copy_of_it_is(tmp_path):
+    from PIL import Image
+
+    from searchlib.analysis import near_duplicates
+    from tests.conftest import TINY
+
+    base = np.asarray(scene_picture("blue", "star", 4), dtype=np.float32)
+    frames = [(Image.fromarray(np.clip(base * (0.9 + 0.1 * i / 24), 0, 255).astype(np.uint8)), 1.0)
+              for i in range(25)]
+    photos = tmp_path / "p"
+    photos.mkdir()
+    write_video(photos / "a.mp4", frames, fps=4, jitter=False)
+    index_folder(tmp_path / "i", photos, model=TINY, device="cpu", workers=0)
+    with open_index(tmp_path / "i") as index:
+        assert index.catalog.video_counts()[1] >= 2  # several segments, alike
+        assert near_duplicates(index, threshold=0.9) == []
+    shutil.copy(photos / "a.mp4", photos / "b.mp4")
+    index_folder(tmp_path / "i", photos, workers=0)
+    with open_index(tmp_path / "i") as index:
+        groups = near_duplicates(index, threshold=0.9)
+    assert [[m["path"] for m in g] for g in groups] == [[str(photos / "a.mp4"), str(photos / "b.mp4")]]
