@@ -57,7 +57,7 @@ KEYFRAMES_ONLY_ABOVE = 600.0
 #: a 480x360 H.264 video ran at 28 s of video per second on a busy 2-core machine (about 5 M
 #: pixel-seconds per second; benchmarks/RESULTS.md, videos), so 1e8 keeps a full decode near 20 s,
 #: half the time budget: 1080p is read whole up to ~50 s, 360p up to ~10 min, 4K up to ~12 s.
-#: Keyframes alone decoded 4.6x faster.
+#: Keyframes alone decoded 4-4.6x faster.
 FULL_DECODE_PIXEL_SECONDS = 1e8
 #: Segments kept per video at most: a long video's pieces grow to fit.
 MAX_SEGMENTS = 720
