@@ -94,7 +94,7 @@ class _Piece:
     frames: list  # (time, av.VideoFrame), undecoded to RGB until chosen
     last_time: float
     end: float = 0.0
-    picture: tuple | None = None  # (time, frame) chosen when the piece closes
+    picture: tuple | None = None  # (time, model input) chosen when the piece closes
 
     def add(self, t: float, small: np.ndarray, frame) -> None:
         self.last, self.last_time = small, t
@@ -102,10 +102,13 @@ class _Piece:
         if len(self.frames) > KEPT_FRAMES:
             self.frames = self.frames[::2]
 
-    def close(self, end: float) -> None:
+    def close(self, end: float, to_pixels) -> None:
+        """End the piece at ``end``: its picture is the kept frame nearest its middle, made into
+        the model's input now (a few hundred kB), so no decoded frame outlives its piece."""
         self.end = end
         middle = (self.start + end) / 2
-        self.picture = min(self.frames, key=lambda tf: abs(tf[0] - middle))
+        t, frame = min(self.frames, key=lambda tf: abs(tf[0] - middle))
+        self.picture = (t, to_pixels(frame))
         self.frames = []
 
 
@@ -266,7 +269,12 @@ def decode_video(source, name: str, prep: Preprocess, max_pixels: int | None = N
         model_w, model_h = (max(prep.image_size, round(width * scale)), max(prep.image_size, round(height * scale)))
         # One scaler for every sample: a frame's own to_image() builds a new one each call (10x
         # slower here, and most of the cost of segmenting).
-        detect = VideoReformatter()
+        detect, scaler = VideoReformatter(), VideoReformatter()
+
+        def to_pixels(frame) -> np.ndarray:
+            small = scaler.reformat(frame, width=model_w, height=model_h, format="rgb24", interpolation="AREA")
+            return to_model_pixels(Image.fromarray(small.to_ndarray()), prep)
+
         pieces: list[_Piece] = []
         longest = max(MAX_SEGMENT_SECONDS, duration / MAX_SEGMENTS)
         next_time, last_time, cut_short = 0.0, 0.0, False
@@ -284,7 +292,7 @@ def decode_video(source, name: str, prep: Preprocess, max_pixels: int | None = N
                 piece = pieces[-1] if pieces else None
                 if piece is None or _starts_new(piece, t, small, keyframes_only, longest):
                     if piece is not None:
-                        piece.close(t)
+                        piece.close(t, to_pixels)
                     pieces.append(_Piece(0.0 if piece is None else t, small, small, [], t))
                 pieces[-1].add(t, small, frame)
                 if time.monotonic() - started > time_budget:
@@ -304,11 +312,10 @@ def decode_video(source, name: str, prep: Preprocess, max_pixels: int | None = N
             end = last_time + step
         else:
             end = max(duration, last_time + step) if duration else last_time + step
-        pieces[-1].close(end)
+        pieces[-1].close(end, to_pixels)
         merged = _merge_static(pieces)
         segments = tuple(Segment(i, round(p.start, 3), round(p.end, 3), round(end, 3)) for i, p in enumerate(merged))
-        pixels = np.stack([to_model_pixels(p.picture[1].to_image(width=model_w, height=model_h), prep)
-                           for p in merged])
+        pixels = np.stack([p.picture[1] for p in merged])
     return VideoItems(meta, segments, pixels)
 
 
