@@ -46,6 +46,11 @@ from .terms import query_terms
 @click.option("--near", metavar="LAT,LON", help="Taken within --within KM of this GPS position (degrees).")
 @click.option("--within", "within_km", type=click.FloatRange(min=0, min_open=True), metavar="KM",
               help="The radius of --near in km (default 10).")
+@click.option("--media", type=click.Choice(["image", "video"]),
+              help="Only images, or only videos (searched scene by scene).")
+@click.option("--all-segments", is_flag=True,
+              help="Every matching segment of a video is a hit of its own (by default a video is one hit: "
+                   "its best segment, with the others under 'segments' in --json).")
 @click.option("--min-score", type=float, help="Drop hits whose cosine score is below this.")
 @click.option("--relative", type=float, metavar="F",
               help="Drop hits far below the best: keep scores >= best - F * |best| (e.g. 0.15). CLIP "
@@ -70,8 +75,9 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
                k: int, offset: int, folder: str | None, after: str | None, before: str | None, camera: str | None,
                min_width: int | None, min_height: int | None, formats: tuple[str, ...], tags: tuple[str, ...],
                text_words: str | None, places: tuple[str, ...], near: str | None, within_km: float | None,
-               min_score: float | None, relative: float | None, relevant: bool, sort: str, collapse: bool,
-               rerank: int | None, as_json: bool, as_nl: bool, as_paths: bool, nul: bool) -> None:
+               media: str | None, all_segments: bool, min_score: float | None, relative: float | None,
+               relevant: bool, sort: str, collapse: bool, rerank: int | None, as_json: bool, as_nl: bool,
+               as_paths: bool, nul: bool) -> None:
     """Find the images that best match QUERY, a description in plain words.
 
     \b
@@ -92,7 +98,7 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
     if within_km is not None and not near:
         raise click.UsageError("--within needs --near LAT,LON")
     filters = Filters.from_strings(folder, after, before, camera, min_width, min_height, formats, tags,
-                                   places, near, within_km, text_words)
+                                   places, near, within_km, text_words, media)
     query_terms(query, add, subtract, images)  # a bad image term fails before the index opens
     with open_from(obj) as index:
         read = index.place_query(query) if query.strip() else None
@@ -101,7 +107,7 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
         terms = query_terms(query, add, subtract, images)
         hits = index.search(terms, k=k, offset=offset, filters=filters,
                             min_score=min_score, relative=relative, relevant=relevant, sort=sort,
-                            rerank=rerank, collapse=collapse)
+                            rerank=rerank, collapse=collapse, all_segments=all_segments)
         # After the search: a query it refuses gets its one-line error, not warnings about it too.
         for warning in index.query_warnings(query, add, subtract):
             click.echo(f"searchlib: warning: {warning}", err=True)
@@ -121,10 +127,22 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
 
 
 def _path_cell(hit) -> str:
-    """The hit's path, and the names of its RAW+JPEG siblings (same folder) after it."""
+    """The hit's path (a video segment's with its time range: ``clip.mp4 @ 0:04–0:08``), and the
+    names of its RAW+JPEG siblings (same folder) after it."""
+    meta = hit.metadata
+    if meta.get("media") == "video":
+        return f"{hit.path} @ {clock(meta.get('start') or 0)}–{clock(meta.get('end') or 0)}"
     if not hit.siblings:
         return hit.path
     return f"{hit.path} (+ {', '.join(os.path.basename(s) for s in hit.siblings)})"
+
+
+def clock(seconds: float) -> str:
+    """Seconds as a video player shows them: ``0:04``, ``12:30``, ``1:02:03``."""
+    total = int(round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _relevance_cell(relevance: float | None) -> str:
@@ -150,7 +168,10 @@ def info_cmd(obj: dict, as_json: bool) -> None:
     click.echo(f"index:       {clean(info['index'])}")
     if info["catalog"] != os.path.join(info["index"], "catalog.sqlite"):
         click.echo(f"catalog:     {clean(info['catalog'])}")
-    click.echo(f"images:      {info['images']}")
+    if info.get("videos"):
+        click.echo(f"items:       {info['images']} ({info['videos']} videos in {info['video_segments']} segments)")
+    else:
+        click.echo(f"images:      {info['images']}")
     if not model:
         click.echo("model:       - (empty index: add images with 'searchlib index PATH')")
         return
@@ -174,8 +195,9 @@ def info_cmd(obj: dict, as_json: bool) -> None:
 @output_options
 @click.pass_obj
 def list_cmd(obj: dict, as_json: bool, as_nl: bool, as_paths: bool, nul: bool) -> None:
-    """List the indexed images: date taken (EXIF, or the file's time, marked "(file)"), pixel size,
-    file size and path, ordered by path."""
+    """List the indexed images and videos: date taken (EXIF or the video's creation time, else the
+    file's time, marked "(file)"), pixel size, file size and path, ordered by path. A video is
+    listed once, with its length and how many segments it was cut into."""
     with open_from(obj) as index:
         images = list(index.images())
     from searchlib.records import path_fields
@@ -183,10 +205,18 @@ def list_cmd(obj: dict, as_json: bool, as_nl: bool, as_paths: bool, nul: bool) -
     items = [{**im, **path_fields(im["path"])} for im in images]
     if emit(items, [im["path"] for im in images], as_json, as_nl, as_paths, nul):
         return
-    rows = [[date_cell(im), f"{im['width']}x{im['height']}", human_bytes(im["size"]), im["path"]] for im in images]
+    rows = [[date_cell(im), f"{im['width']}x{im['height']}", human_bytes(im["size"]), _listed_path(im)]
+            for im in images]
     if rows:
         click.echo(table(["date", "pixels", "size", "path"], rows))
-    click.echo(f"{len(images)} images", err=True)
+    videos = sum(1 for im in images if im.get("media") == "video")
+    click.echo(f"{len(images) - videos} images" + (f", {videos} videos" if videos else ""), err=True)
+
+
+def _listed_path(entry: dict) -> str:
+    if entry.get("media") != "video":
+        return entry["path"]
+    return f"{entry['path']} (video {clock(entry.get('duration') or 0)}, {entry['segments']} segments)"
 
 
 def register(group: click.Group) -> None:

@@ -72,9 +72,11 @@ class Pending:
     updated: list[tuple] = field(default_factory=list)
     moved: list[tuple] = field(default_factory=list)
     failed: list[FailedFile] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)  # old rows of videos updated or moved
+    files: dict[str, int] = field(default_factory=lambda: {"added": 0, "updated": 0, "moved": 0})
 
     def __len__(self) -> int:
-        return len(self.added) + len(self.updated) + len(self.moved) + len(self.failed)
+        return len(self.added) + len(self.updated) + len(self.moved) + len(self.failed) + len(self.removed)
 
 
 class BatchCommitter:
@@ -108,6 +110,7 @@ class BatchCommitter:
         self.gone_by_hash = gone_by_hash
         self.moved_ids: set[int] = set()
         self.decoded: list[Decoded] = []
+        self.segments: dict[str, list[tuple[Decoded, np.ndarray]]] = {}  # a video's items so far
         self.pending = Pending()
         self.placed = 0  # files given a vector so far
         self.commit_seconds = commit_seconds
@@ -118,9 +121,10 @@ class BatchCommitter:
         self.writer = CatalogWriter(writer)
 
     def push(self, item: Decoded) -> None:
-        self.decoded.append(item)
-        if len(self.decoded) >= self.embedder.batch_size:
-            self._embed()
+        for one in item.items():  # a video: one item per segment, embedded alongside images
+            self.decoded.append(one)
+            if len(self.decoded) >= self.embedder.batch_size:
+                self._embed()
         self._place_finished(wait=False)
 
     def fail(self, failure: Failed) -> None:
@@ -165,18 +169,50 @@ class BatchCommitter:
                 self.place(d, vector)
 
     def place(self, d: Decoded, vector: np.ndarray) -> None:
-        """A file with its vector (embedded elsewhere, or stored): an update, a move or a new row."""
+        """A file with its vector (embedded elsewhere, or stored): an update, a move or a new row.
+        A video's segments wait for each other and are placed together."""
+        if d.segment is not None:
+            self._place_segment(d, vector)
+            return
         record = d.record
         self.placed += 1
         state = self.known.get(d.path)
-        if state is not None:
+        if state is not None and state.all_ids == (state.id,):
             self.pending.updated.append((state.id, record, vector))
+            self.pending.files["updated"] += 1
+        elif state is not None:  # was a video: its segment rows give way to the one row
+            self.pending.removed.extend(state.all_ids)
+            self.pending.added.append((record, vector))
+            self.pending.files["updated"] += 1
         elif self.gone_by_hash.get(d.content_hash):
             image_id = self.gone_by_hash[d.content_hash].pop()
             self.pending.moved.append((image_id, record, vector))
+            self.pending.files["moved"] += 1
             self.moved_ids.add(image_id)
         else:
             self.pending.added.append((record, vector))
+            self.pending.files["added"] += 1
+
+    def _place_segment(self, d: Decoded, vector: np.ndarray) -> None:
+        """Hold a video's segment until all of them have vectors, then write the file's rows in one
+        batch: a changed video's old rows are removed and its new ones added in the same
+        transaction, and so are the rows of a video that moved (same bytes, gone from its path)."""
+        done = self.segments.setdefault(d.path, [])
+        done.append((d, vector))
+        if len(done) < d.parts:
+            return
+        del self.segments[d.path]
+        self.placed += 1
+        state = self.known.get(d.path)
+        old: list[int] = list(state.all_ids) if state is not None else []
+        kind = "updated" if state is not None else "added"
+        if state is None and self.gone_by_hash.get(d.content_hash):
+            old = self.gone_by_hash.pop(d.content_hash)  # every row of the old copy (or copies)
+            self.moved_ids.update(old)
+            kind = "moved"
+        self.pending.removed.extend(old)
+        self.pending.added.extend((item.record, v) for item, v in sorted(done, key=lambda p: p[0].segment.part))
+        self.pending.files[kind] += 1
 
     def _decode_now(self, items: list[Decoded]) -> list[Decoded]:
         decoded = []
@@ -194,16 +230,22 @@ class BatchCommitter:
         if final:
             self._embed()
         self._place_finished(wait=final)
+        if final:
+            for path, done in self.segments.items():  # a segment failed: the video is not half-indexed
+                d = done[0][0]
+                self.fail(Failed(path, f"only {len(done)} of {d.parts} video segments could be embedded",
+                                 d.size, d.mtime_ns))
+            self.segments.clear()
         pending, self.pending = self.pending, Pending()
         if not len(pending):
             return
         batch = ChangeSet(added=pending.added, updated=pending.updated, moved=pending.moved, failed=pending.failed,
-                          identity=self.identity)
+                          removed=pending.removed, identity=self.identity)
         self.identity = None  # recorded with the first batch only
         self.writer.submit(batch)
-        self.report.added += len(pending.added)
-        self.report.updated += len(pending.updated)
-        self.report.moved += len(pending.moved)
+        self.report.added += pending.files["added"]  # files, not rows: a video counts once
+        self.report.updated += pending.files["updated"]
+        self.report.moved += pending.files["moved"]
         self.last_commit = time.monotonic()
 
     def close(self) -> None:

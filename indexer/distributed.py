@@ -103,6 +103,9 @@ def _decode_unit(prep: tuple, max_pixels: int | None, keys_ref) -> Callable[[dic
         rows = []
         for path, size, mtime in zip(unit["paths"], unit["sizes"], unit["mtimes"]):
             result = decode_file(FileEntry(path, size, mtime), Preprocess(*prep), max_pixels)
+            if isinstance(result, Decoded) and result.segments:  # rows here carry one picture each
+                result = Failed(result.path, "videos are not indexed with --ray yet: index them without --ray "
+                                "(then --retry-failed)", result.size, result.mtime_ns)
             rows.append(_row(result))
         return rows
 

@@ -30,8 +30,8 @@ from PIL import ImageOps
 from searchlib.errors import ImageDecodeError
 from searchlib.imaging import Preprocess
 from searchlib.jpeginfo import jpeg_info
-from searchlib.media import decode_file_bytes, file_metadata, is_raw_name
-from searchlib.records import ImageMetadata, ImageRecord, content_hash
+from searchlib.media import decode_file_bytes, file_metadata, is_raw_name, is_video_name
+from searchlib.records import ImageMetadata, ImageRecord, Segment, content_hash
 
 from .scan import FileEntry
 from .split import MovingMean
@@ -63,11 +63,23 @@ class Decoded:
     for_device: bool = False
     seconds: float = 0.0  # worker time spent on this file (feeds the CPU/device decode split)
     offered: bool = False  # the file was offered to the device decoder
+    # A video as the worker hands it back: its segments, ``pixels`` then ``(n, S, S, 3)``, one per
+    # segment. The committer splits it into one item per segment (``segment`` set, ``parts`` = n).
+    segments: tuple[Segment, ...] = ()
+    segment: Segment | None = None
+    parts: int = 1
 
     @property
     def record(self) -> ImageRecord:
-        """What the catalog stores about this file."""
-        return ImageRecord(self.path, self.size, self.mtime_ns, self.content_hash, self.metadata)
+        """What the catalog stores about this item."""
+        return ImageRecord(self.path, self.size, self.mtime_ns, self.content_hash, self.metadata, self.segment)
+
+    def items(self) -> list[Decoded]:
+        """A video's segments as items of their own (each with its frame), or this image."""
+        if not self.segments:
+            return [self]
+        return [replace(self, pixels=self.pixels[i], segments=(), segment=seg, parts=len(self.segments))
+                for i, seg in enumerate(self.segments)]
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,8 @@ def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None,
     are known gets the stored text later, from the catalog.
     """
     started = time.perf_counter()
+    if is_video_name(entry.path):
+        return decode_video_file(entry, prep, max_pixels, started)
     try:
         data, st = read_file(entry.path)
     except ImageDecodeError as e:
@@ -152,6 +166,50 @@ def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None,
         return Failed(entry.path, f"cannot decode image ({type(e).__name__}: {e})", len(data), st.st_mtime_ns)
     return Decoded(entry.path, len(data), st.st_mtime_ns, digest, meta, pixels, for_device,
                    time.perf_counter() - started, offer_device)
+
+
+def hash_file(path: str) -> tuple[str, os.stat_result]:
+    """The content hash of a regular file, read in pieces (a video need not fit in memory)."""
+    import hashlib
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageDecodeError("not a regular file")
+        digest = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 22):
+            digest.update(chunk)
+        return digest.hexdigest(), st
+    finally:
+        os.close(fd)
+
+
+def decode_video_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None, started: float) -> Decoded | Failed:
+    """A video's segments with one frame each (:mod:`searchlib.media.video`). Never raises.
+
+    A video is always decoded, even when its bytes are known: its vectors are one per segment,
+    which a content hash alone cannot look up."""
+    from searchlib.media.video import TIME_BUDGET, decode_video
+
+    try:
+        digest, st = hash_file(entry.path)
+    except ImageDecodeError as e:
+        return Failed(entry.path, str(e), entry.size, entry.mtime_ns)
+    except OSError as e:
+        return Failed(entry.path, f"cannot read: {e.strerror or e}", entry.size, entry.mtime_ns)
+    if st.st_size == 0:
+        return Failed(entry.path, "empty file (0 bytes)", 0, st.st_mtime_ns)
+    try:
+        # The hash of a big file takes its share of the per-file time limit.
+        budget = max(5.0, TIME_BUDGET - (time.perf_counter() - started))
+        video = decode_video(entry.path, entry.path, prep, max_pixels, time_budget=budget)
+    except ImageDecodeError as e:
+        return Failed(entry.path, str(e), st.st_size, st.st_mtime_ns)
+    except Exception as e:  # a decoder bug must cost one file, not the run
+        return Failed(entry.path, f"cannot decode video ({type(e).__name__}: {e})", st.st_size, st.st_mtime_ns)
+    return Decoded(entry.path, st.st_size, st.st_mtime_ns, digest, video.metadata, video.pixels,
+                   seconds=time.perf_counter() - started, segments=video.segments, parts=len(video.segments))
 
 
 def text_in_image(name: str, data: bytes, max_pixels: int | None) -> str:

@@ -20,9 +20,13 @@ class Plan:
 
     todo: list[FileEntry] = field(default_factory=list)
     known: dict[str, FileState] = field(default_factory=dict)
-    gone: dict[str, int] = field(default_factory=dict)  # path -> id of rows whose file is gone
+    gone: dict[str, tuple[int, ...]] = field(default_factory=dict)  # path -> ids of rows whose file is gone
     failures_gone: list[str] = field(default_factory=list)  # remembered failures of vanished files
     held: list[str] = field(default_factory=list)  # files the caller's ``hold`` kept back (not read, not gone)
+
+    def gone_ids(self) -> list[int]:
+        """Every row id of the files that are gone (a video's segments included)."""
+        return [i for ids in self.gone.values() for i in ids]
 
 
 def make_plan(catalog: Catalog, roots: list[str], options: IndexOptions, report,
@@ -70,6 +74,6 @@ def make_plan(catalog: Catalog, roots: list[str], options: IndexOptions, report,
         scanned(len(seen))
     # Mark and sweep: rows of files gone from the roots. Their vectors may come back as moves
     # (same bytes at a new path), so the sweep happens after the new files are placed.
-    plan.gone = {path: state.id for path, state in plan.known.items() if path not in seen}
+    plan.gone = {path: state.all_ids for path, state in plan.known.items() if path not in seen}
     plan.failures_gone = [path for path in remembered if path not in seen]
     return plan

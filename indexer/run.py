@@ -207,7 +207,7 @@ class _Run:
             moved = self._embed_all(plan, embedder)
         if self.index.catalog.get_setting("read_text") == "1" and not self.report.cancelled:
             self._read_unread_text()
-        leftover = [i for i in plan.gone.values() if i not in moved]
+        leftover = [i for i in plan.gone_ids() if i not in moved]
         if (leftover or plan.failures_gone) and not self.report.cancelled:
             self.writer.apply(ChangeSet(removed=leftover, forget_failures=plan.failures_gone))
             self.report.removed = len(leftover)
@@ -283,7 +283,7 @@ class _Run:
         identity = embedder.identity if self.index.identity is None else None
         stage = EmbedStage(embedder, decoder, split, o.max_pixels)
         committer = BatchCommitter(self.writer, embedder, plan.known, self.report,
-                                   catalog.hashes_of(plan.gone.values()), o.commit_seconds, stage, identity,
+                                   catalog.hashes_of(plan.gone_ids()), o.commit_seconds, stage, identity,
                                    self.keep_failure)
         total = len(plan.todo)
         failed_before = self.report.failed
@@ -298,7 +298,8 @@ class _Run:
                     if isinstance(result, Failed):
                         committer.fail(result)
                     else:
-                        if split is not None and (result.pixels is not None or result.for_device):
+                        if split is not None and not result.segments and (result.pixels is not None
+                                                                          or result.for_device):
                             split.observe_file(result.seconds, result.offered, result.for_device)
                         committer.push(result)
                     if committer.ready():
@@ -339,7 +340,7 @@ class _Run:
         # The local stage only serves the rare file whose 64-bit hash key collided in a task.
         stage = EmbedStage(embedder, None, None, o.max_pixels)
         committer = BatchCommitter(self.writer, embedder, plan.known, self.report,
-                                   catalog.hashes_of(plan.gone.values()), o.commit_seconds, stage, new_identity)
+                                   catalog.hashes_of(plan.gone_ids()), o.commit_seconds, stage, new_identity)
         total, seen = len(plan.todo), set()
         try:
             rows = distributed.embedded_rows(plan.todo, identity, catalog.known_hashes(), o.device, o.backend,

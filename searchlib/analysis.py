@@ -125,7 +125,8 @@ def tag_index(index, labels: Sequence[str], min_probability: float = 0.0) -> dic
 
 def near_duplicates(index, threshold: float = DUPLICATE_THRESHOLD, batch: int = 2048,
                     max_pairs: int = MAX_DUPLICATE_PAIRS) -> list[list[dict]]:
-    """Groups of images whose vectors are within ``threshold`` cosine of each other.
+    """Groups of images whose vectors are within ``threshold`` cosine of each other (a video
+    counts once, by its first segment in the group).
 
     Found with the FAISS index's range search (in C++, batched), joined transitively, largest
     groups first; each member is ``{"id", "path", "score"}`` with its similarity to the group's
@@ -174,6 +175,8 @@ def near_duplicates(index, threshold: float = DUPLICATE_THRESHOLD, batch: int = 
     rows = index.catalog.images([i for g in groups.values() if len(g) > 1 for i in g])
     out = []
     for members in groups.values():
+        # A file once (a video's segments look alike: they are not copies of each other).
+        members = list({rows[i].path: i for i in sorted(members, reverse=True)}.values())
         if len(members) < 2:
             continue
         members.sort(key=lambda i: rows[i].path)

@@ -22,6 +22,8 @@ MAX_FOLDER = 8192
 MAX_VALUES = 100
 #: The largest ``min_width`` / ``min_height`` accepted (within every database's integer range).
 MAX_PIXELS_SIDE = 1_000_000_000
+#: The kinds of item a search can be limited to (``Filters.media``).
+MEDIA_KINDS = ("image", "video")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Filters:
             "Portugal").
         near: ``(lat, lon)``: only images whose GPS position lies within ``within_km`` of it.
         within_km: the radius for ``near`` (default :data:`DEFAULT_WITHIN_KM`).
+        media: ``image`` or ``video``: only items of that kind (a video's items are its segments).
     """
 
     folder: str | None = None
@@ -56,6 +59,7 @@ class Filters:
     places: tuple[str, ...] = ()
     near: tuple[float, float] | None = None
     within_km: float | None = None
+    media: str | None = None
 
     def __post_init__(self) -> None:
         # Lists are accepted for convenience; stored as tuples so Filters stays hashable.
@@ -73,6 +77,8 @@ class Filters:
                 raise ConfigError("--within needs --near LAT,LON (the centre of the circle)")
             if not (math.isfinite(self.within_km) and self.within_km > 0):
                 raise ConfigError(f"--within must be a distance in km above 0, not {self.within_km:g}")
+        if self.media is not None and self.media not in MEDIA_KINDS:
+            raise ConfigError(f"unknown media {self.media!r}; use one of: {', '.join(MEDIA_KINDS)}")
         self._check_bounds()
         if self.after and self.before and self.after > self.before:
             raise ConfigError(f"the date range is empty: after {self.after:%Y-%m-%d} is later than before "
@@ -97,7 +103,8 @@ class Filters:
     def from_strings(cls, folder: str | None = None, after: str | None = None, before: str | None = None,
                      camera: str | None = None, min_width: int | None = None, min_height: int | None = None,
                      formats: Sequence[str] = (), tags: Sequence[str] = (), places: Sequence[str] = (),
-                     near: str | None = None, within_km: float | None = None, text: str | None = None) -> Filters:
+                     near: str | None = None, within_km: float | None = None, text: str | None = None,
+                     media: str | None = None) -> Filters:
         """Filters as a command line or a URL gives them: dates as text (``after`` from the start of
         its period, ``before`` to its end, see :func:`parse_date`), ``near`` as ``"LAT,LON"``,
         empty strings meaning "not set".
@@ -110,7 +117,7 @@ class Filters:
                    before=parse_date(before, end=True) if before else None, camera=camera or None,
                    min_width=min_width, min_height=min_height, formats=tuple(formats or ()), tags=tuple(tags or ()),
                    places=tuple(places or ()), near=parse_position(near) if near else None, within_km=within_km,
-                   text=(text or "").strip() or None)
+                   text=(text or "").strip() or None, media=(media or "").strip().lower() or None)
 
     @property
     def radius_km(self) -> float:
@@ -119,7 +126,7 @@ class Filters:
 
     def is_empty(self) -> bool:
         return not any([self.folder, self.after, self.before, self.camera, self.min_width,
-                        self.min_height, self.formats, self.tags, self.places, self.near, self.text])
+                        self.min_height, self.formats, self.tags, self.places, self.near, self.text, self.media])
 
 
 def parse_position(text: str) -> tuple[float, float]:

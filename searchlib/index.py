@@ -149,9 +149,25 @@ class Index:
         return found[int(image_id)]
 
     def images(self) -> Iterator[dict]:
-        """Every indexed image as ``{"id", "path", **metadata}``, ordered by path."""
+        """Every indexed file as ``{"id", "path", **metadata}``, ordered by path. A video comes once
+        (its first segment's row) with ``segments``, how many it has, and its ``duration``."""
+        video: dict | None = None
         for row in self.catalog.iter_images():
-            yield {"id": row.id, "path": row.path, **row.to_dict()}
+            if video is not None and row.path == video["path"]:
+                video["segments"] += 1
+                continue
+            if video is not None:
+                yield video
+                video = None
+            entry = {"id": row.id, "path": row.path, **row.to_dict()}
+            if row.record.segment is None:
+                yield entry
+            else:
+                for name in ("start", "end", "part"):
+                    entry.pop(name, None)
+                video = {**entry, "segments": 1}
+        if video is not None:
+            yield video
 
     def thumbnail(self, image_id: int, size: int = 256):
         """A JPEG thumbnail of an indexed image fitted into ``size`` pixels (EXIF orientation applied),
@@ -161,12 +177,17 @@ class Index:
             ImageNotFoundError: no image has this id.
             ImageDecodeError: the file is gone or no longer an image.
         """
+        from .media import is_video_name
         from .thumbnails import thumbnail
 
         found = self.catalog.file_of(image_id)
         if found is None:
             raise ImageNotFoundError(f"no indexed image has id {image_id}")
-        return thumbnail(self.directory, found[0], found[1], size)
+        at = None
+        row = self.catalog.images([image_id]).get(image_id) if is_video_name(found[0]) else None
+        if row is not None and row.record.segment is not None:  # a frame from inside the segment
+            at = (row.record.segment.start + row.record.segment.end) / 2
+        return thumbnail(self.directory, found[0], found[1], size, at=at)
 
     # -- writing -----------------------------------------------------------------------------
     @contextmanager
@@ -188,12 +209,13 @@ class Index:
         """
         wanted = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
         states = self.catalog.file_states(wanted)
-        ids = [states[p].id for p in wanted if p in states]
+        found = {p: states[p] for p in wanted if p in states}
+        ids = sorted({i for state in found.values() for i in state.all_ids})  # a video: every segment
         if ids:
             with self.writer() as writer:
-                writer.apply(ChangeSet(removed=sorted(set(ids))))
+                writer.apply(ChangeSet(removed=ids))
                 writer.finish()
-        return len(set(ids))
+        return len(found)
 
     # -- embedding ---------------------------------------------------------------------------
     def embedder(self):
@@ -281,8 +303,9 @@ class Index:
     def search(self, query: Any = "", k: int = 10, *, offset: int = 0, add: Sequence = (),
                subtract: Sequence = (), filters: Filters | None = None, min_score: float | None = None,
                relative: float | None = None, relevant: bool = False, sort: str = "score",
-               rerank: int | None = None, collapse: bool = False, places: bool = True) -> list[Hit]:
-        """The images that best match ``query``, best first.
+               rerank: int | None = None, collapse: bool = False, places: bool = True,
+               all_segments: bool = False) -> list[Hit]:
+        """The images (and video segments) that best match ``query``, best first.
 
         A string query ending in "in / at / near PLACE" that names a place in the index (see
         :meth:`place_query`) searches for the rest of the text among the photos taken there.
@@ -316,6 +339,9 @@ class Index:
                 ``offset`` count the hits that remain.
             places: read a trailing place phrase of a string ``query`` (False: the text is taken
                 as it is).
+            all_segments: every matching segment of a video is a hit of its own; by default a
+                video's best segment is the hit and its other matching segments fold into it
+                (:attr:`Hit.segments`).
 
         Raises:
             QueryError: an empty query, a bad term or parameter.
@@ -329,7 +355,7 @@ class Index:
         terms = self.searcher.terms(query, add, subtract)
         return self.searcher.search(terms, k, offset=offset, filters=filters, min_score=min_score,
                                     relative=relative, relevant=relevant, sort=sort, rerank=rerank,
-                                    collapse=collapse)
+                                    collapse=collapse, all_segments=all_segments)
 
     def relevance_scorer(self) -> RelevanceScorer:
         """What judges relevance here (see :meth:`searchlib.search.Searcher.relevance_scorer`)."""

@@ -11,6 +11,8 @@ def index_info(store: IndexStore) -> dict:
     """Counts, model, index type and its recall, sizes on disk (``searchlib info``).
 
     While an indexer commits, ``vectors`` (read first) may lag ``images`` but never exceeds it.
+    ``images`` counts items (a video's segments each count); ``videos`` and ``video_segments`` say
+    how many of them are videos.
     """
     ident = store.identity
     cache = store.vector_cache() if ident is not None else None
@@ -22,6 +24,7 @@ def index_info(store: IndexStore) -> dict:
                  "model": ident.to_dict() if ident else None, "index_type_requested": store.index_type,
                  "vector_dtype": catalog.vector_dtype, "schema": catalog.schema_revision(),
                  "read_only": store.read_only, "bytes_on_disk": sizes}
+    out["videos"], out["video_segments"] = catalog.video_counts()
     if vectors is None or cache is None:
         return {**out, "vectors": 0, "index_type": None, "exact": True, "recall_at_10": None, "nprobe": None,
                 "dim": None, "memory": None}

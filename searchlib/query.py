@@ -53,6 +53,8 @@ class Hit:
             :mod:`searchlib.media.pairs`): the RAW of an indexed JPEG, the JPEG of an indexed RAW.
         duplicates: with ``collapse``, the ids of the weaker hits folded into this one as its
             near-duplicates (None when not collapsing).
+        segments: for the best segment of a video, the video's other matching segments
+            (``{"id", "start", "end", "score"}``, by start time; see :func:`fold_segments`).
     """
 
     rank: int
@@ -63,6 +65,7 @@ class Hit:
     relevance: float | None = None
     siblings: tuple[str, ...] = ()
     duplicates: tuple[int, ...] | None = None
+    segments: tuple[dict, ...] = ()
 
     def to_dict(self) -> dict:
         """JSON-ready: ``rank, id, path, score`` (``relevance`` if computed, ``duplicates`` when
@@ -78,6 +81,8 @@ class Hit:
         out["siblings"] = [path_fields(p)["path"] for p in self.siblings]
         if self.duplicates is not None:
             out["duplicates"] = list(self.duplicates)
+        if out.get("media") == "video":
+            out["segments"] = [dict(s) for s in self.segments]
         return out
 
 
@@ -258,6 +263,32 @@ def collapse_duplicates(hits: list[Hit], vectors: np.ndarray, threshold: float) 
         kept.append(i)
         folded[i] = []
     return [replace(hits[i], duplicates=tuple(folded[i])) for i in kept]
+
+
+def fold_segments(hits: list[Hit]) -> list[Hit]:
+    """One hit per video: its best segment, carrying the video's other hits as ``segments``.
+
+    Hits keep their order (the best segment stands where the video's first hit stood); images pass
+    through unchanged.
+    """
+    best: dict[str, int] = {}
+    folded: dict[str, list[Hit]] = {}
+    out: list[Hit] = []
+    for hit in hits:
+        if hit.metadata.get("media") != "video":
+            out.append(hit)
+        elif hit.path in best:
+            folded[hit.path].append(hit)
+        else:
+            best[hit.path] = len(out)
+            folded[hit.path] = []
+            out.append(hit)
+    for path, at in best.items():
+        others = sorted(folded[path], key=lambda h: h.metadata.get("start") or 0.0)
+        out[at] = replace(out[at], segments=tuple(
+            {"id": h.id, "start": h.metadata.get("start"), "end": h.metadata.get("end"), "score": h.score}
+            for h in others))
+    return out
 
 
 def renumber(hits: list[Hit], first: int = 1) -> list[Hit]:

@@ -66,14 +66,40 @@ def file_time(mtime_ns: int) -> datetime:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """Which part of a video an item stands for: its number in the file (0..n-1) and its time range
+    in seconds, with the whole video's duration."""
+
+    part: int
+    start: float
+    end: float
+    duration: float
+
+
+@dataclass(frozen=True)
 class ImageRecord:
-    """One file as indexed: where it is, which bytes, and what it shows (not its vector)."""
+    """One item as indexed: where its file is, which bytes, and what it shows (not its vector).
+
+    An item is a whole image (``segment`` None) or one segment of a video; a video's segments
+    share path, size, mtime and content hash, and are told apart by ``segment.part``.
+    """
 
     path: str
     size: int
     mtime_ns: int
     content_hash: str
     metadata: ImageMetadata
+    segment: Segment | None = None
+
+    @property
+    def media(self) -> str:
+        """``image`` or ``video``."""
+        return "image" if self.segment is None else "video"
+
+    @property
+    def part(self) -> int:
+        """The item's number within its file (0 for an image)."""
+        return 0 if self.segment is None else self.segment.part
 
     @property
     def captured_at(self) -> datetime:
@@ -115,6 +141,10 @@ class StoredImage:
         out["date_source"] = rec.date_source
         out["indexed_at"] = self.indexed_at.isoformat()
         out["tags"] = list(self.tags)
+        out["media"] = rec.media
+        if rec.segment is not None:
+            seg = rec.segment
+            out.update(start=seg.start, end=seg.end, duration=seg.duration, part=seg.part)
         return out
 
 

@@ -32,6 +32,7 @@ from .query import (
     check_cut,
     check_terms,
     combine,
+    fold_segments,
     parse_query,
     parse_term,
     relevance_withheld,
@@ -42,6 +43,9 @@ from .results import ResultPlan
 from .store import IndexStore
 from .vectorcache import VectorCache
 from .wordfusion import FUSION_DEPTH, fuse, query_words
+
+#: How many times ``k`` hits a search reads when videos' segments fold into one hit each.
+FOLD_DEPTH = 4
 
 
 class Searcher:
@@ -59,6 +63,7 @@ class Searcher:
         self._scorer: tuple[int | None, RelevanceScorer] | None = None
         self._reads_text: tuple[int, bool] | None = None
         self._places: tuple[int, PlaceNames] | None = None
+        self._holds_video: tuple[int, bool] | None = None
 
     def close(self) -> None:
         for batcher in (self.text_batcher, self.search_batcher):
@@ -185,7 +190,8 @@ class Searcher:
     # -- searching ---------------------------------------------------------------------------
     def search(self, terms: list[QueryTerm], k: int = 10, *, offset: int = 0, filters: Filters | None = None,
                min_score: float | None = None, relative: float | None = None, relevant: bool = False,
-               sort: str = "score", rerank: int | None = None, collapse: bool = False) -> list[Hit]:
+               sort: str = "score", rerank: int | None = None, collapse: bool = False,
+               all_segments: bool = False) -> list[Hit]:
         """The best hits for ``terms`` (see :meth:`searchlib.index.Index.search`)."""
         if sort not in SORTS:
             raise QueryError(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}")
@@ -212,8 +218,11 @@ class Searcher:
         textual = all(t.kind == "text" for t in terms)
         graded = textual and not withheld  # combined queries carry no relevance (query.relevance_withheld)
         words = query_words([t.value for t in terms if t.weight > 0]) if textual and self._has_text() else []
+        fold = not all_segments and (filters is None or filters.media != "image") and self._has_video()
         plan = ResultPlan(k, offset, sort, relevant, min_score, relative, collapse)
         window = plan.first_window()
+        if fold:  # a video's segments fold into one hit: look deeper, so that k hits remain after folding
+            window = min(MAX_K, max(window, FOLD_DEPTH * (offset + k)))
         while True:
             if words:
                 found, worded = self._search_with_words(cache, vector, words, window, filters, rerank)
@@ -223,9 +232,22 @@ class Searcher:
             hits, vectors = (self.with_relevance(vector, found, keep_vectors=True) if graded
                              else self.with_vectors(found))
             kept = plan.keep(hits, vectors, worded)  # a word of the query written in a photo is evidence enough
+            if fold:
+                kept = fold_segments(kept)
             if plan.enough(kept, hits, exhausted):
                 return plan.page(kept)
             window = min(MAX_K, window * 2)
+
+    def _has_video(self) -> bool:
+        """Whether this index holds any video segment (looked up once per catalog generation)."""
+        generation = self.store.catalog.generation()
+        with self._lock:
+            known = self._holds_video
+        if known is None or known[0] != generation:
+            known = (generation, self.store.catalog.has_media("video"))
+            with self._lock:
+                self._holds_video = known
+        return known[1]
 
     def _has_text(self) -> bool:
         """Whether this index reads words in images (looked up once per catalog generation)."""

@@ -21,6 +21,7 @@ from .config import THUMBNAILS_DIR
 from .embedding import read_image_file
 from .errors import ImageDecodeError, QueryError
 from .imaging import DEFAULT_MAX_PIXELS, _is_deep, _to_8bit, decode_budget, held_bytes, open_image, release
+from .media import is_video_name
 from .media.raw import is_raw_name, read_raw
 
 #: Sizes a caller may ask for (a fixed set keeps the cache small and URLs cacheable).
@@ -46,8 +47,9 @@ def choose_size(size: int) -> int:
 
 
 def thumbnail(directory: Path, path: str, content_hash: str, size: int,
-              max_pixels: int | None = None) -> Thumbnail:
-    """The cached thumbnail of the file at ``path`` (made now if missing).
+              max_pixels: int | None = None, at: float | None = None) -> Thumbnail:
+    """The cached thumbnail of the file at ``path`` (made now if missing); of a video, the frame
+    shown at ``at`` seconds (a segment's middle).
 
     Raises:
         ImageDecodeError: the file is gone, unreadable or no longer an image.
@@ -57,12 +59,16 @@ def thumbnail(directory: Path, path: str, content_hash: str, size: int,
         st = os.stat(path)
     except OSError as e:
         raise ImageDecodeError(f"{path} cannot be read: {e.strerror or e}") from e
-    key = hashlib.sha256(f"{content_hash}:{st.st_size}:{st.st_mtime_ns}:{size}".encode()).hexdigest()[:32]
+    moment = "" if at is None else f":{at:.3f}"
+    key = hashlib.sha256(f"{content_hash}:{st.st_size}:{st.st_mtime_ns}:{size}{moment}".encode()).hexdigest()[:32]
     folder = directory / THUMBNAILS_DIR / str(size)
     target = folder / f"{key}.jpg"
     if target.is_file():
         return Thumbnail(target, key)
-    data = make_thumbnail(read_image_file(path), size, max_pixels, name=path)
+    if is_video_name(path):
+        data = _video_thumbnail(path, at or 0.0, size)
+    else:
+        data = make_thumbnail(read_image_file(path), size, max_pixels, name=path)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{key}.{os.getpid()}.tmp"
@@ -71,6 +77,14 @@ def thumbnail(directory: Path, path: str, content_hash: str, size: int,
     except OSError:  # a read-only index
         return _outside_index(key, data)
     return Thumbnail(target, key, data)
+
+
+def _video_thumbnail(path: str, at: float, size: int) -> bytes:
+    from .media.video import frame_at
+
+    out = io.BytesIO()
+    frame_at(path, at, size).convert("RGB").save(out, "JPEG", quality=QUALITY)
+    return out.getvalue()
 
 
 def _outside_index(key: str, data: bytes) -> Thumbnail:

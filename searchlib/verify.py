@@ -156,21 +156,27 @@ def _check(index: Index, check_files: bool) -> VerifyReport:
     report.bad_vectors = found.bad_vectors
     if check_files:
         failed = catalog.failed_files()
+        listed: set[str] = set()  # a video has a row per segment: its path is listed once
         for image_id, path, size, mtime_ns in catalog.iter_file_states():
             try:
                 st = os.stat(path)
             except OSError:
-                report.missing_files.append(path)
+                if path not in listed:
+                    report.missing_files.append(path)
                 report._missing_ids.append(image_id)
+                listed.add(path)
                 continue
             failure = failed.get(path)
             if failure is not None and (failure.size, failure.mtime_ns) == (st.st_size, st.st_mtime_ns):
                 # An index run failed to read these very bytes and (before searchlib dropped such rows)
                 # kept the old row: its vector answers for an image that is not there any more.
-                report.unreadable_files.append(path)
+                if path not in listed:
+                    report.unreadable_files.append(path)
                 report._missing_ids.append(image_id)
-            elif (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+                listed.add(path)
+            elif (st.st_size, st.st_mtime_ns) != (size, mtime_ns) and path not in listed:
                 report.changed_files.append(path)
+                listed.add(path)
     if ident is not None:
         report.faiss_file = _faiss_state(index, catalog.generation(), found.stored_vectors, dim, report)
         report.text_encoder = _text_state(index, report)

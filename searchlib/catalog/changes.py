@@ -25,11 +25,18 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class FileState:
-    """A catalog row's change-detection facts."""
+    """A file's change-detection facts: its row (the first, for a video), size and mtime, and the
+    ids of every row of the file (a video has one per segment; they change together)."""
 
     id: int
     size: int
     mtime_ns: int
+    ids: tuple[int, ...] = ()
+
+    @property
+    def all_ids(self) -> tuple[int, ...]:
+        """Every row id of the file."""
+        return self.ids or (self.id,)
 
 @dataclass(frozen=True)
 class FailedFile:

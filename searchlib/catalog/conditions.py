@@ -14,7 +14,7 @@ from ..filters import Filters
 from ..ocr import fold, words_of
 from ..places.distance import bounding_box
 from ..places.names import PlaceNames
-from ..records import METADATA_FIELDS, ImageMetadata, ImageRecord, StoredImage
+from ..records import METADATA_FIELDS, ImageMetadata, ImageRecord, Segment, StoredImage
 from . import schema
 from .schema import images, tags
 
@@ -78,6 +78,8 @@ def filter_conditions(f: Filters, known_places: PlaceNames | None = None, fts: b
         conds.append(images.c.id.in_(select(tags.c.image_id).where(tags.c.label == tag.lower())))
     if f.text:
         conds.extend(text_conditions(words_of(f.text), fts))
+    if f.media:
+        conds.append(images.c.media == f.media)
     return conds
 
 
@@ -106,9 +108,20 @@ def row_values(record: ImageRecord, now: datetime) -> dict:
     return {"path": record.path, "size": record.size, "mtime_ns": record.mtime_ns,
             "content_hash": record.content_hash, **{name: getattr(meta, name) for name in METADATA_FIELDS},
             "captured_at": record.captured_at, "date_source": record.date_source, "indexed_at": now,
-            "text_folded": fold(meta.text) if meta.text else None}
+            "text_folded": fold(meta.text) if meta.text else None, **segment_values(record)}
+
+
+def segment_values(record: ImageRecord) -> dict:
+    """The item columns of a record: media, part, and for a video segment its times."""
+    seg = record.segment
+    if seg is None:
+        return {"media": "image", "part": 0, "start": None, "end": None, "duration": None}
+    return {"media": "video", "part": seg.part, "start": seg.start, "end": seg.end, "duration": seg.duration}
 
 def stored_image(row, labels: Sequence[str]) -> StoredImage:
     meta = ImageMetadata(**{f.name: getattr(row, f.name) for f in fields(ImageMetadata)})
-    record = ImageRecord(row.path, row.size, row.mtime_ns, row.content_hash, meta)
+    segment = None
+    if getattr(row, "media", "image") == "video":
+        segment = Segment(row.part, row.start or 0.0, row.end or 0.0, row.duration or 0.0)
+    record = ImageRecord(row.path, row.size, row.mtime_ns, row.content_hash, meta, segment)
     return StoredImage(row.id, record, row.indexed_at, tuple(labels))

@@ -4,7 +4,7 @@ expects and the vector storage types (the quick SQLite reader, :mod:`.quick`, ch
 from __future__ import annotations
 
 #: Alembic revision the code expects; tests check it equals the migrations' head.
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 
 #: Vector storage types (``--vector-dtype``).
 VECTOR_DTYPES = ("float32", "float16")

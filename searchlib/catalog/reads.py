@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 from sqlalchemy import and_, func, select, text
@@ -38,12 +39,17 @@ class CatalogReads(CatalogCore):
             return conn.execute(select(func.count()).select_from(images)).scalar() or 0
 
     def file_states(self, roots: Sequence[str] | None = None) -> dict[str, FileState]:
-        """``path -> FileState`` of the rows under ``roots`` (all rows if None)."""
-        stmt = select(images.c.path, images.c.id, images.c.size, images.c.mtime_ns)
+        """``path -> FileState`` of the files under ``roots`` (all if None); a video's segment rows
+        make one state."""
+        stmt = select(images.c.path, images.c.id, images.c.size, images.c.mtime_ns).order_by(images.c.part)
         if roots is not None:
             stmt = stmt.where(under_any(images.c.path, roots))
+        out: dict[str, FileState] = {}
         with self._read() as conn:
-            return {p: FileState(i, s, m) for p, i, s, m in conn.execute(stmt)}
+            for p, i, s, m in conn.execute(stmt):
+                before = out.get(p)
+                out[p] = FileState(i, s, m, (i,)) if before is None else replace(before, ids=before.ids + (i,))
+        return out
 
     def failed_files(self, roots: Sequence[str] | None = None) -> dict[str, FailedFile]:
         """Remembered failures under ``roots`` (all if None)."""
@@ -114,7 +120,8 @@ class CatalogReads(CatalogCore):
             labels: dict[int, list[str]] = {}
             for i, label in conn.execute(select(tags.c.image_id, tags.c.label).order_by(tags.c.label)):
                 labels.setdefault(i, []).append(label)
-            result = conn.execution_options(yield_per=batch).execute(select(images).order_by(images.c.path))
+            ordered = select(images).order_by(images.c.path, images.c.part)  # a video's segments in order
+            result = conn.execution_options(yield_per=batch).execute(ordered)
             for row in result:
                 yield stored_image(row, labels.get(row.id, ()))
 
@@ -133,8 +140,9 @@ class CatalogReads(CatalogCore):
             return {label: int(n) for label, n in rows}
 
     def id_of_path(self, path: str) -> int | None:
+        """The id of a file's row (its first segment's, for a video)."""
         with self._read() as conn:
-            return conn.execute(select(images.c.id).where(images.c.path == path)).scalar()
+            return conn.execute(select(images.c.id).where(images.c.path == path, images.c.part == 0)).scalar()
 
     def _decode(self, blob: bytes) -> np.ndarray:
         return np.frombuffer(blob, dtype=self._dtype).astype(np.float32)
@@ -146,7 +154,7 @@ class CatalogReads(CatalogCore):
             for chunk in chunks(list(set(hashes))):
                 stmt = (select(images.c.content_hash, embeddings.c.vector)
                         .join(embeddings, embeddings.c.image_id == images.c.id)
-                        .where(images.c.content_hash.in_(chunk)))
+                        .where(images.c.content_hash.in_(chunk), images.c.media == "image"))
                 for h, blob in conn.execute(stmt):
                     out[h] = self._decode(blob)
         return out
@@ -162,9 +170,11 @@ class CatalogReads(CatalogCore):
         return out
 
     def unread_text(self, roots: Sequence[str]) -> list[tuple[int, str]]:
-        """``(id, path)`` of images under ``roots`` whose words were never read (text is NULL)."""
+        """``(id, path)`` of images under ``roots`` whose words were never read (text is NULL). Video
+        segments are left out: words are read in photos only."""
         with self._read() as conn:
-            stmt = select(images.c.id, images.c.path).where(images.c.text.is_(None), under_any(images.c.path, roots))
+            stmt = select(images.c.id, images.c.path).where(images.c.text.is_(None), images.c.media == "image",
+                                                            under_any(images.c.path, roots))
             return [(i, p) for i, p in conn.execute(stmt.order_by(images.c.id))]
 
     def has_text(self) -> bool:
@@ -172,6 +182,18 @@ class CatalogReads(CatalogCore):
         with self._read() as conn:
             return conn.execute(select(images.c.id).where(images.c.text_folded.is_not(None)).limit(1)).first() \
                 is not None
+
+    def video_counts(self) -> tuple[int, int]:
+        """``(videos, their segments)``: files and rows of media ``video``."""
+        with self._read() as conn:
+            videos, segments = conn.execute(select(func.count(func.distinct(images.c.path)), func.count())
+                                            .where(images.c.media == "video")).one()
+        return int(videos or 0), int(segments or 0)
+
+    def has_media(self, media: str) -> bool:
+        """Whether any item is of this kind (``image`` | ``video``)."""
+        with self._read() as conn:
+            return conn.execute(select(images.c.id).where(images.c.media == media).limit(1)).first() is not None
 
     def has_text_index(self) -> bool:
         """Whether SQLite's FTS5 table for read text exists (PostgreSQL uses a trigram index)."""

@@ -24,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -74,7 +75,7 @@ def _metadata_columns() -> list[Column]:
 images = Table(
     "images", metadata,
     Column("id", Id, primary_key=True),
-    Column("path", FsPath, nullable=False, unique=True),
+    Column("path", FsPath, nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("mtime_ns", BigInteger, nullable=False),
     Column("content_hash", String, nullable=False, index=True),
@@ -83,6 +84,14 @@ images = Table(
     Column("date_source", String, nullable=False),  # exif | file
     Column("indexed_at", DateTime, nullable=False),
     Column("text_folded", String, nullable=True),  # ``text`` folded for matching (ocr.fold)
+    # An item is a whole image or a segment of a video (migration 0006): a video has one row per
+    # segment, numbered by ``part``, all with the same path.
+    Column("media", String, nullable=False, server_default="image"),  # image | video
+    Column("part", Integer, nullable=False, server_default="0"),
+    Column("start", Float, nullable=True),  # seconds (videos)
+    Column("end", Float, nullable=True),
+    Column("duration", Float, nullable=True),  # of the whole video
+    UniqueConstraint("path", "part", name="uq_images_path_part"),
     sqlite_autoincrement=True,  # an id is never handed to another photo (migration 0004)
 )
 

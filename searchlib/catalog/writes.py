@@ -48,6 +48,7 @@ class CatalogWrites(ChangeLog):
             for image_id, record, _ in batch.moved:
                 # The new path may have been taken meanwhile (another writer on PostgreSQL).
                 taken = conn.execute(select(images.c.id).where(and_(images.c.path == record.path,
+                                                                    images.c.part == record.part,
                                                                     images.c.id != image_id))).scalar()
                 if taken is not None:
                     self._delete_rows(conn, [taken])
@@ -93,13 +94,14 @@ class CatalogWrites(ChangeLog):
         insert = self._insert()
         rows = [row_values(r, now) for r in records]
         stmt = insert(images)
-        stmt = stmt.on_conflict_do_update(index_elements=[images.c.path],
-                                          set_={k: stmt.excluded[k] for k in rows[0] if k != "path"})
+        stmt = stmt.on_conflict_do_update(index_elements=[images.c.path, images.c.part],
+                                          set_={k: stmt.excluded[k] for k in rows[0] if k not in ("path", "part")})
         conn.execute(stmt, rows)
-        ids: dict[str, int] = {}
-        for chunk in chunks([r.path for r in records]):
-            ids.update(conn.execute(select(images.c.path, images.c.id).where(images.c.path.in_(chunk))).all())
-        return [ids[r.path] for r in records]
+        ids: dict[tuple[str, int], int] = {}
+        for chunk in chunks(list({r.path for r in records})):
+            ids.update(((p, part), i) for p, part, i in conn.execute(
+                select(images.c.path, images.c.part, images.c.id).where(images.c.path.in_(chunk))))
+        return [ids[(r.path, r.part)] for r in records]
 
     def _store_vectors(self, conn: Connection, pairs: list[tuple[int, np.ndarray]]) -> None:
         insert = self._insert()
@@ -110,7 +112,7 @@ class CatalogWrites(ChangeLog):
                             for i, v in pairs])
 
     def _record_failures(self, conn: Connection, batch: ChangeSet, now: datetime) -> None:
-        cleared = [r.path for r, _ in batch.added] + [r.path for _, r, _ in batch.updated + batch.moved]
+        cleared = list({r.path for r, _ in batch.added}) + [r.path for _, r, _ in batch.updated + batch.moved]
         cleared += batch.forget_failures + [f.path for f in batch.failed]
         for chunk in chunks(cleared):
             conn.execute(delete(failures).where(failures.c.path.in_(chunk)))

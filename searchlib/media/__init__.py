@@ -1,4 +1,5 @@
-"""Decoding the files searchlib indexes besides plain images: camera RAW files (:mod:`.raw`).
+"""Decoding the files searchlib indexes besides plain images: camera RAW files (:mod:`.raw`) and
+videos (:mod:`.video`, loaded only when a video is met: PyAV is a heavy import).
 
 The functions here choose the decoder from the file name's ending (a RAW container cannot be told
 from a TIFF by its first bytes) and are what the indexer, thumbnails and query images call with a
@@ -16,13 +17,21 @@ from ..records import ImageMetadata
 from .pairs import PAIR_MODES, siblings_of, skipped_raws
 from .raw import RAW_EXTENSIONS, decode_raw_for_model, is_raw_name, raw_metadata
 
-__all__ = ["PAIR_MODES", "RAW_EXTENSIONS", "decode_file_bytes", "file_metadata", "is_indexable_name",
-           "is_raw_name", "siblings_of", "skipped_raws"]
+#: Endings of the videos the indexer takes (kept here so a scan does not import PyAV).
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".3gp"})
+
+
+def is_video_name(name: str) -> bool:
+    """Whether a file name has a video ending the indexer takes."""
+    return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
+
+__all__ = ["PAIR_MODES", "RAW_EXTENSIONS", "VIDEO_EXTENSIONS", "decode_file_bytes", "file_metadata",
+           "is_indexable_name", "is_raw_name", "is_video_name", "siblings_of", "skipped_raws"]
 
 
 def is_indexable_name(name: str) -> bool:
-    """Whether a scan takes a file of this name: an image or a RAW ending."""
-    return is_image_name(name) or is_raw_name(name)
+    """Whether a scan takes a file of this name: an image, RAW or video ending."""
+    return is_image_name(name) or is_raw_name(name) or is_video_name(name)
 
 
 def decode_file_bytes(name: str, data: bytes, prep: Preprocess, max_pixels: int | None = DEFAULT_MAX_PIXELS,

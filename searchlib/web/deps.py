@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Request
 
@@ -79,10 +79,12 @@ def search_filters(folder: Folder = None, after: Date = None, before: Date = Non
                                                             "or country code (repeatable)")] = None,
                    near: Annotated[str | None, Query(description="LAT,LON: taken near this GPS position")] = None,
                    within: Annotated[float | None, Query(gt=0, description="km around near (default 10)")] = None,
+                   media: Annotated[Literal["image", "video"] | None,
+                                    Query(description="Only images, or only video segments")] = None,
                    ) -> Filters:
     """The filter parameters of every search endpoint, as :class:`Filters` (a dependency)."""
     return Filters.from_strings(folder, after, before, camera, min_width, min_height, format or (), tag or (),
-                                place or (), near, within, text)
+                                place or (), near, within, text, media)
 
 
 SearchFilters = Annotated[Filters, Depends(search_filters)]

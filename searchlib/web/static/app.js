@@ -5,12 +5,12 @@
 const API = "/api/v1";
 const PAGE = 60;
 const $ = (id) => document.getElementById(id);
-// The panel's fields by API parameter. "sort" (a select: "score" is the default, so no value) and
-// "collapse" (a checkbox: "true" or no value) keep "Only relevant" as it is.
+// The panel's fields by API parameter. Selects ("sort", "media") give no value for their first option,
+// "collapse" (a checkbox) gives "true" or nothing. The order and "Hide copies" keep "Only relevant" as it is.
 const FILTERS = { in: "f-in", after: "f-after", before: "f-before", camera: "f-camera", place: "f-place",
-  text: "f-text", sort: "f-sort", collapse: "f-collapse" };
+  text: "f-text", media: "f-media", sort: "f-sort", collapse: "f-collapse" };
 const FILTER_NAMES = { in: "folder", after: "after", before: "before", camera: "camera", place: "place",
-  text: "words", sort: "order", collapse: "hiding copies" };
+  text: "words", media: "only", sort: "order", collapse: "hiding copies" };
 
 function fieldValue(id) {
   const field = $(id);
@@ -246,12 +246,44 @@ function appendHits(hits) {
       rel.title = "how likely this matches the query (calibrated across queries)";
       tile.appendChild(rel);
     }
+    if (hit.media === "video") {  // a scene of a video: where it is in the clip
+      const clip = document.createElement("span");
+      clip.className = "clip";
+      clip.textContent = `▶ ${clock(hit.start)}–${clock(hit.end)}`;
+      clip.title = `a scene of a ${clock(hit.duration)} video`;
+      tile.appendChild(clip);
+    }
     tile.addEventListener("click", () => openViewer(start + i));
     tile.addEventListener("focus", () => { state.selected = start + i; });
     li.appendChild(tile);
     fragment.appendChild(li);
   });
   grid.appendChild(fragment);
+}
+
+// Seconds as a player shows them: 0:04, 12:30, 1:02:03.
+function clock(seconds) {
+  const total = Math.round(seconds || 0);
+  const h = Math.floor(total / 3600), m = Math.floor((total % 3600) / 60), s = total % 60;
+  const pad = (n) => String(n).padStart(2, "0");
+  return h ? `${h}:${pad(m)}:${pad(s)}` : `${m}:${pad(s)}`;
+}
+
+// A video hit plays in the viewer from its segment's start (a media fragment: the browser seeks
+// there with Range requests and pauses at the segment's end); a photo shows in the image.
+function showVideo(hit) {
+  const play = $("play");
+  const video = hit.media === "video";
+  $("big").hidden = video;
+  play.hidden = !video;
+  if (!video) {
+    play.pause();
+    play.removeAttribute("src");
+    return;
+  }
+  play.poster = thumbnailUrl(hit.id, 1024);
+  play.src = `${hit.file_url}#t=${hit.start},${hit.end}`;
+  play.play().catch(() => {});  // autoplay may be refused; the controls stay
 }
 
 function formatBytes(n) {
@@ -281,6 +313,7 @@ function openViewer(index) {
   }
   big.alt = altText(hit);
   $("viewer-title").textContent = fileName(hit.path);
+  showVideo(hit);
   showPosition();
   $("open-file").href = hit.file_url;
   const camera = [hit.camera_make, hit.camera_model].filter(Boolean).join(" ");
@@ -288,6 +321,8 @@ function openViewer(index) {
     ["date", hit.date ? `${hit.date.replace("T", " ")} (${hit.date_source === "exif" ? "EXIF, when taken" : "file time"})` : ""],
     ["camera", camera],
     ["pixels", `${hit.width} × ${hit.height}`],
+    ["scene", hit.media === "video" ? `${clock(hit.start)}–${clock(hit.end)} of ${clock(hit.duration)}` +
+      ((hit.segments || []).length ? ` (and ${hit.segments.length} more matching scenes)` : "") : ""],
     ["file size", formatBytes(hit.size)],
     ["format", hit.format || ""],
     ["path", hit.path],
@@ -326,6 +361,7 @@ function showPosition() {
 
 function closeViewer() {
   $("viewer").hidden = true;
+  $("play").pause();
   const tile = document.querySelector(`.tile[data-index="${state.selected}"]`);
   if (tile) tile.focus();
   else if (state.opener && state.opener.focus) state.opener.focus();
@@ -346,6 +382,7 @@ function moreLikeThis() {
   const hit = state.hits[state.selected];
   if (!hit) return;
   $("viewer").hidden = true;
+  $("play").pause();
   state.like = String(hit.id);
   state.q = "";
   state.upload = null;
