@@ -29,13 +29,14 @@ import numpy as np
 from ..models import ModelIdentity
 from ..records import ImageMetadata, ImageRecord, StoredImage
 from .changes import chunks
-from .facts import SCHEMA_HEAD
+from .facts import SCHEMA_HEAD, storable_ids
 
 if TYPE_CHECKING:
     from .full import Catalog
 
 #: What a quick catalog answers itself; everything else goes to the full catalog.
-QUICK_READS = ("get_setting", "generation", "model_identity", "images", "vectors_of", "sample_vectors")
+QUICK_READS = ("get_setting", "generation", "model_identity", "images", "vectors_of", "sample_vectors",
+               "has_media")
 
 _META = tuple(f.name for f in fields(ImageMetadata))
 _DATETIME_META = frozenset(f.name for f in fields(ImageMetadata) if "datetime" in str(f.type))
@@ -183,7 +184,7 @@ class QuickCatalog:
 
     def _images(self, ids: Sequence[int]) -> dict[int, StoredImage]:
         out: dict[int, StoredImage] = {}
-        for chunk in chunks([int(i) for i in ids]):
+        for chunk in chunks(storable_ids(ids)):
             marks = ",".join("?" * len(chunk))
             labels: dict[int, list[str]] = {}
             for i, label in self._query(f"SELECT image_id, label FROM tags WHERE image_id IN ({marks}) "
@@ -200,7 +201,7 @@ class QuickCatalog:
 
     def _vectors_of(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         found: list[tuple[int, bytes]] = []
-        for chunk in chunks(sorted({int(i) for i in ids})):
+        for chunk in chunks(sorted(set(storable_ids(ids)))):
             found += self._query(f"SELECT image_id, vector FROM embeddings WHERE image_id IN "
                                  f"({','.join('?' * len(chunk))})", chunk)
         found.sort()
@@ -209,6 +210,13 @@ class QuickCatalog:
             return out_ids, np.zeros((0, 0), dtype=np.float32)
         flat = np.frombuffer(b"".join(p[1] for p in found), dtype=self._dtype)
         return out_ids, flat.reshape(len(found), -1).astype(np.float32)
+
+    def has_media(self, media: str) -> bool:
+        """Whether any item is of this kind (``image`` | ``video``)."""
+        return self._quick("has_media", self._has_media, media)
+
+    def _has_media(self, media: str) -> bool:
+        return bool(self._query("SELECT 1 FROM images WHERE media = ? LIMIT 1", (media,)))
 
     def sample_vectors(self, n: int, seed: int = 0, distinct: bool = True) -> np.ndarray:
         """About ``n`` stored vectors drawn at random (see :meth:`CatalogReads.sample_vectors`):

@@ -19,16 +19,8 @@ from ..records import StoredImage
 from .changes import Consistency, FailedFile, FileState, chunks
 from .conditions import filter_conditions, stored_image, text_conditions, under_any
 from .core import CatalogCore, read_setting
+from .facts import storable_ids
 from .schema import embeddings, failures, images, tags
-
-#: Row ids are 64-bit signed integers in every catalog; no row has an id outside this range.
-_ID_RANGE = range(-(1 << 63), 1 << 63)
-
-
-def storable_ids(ids: Iterable[int]) -> list[int]:
-    """The ids a row can have: one outside the 64-bit range names no image (it is left out rather
-    than handed to the database, where it fails as an overflow)."""
-    return [int(i) for i in ids if int(i) in _ID_RANGE]
 
 
 class CatalogReads(CatalogCore):
