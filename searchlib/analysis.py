@@ -175,6 +175,8 @@ def near_duplicates(index, threshold: float = DUPLICATE_THRESHOLD, batch: int = 
     rows = index.catalog.images([i for g in groups.values() if len(g) > 1 for i in g])
     out = []
     for members in groups.values():
+        if len(members) < 2:
+            continue  # alone: no row was read for it
         # A file once (a video's segments look alike: they are not copies of each other).
         members = list({rows[i].path: i for i in sorted(members, reverse=True)}.values())
         if len(members) < 2:

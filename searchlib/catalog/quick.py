@@ -27,7 +27,7 @@ from urllib.parse import quote
 import numpy as np
 
 from ..models import ModelIdentity
-from ..records import ImageMetadata, ImageRecord, StoredImage
+from ..records import ImageMetadata, ImageRecord, Segment, StoredImage
 from .changes import chunks
 from .facts import SCHEMA_HEAD, storable_ids
 
@@ -40,7 +40,8 @@ QUICK_READS = ("get_setting", "generation", "model_identity", "images", "vectors
 
 _META = tuple(f.name for f in fields(ImageMetadata))
 _DATETIME_META = frozenset(f.name for f in fields(ImageMetadata) if "datetime" in str(f.type))
-_ROW_COLUMNS = ("id", "path", "size", "mtime_ns", "content_hash", *_META, "indexed_at")
+_ROW_COLUMNS = ("id", "path", "size", "mtime_ns", "content_hash", *_META, "indexed_at",
+                "media", "part", "start", "end", "duration")
 _BUSY_TIMEOUT_MS = 30000  # as the full catalog: wait for a writer's commit instead of failing
 
 
@@ -190,7 +191,7 @@ class QuickCatalog:
             for i, label in self._query(f"SELECT image_id, label FROM tags WHERE image_id IN ({marks}) "
                                         "ORDER BY label", chunk):
                 labels.setdefault(i, []).append(label)
-            columns = ", ".join(_ROW_COLUMNS)
+            columns = ", ".join(f'"{c}"' for c in _ROW_COLUMNS)  # "end" is an SQL keyword
             for row in self._query(f"SELECT {columns} FROM images WHERE id IN ({marks})", chunk):
                 out[row[0]] = _stored_image(dict(zip(_ROW_COLUMNS, row)), labels.get(row[0], ()))
         return out
@@ -244,5 +245,8 @@ def _stored_image(row: dict, labels: Sequence[str]) -> StoredImage:
                             for name in _META})
     path = row["path"]
     path = os.fsdecode(bytes(path)) if isinstance(path, (bytes, bytearray, memoryview)) else path
-    record = ImageRecord(path, row["size"], row["mtime_ns"], row["content_hash"], meta)
+    segment = None
+    if row["media"] == "video":  # as conditions.stored_image: a video's item is a segment
+        segment = Segment(row["part"], row["start"] or 0.0, row["end"] or 0.0, row["duration"] or 0.0)
+    record = ImageRecord(path, row["size"], row["mtime_ns"], row["content_hash"], meta, segment)
     return StoredImage(row["id"], record, _datetime(row["indexed_at"]), tuple(labels))
