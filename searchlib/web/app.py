@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from . import routes_images, routes_library, routes_search
+from .contract import install_contract
 from .deps import IndexHolder
 from .errors import install_error_handlers
 from .files import VerifiedFiles
@@ -90,6 +91,7 @@ def create_app(index_dir: str | os.PathLike, catalog: str | None = None, token: 
         # one opaque entry of app.routes, and whatever lists the routes (the 405 answer's Allow,
         # the tests) needs them flat. The routers have no prefix or dependencies to lose.
         app.router.routes.extend(module.router.routes)
+    install_contract(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

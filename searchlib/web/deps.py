@@ -7,7 +7,7 @@ import os
 import threading
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 
 from ..filters import Filters
 from ..index import MAX_K, Index, open_index
@@ -63,9 +63,23 @@ def max_upload_of(request: Request) -> int:
 K = Annotated[int, Query(ge=1, le=MAX_K, description="How many hits")]
 Offset = Annotated[int, Query(ge=0, le=MAX_K - 1, description="Skip this many (paging)")]
 Folder = Annotated[str | None, Query(alias="in", description="Only images under this folder")]
-Date = Annotated[str | None, Query(description="YYYY, YYYY-MM or YYYY-MM-DD")]
+#: Ids are 64-bit catalog keys: a larger number is refused as malformed rather than overflowing.
+MAX_ID = (1 << 63) - 1
+ImageId = Annotated[int, Path(ge=0, le=MAX_ID, description="An image's catalog id")]
+#: The forms parse_date reads, calendar included (a valid-looking 2023-02-30 must not pass the
+#: schema and then be refused): any year but 0000; days by month; 02-29 in leap years only.
+_YEAR = "(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+_LEAP = "([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+_MONTH_DAY = "((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
+DATE_PATTERN = f"^({_YEAR}(-(0[1-9]|1[0-2]))?|{_YEAR}-{_MONTH_DAY}|{_LEAP}-02-29)$"
+Date = Annotated[str | None, Query(pattern=DATE_PATTERN, description="YYYY, YYYY-MM or YYYY-MM-DD")]
 Multi = Annotated[list[str] | None, Query()]
-Pixels = Annotated[int | None, Query(ge=1)]
+#: No photo is wider or taller than this (a larger bound would only overflow the catalog's integers).
+MAX_PIXELS = 1 << 31
+Pixels = Annotated[int | None, Query(ge=1, le=MAX_PIXELS)]
+#: A similarity bound: finite (NaN and infinities are refused as malformed).
+Score = Annotated[float | None, Query(ge=-1e6, le=1e6, allow_inf_nan=False)]
+Relative = Annotated[float | None, Query(ge=0, le=1e6, allow_inf_nan=False)]
 
 
 def search_filters(folder: Folder = None, after: Date = None, before: Date = None,
