@@ -67,7 +67,8 @@ def public_message(text: str, hidden: Sequence[str]) -> str:
 
 
 def allowed_methods(app: FastAPI, path: str) -> str:
-    """The methods some route of ``app`` answers at ``path`` (a 405's ``Allow``), HEAD wherever GET."""
+    """The methods some route of ``app`` answers at ``path`` (a 405's ``Allow``), HEAD wherever GET,
+    and OPTIONS wherever any."""
     methods: set[str] = set()
     for route in app.routes:
         if isinstance(route, Mount):
@@ -77,6 +78,8 @@ def allowed_methods(app: FastAPI, path: str) -> str:
             methods |= route.methods or set()
     if "GET" in methods:
         methods.add("HEAD")
+    if methods:  # answered by hardening.Options
+        methods.add("OPTIONS")
     return ", ".join(sorted(methods))
 
 
