@@ -147,3 +147,11 @@ def test_the_token_never_appears_in_the_logs(library, tmp_path):
     assert token not in err, err
     assert token not in out  # the first line names the URL to open; the token is only in that line
     assert "Traceback" not in err
+
+
+def test_cors_takes_only_origins(library):
+    run = subprocess.run([EXE, "--index", str(library / "index"), "serve", "--port", "0", "--cors", "*"],
+                         capture_output=True, text=True, timeout=60)
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert run.returncode == 2 and "--cors" in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert "scheme://host" in lines[-1]
