@@ -10,7 +10,6 @@ import click
 
 from .common import index_option
 
-
 #: An origin as browsers send it: a scheme, a host, maybe a port; no path, no '*'.
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 

@@ -58,6 +58,8 @@ def fuzz(schema, examples: int, run_seed: int | None = None, stop_at: float | No
                 test()
             except Unsatisfiable:  # no parameters: nothing to make invalid
                 continue
-            except (Exception, BaseExceptionGroup) as e:  # every check's failure is reported, not just the first
+            except BaseException as e:  # every check's failure (a group, often) is reported, not just the first
+                if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                    raise
                 failures.append(f"{operation.label} ({mode.value}): {e}")
     return failures, sent

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from fastapi.testclient import TestClient
 
 from searchlib.web import create_app

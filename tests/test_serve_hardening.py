@@ -19,7 +19,6 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from searchlib.models import BUNDLED_WEIGHTS
 from searchlib.web import create_app
 from tests.conftest import TINY, write_images
 
@@ -130,7 +129,8 @@ def test_the_token_never_appears_in_the_logs(library, tmp_path):
 
         def get(path: str, headers: dict | None = None) -> int:
             try:
-                with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers or {}), timeout=30) as r:
+                request = urllib.request.Request(base + path, headers=headers or {})
+                with urllib.request.urlopen(request, timeout=30) as r:
                     return r.status
             except urllib.error.HTTPError as e:
                 return e.code

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+
 class ErrorBody(BaseModel):
     """Every error answer: one line saying what happened and what to do."""
 
