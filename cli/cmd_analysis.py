@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from searchlib.query import DUPLICATE_THRESHOLD
+
 from .common import index_option, open_from
 from .output import clean, echo_json, table
 
@@ -60,7 +62,7 @@ def tag_cmd(obj: dict, labels: str, min_prob: float, as_json: bool) -> None:
 
 @click.command("duplicates", short_help="Groups of near-identical images.")
 @index_option
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True,
+@click.option("--threshold", type=click.FloatRange(0.5, 1), default=DUPLICATE_THRESHOLD, show_default=True,
               help="Cosine similarity at or above which two images count as near-duplicates.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of groups, each a list of {id, path, score}.")
 @click.pass_obj

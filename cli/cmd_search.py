@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import click
 
@@ -38,6 +39,13 @@ from .terms import query_terms
 @click.option("--text", "text_words", metavar="WORDS",
               help="Only images whose read text (index --read-text) contains every word, as a case- and "
                    "accent-insensitive substring ('pharm' finds PHARMACY).")
+@click.option("--place", "places", multiple=True, metavar="NAME",
+              help="Taken in NAME: a city, region, country or country code, from the photo's GPS "
+                   "(e.g. Lisbon, Portugal, PT). Repeatable: all must match. A QUERY ending in "
+                   "'in/at/near NAME' does the same when the index holds NAME.")
+@click.option("--near", metavar="LAT,LON", help="Taken within --within KM of this GPS position (degrees).")
+@click.option("--within", "within_km", type=click.FloatRange(min=0, min_open=True), metavar="KM",
+              help="The radius of --near in km (default 10).")
 @click.option("--min-score", type=float, help="Drop hits whose cosine score is below this.")
 @click.option("--relative", type=float, metavar="F",
               help="Drop hits far below the best: keep scores >= best - F * |best| (e.g. 0.15). CLIP "
@@ -45,9 +53,15 @@ from .terms import query_terms
                    "differs per query, so a cut relative to the best adapts where --min-score cannot.")
 @click.option("--relevant", is_flag=True,
               help="Keep only hits judged relevant: calibrated relevance >= 0.5 (the same scale for "
-                   "every query; text queries). A query that matches nothing returns nothing.")
-@click.option("--sort", type=click.Choice(["score", "date"]), default="score", show_default=True,
-              help="Order of the kept hits: best first, or by date taken (oldest first).")
+                   "every query; single text queries, not combined ones). A query that matches nothing "
+                   "returns nothing.")
+@click.option("--sort", type=click.Choice(["score", "date", "date-asc"]), default="score", show_default=True,
+              help="Order: best first, newest first (date) or oldest first (date-asc), by date taken. With "
+                   "--relevant (or --min-score, --relative) every kept hit is ordered, then paged; without, "
+                   "each page holds the next -k best hits in date order.")
+@click.option("--collapse-duplicates", "collapse", is_flag=True,
+              help="Show near-duplicates (the 'duplicates' command's threshold) once, as their best hit; "
+                   "the JSON lists the folded ids in \"duplicates\".")
 @click.option("--rerank", type=click.IntRange(0, 10_000), metavar="N",
               help="On a compressed index, re-rank the best N candidates exactly (default: the index's setting).")
 @output_options
@@ -55,9 +69,9 @@ from .terms import query_terms
 def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, ...], subtract: tuple[str, ...],
                k: int, offset: int, folder: str | None, after: str | None, before: str | None, camera: str | None,
                min_width: int | None, min_height: int | None, formats: tuple[str, ...], tags: tuple[str, ...],
-               text_words: str | None, min_score: float | None, relative: float | None, relevant: bool, sort: str,
-               rerank: int | None,
-               as_json: bool, as_nl: bool, as_paths: bool, nul: bool) -> None:
+               text_words: str | None, places: tuple[str, ...], near: str | None, within_km: float | None,
+               min_score: float | None, relative: float | None, relevant: bool, sort: str, collapse: bool,
+               rerank: int | None, as_json: bool, as_nl: bool, as_paths: bool, nul: bool) -> None:
     """Find the images that best match QUERY, a description in plain words.
 
     \b
@@ -65,8 +79,8 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
     only " + " and " - " with spaces split, so "t-shirt" stays whole). QUERY is text;
     a term is an image only when it is clearly a path to a file ("./cat.jpg",
     "~/x.png", "dir/y.jpg"). Scores are cosine similarities (higher is closer);
-    relevance (text queries) is calibrated: 0.5 and above means a likely match,
-    on the same scale for every query.
+    relevance (single text queries) is calibrated: 0.5 and above means a likely
+    match, on the same scale for every query; combined queries get none.
     """
     from searchlib.filters import Filters
 
@@ -75,14 +89,22 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
     for path in images:
         if not os.path.isfile(path):
             raise click.BadParameter(f"{path} is not a regular file", param_hint="--image")
-    filters = Filters.from_strings(folder, after, before, camera, min_width, min_height, formats, tags, text_words)
-    terms = query_terms(query, add, subtract, images)
+    if within_km is not None and not near:
+        raise click.UsageError("--within needs --near LAT,LON")
+    filters = Filters.from_strings(folder, after, before, camera, min_width, min_height, formats, tags,
+                                   places, near, within_km, text_words)
+    query_terms(query, add, subtract, images)  # a bad image term fails before the index opens
     with open_from(obj) as index:
-        for warning in index.query_warnings(query, add):
-            click.echo(f"searchlib: warning: {warning}", err=True)
+        read = index.place_query(query) if query.strip() else None
+        if read is not None and read.places:  # "... in Tokyo": the rest is the text, Tokyo a filter
+            query, filters = read.text, replace(filters, places=filters.places + read.places)
+        terms = query_terms(query, add, subtract, images)
         hits = index.search(terms, k=k, offset=offset, filters=filters,
                             min_score=min_score, relative=relative, relevant=relevant, sort=sort,
-                            rerank=rerank)
+                            rerank=rerank, collapse=collapse)
+        # After the search: a query it refuses gets its one-line error, not warnings about it too.
+        for warning in index.query_warnings(query, add, subtract):
+            click.echo(f"searchlib: warning: {warning}", err=True)
     if emit([h.to_dict() for h in hits], [h.path for h in hits], as_json, as_nl, as_paths, nul):
         if relevant and not hits:
             click.echo("searchlib: nothing relevant found", err=True)
@@ -92,7 +114,8 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
     else:
         graded = any(h.relevance is not None for h in hits)
         rows = [[str(h.rank), f"{h.score:.3f}"] + ([_relevance_cell(h.relevance)] if graded else [])
-                + [date_cell(h.metadata), _path_cell(h)] for h in hits]
+                + [date_cell(h.metadata), _path_cell(h) + (f"  (+{len(h.duplicates)} copies)" if h.duplicates else "")]
+                for h in hits]
         click.echo(table(["rank", "score"] + (["relevance"] if graded else []) + ["date", "path"], rows))
     exit_now()
 

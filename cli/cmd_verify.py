@@ -11,8 +11,8 @@ from .output import clean, echo_json
 @click.command("verify", short_help="Check catalog, caches and files agree; --repair fixes.")
 @index_option
 @click.option("--repair", is_flag=True,
-              help="Fix what is found: drop rows without a valid vector or whose file is gone, drop "
-                   "orphan vectors, rebuild the FAISS file from the catalog.")
+              help="Fix what is found: drop rows without a valid vector, whose file is gone or can no "
+                   "longer be read, drop orphan vectors, rebuild the FAISS file from the catalog.")
 @click.option("--no-files", is_flag=True, help="Skip checking that indexed files still exist.")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as one JSON object.")
 @click.pass_obj
@@ -22,7 +22,7 @@ def verify_cmd(obj: dict, repair: bool, no_files: bool, as_json: bool) -> None:
     Exits 0 when nothing needs attention (or everything was repaired), 1 when problems remain.
     Some findings heal by themselves and are only noted: a missing or stale FAISS file (the next
     search rebuilds or catches it up), a missing text tower (the next run exports it). Changed
-    files are not problems either: 'searchlib index' re-embeds them.
+    files are not problems either: 'searchlib index' re-embeds them (and drops those it cannot read).
     """
     from searchlib.verify import verify
 
@@ -35,7 +35,7 @@ def verify_cmd(obj: dict, repair: bool, no_files: bool, as_json: bool) -> None:
                    f"FAISS file: {report.faiss_file}, text tower: {report.text_encoder}")
         if report.changed_files:
             click.echo(f"changed files: {len(report.changed_files)} (e.g. {clean(report.changed_files[0])}); "
-                       "'searchlib index' re-embeds them")
+                       "'searchlib index' re-embeds them (and drops those it cannot read)")
         for note in report.notes:
             click.echo(f"note: {note}")
         for action in report.repaired:

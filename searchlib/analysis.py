@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, SearchlibError
+from .query import DUPLICATE_THRESHOLD
 from .records import path_fields
 from .vectormath import normalize
 
@@ -25,6 +26,17 @@ TEMPLATES = (
 )
 #: CLIP's logit scale: probabilities are softmax(100 * cosine).
 LOGIT_SCALE = 100.0
+#: The most labels one classification takes (ImageNet's 1,000 fit). Each label costs
+#: ``len(TEMPLATES)`` encoder calls: 20,000 labels took a server 66 s of CPU.
+MAX_LABELS = 1000
+#: The longest label accepted (the text tower reads 77 tokens anyway).
+MAX_LABEL_CHARS = 200
+#: Near-duplicate thresholds below this are refused: images that far apart are not duplicates, and
+#: every pair of a collection would be compared and joined (62 s for 12,100 images at 0.0001).
+MIN_DUPLICATE_THRESHOLD = 0.5
+#: The most similar pairs one near-duplicate search joins before it stops and asks for a higher
+#: threshold; it also bounds one range-search batch, so memory stays bounded too.
+MAX_DUPLICATE_PAIRS = 2_000_000
 
 
 @dataclass
@@ -42,11 +54,20 @@ class Classification:
 
 
 def parse_labels(text: str | Sequence[str]) -> list[str]:
-    """``"cat, dog,car"`` -> ``["cat", "dog", "car"]`` (at least two, no duplicates)."""
+    """``"cat, dog,car"`` -> ``["cat", "dog", "car"]`` (at least two, no duplicates).
+
+    Raises:
+        ConfigError: fewer than two labels, more than :data:`MAX_LABELS`, or one longer than
+            :data:`MAX_LABEL_CHARS` (checked before anything is embedded).
+    """
     items = text.split(",") if isinstance(text, str) else [p for t in text for p in t.split(",")]
     labels = list(dict.fromkeys(x.strip() for x in items if x.strip()))
     if len(labels) < 2:
         raise ConfigError("--labels needs at least two comma-separated labels, e.g. 'cat,dog'")
+    if len(labels) > MAX_LABELS:
+        raise ConfigError(f"{len(labels):,} labels; at most {MAX_LABELS:,} can be scored at once")
+    if any(len(label) > MAX_LABEL_CHARS for label in labels):
+        raise ConfigError(f"a label is longer than {MAX_LABEL_CHARS} characters; labels are short class names")
     return labels
 
 
@@ -102,15 +123,21 @@ def tag_index(index, labels: Sequence[str], min_probability: float = 0.0) -> dic
     return counts
 
 
-def near_duplicates(index, threshold: float = 0.95, batch: int = 2048) -> list[list[dict]]:
+def near_duplicates(index, threshold: float = DUPLICATE_THRESHOLD, batch: int = 2048,
+                    max_pairs: int = MAX_DUPLICATE_PAIRS) -> list[list[dict]]:
     """Groups of images whose vectors are within ``threshold`` cosine of each other.
 
     Found with the FAISS index's range search (in C++, batched), joined transitively, largest
     groups first; each member is ``{"id", "path", "score"}`` with its similarity to the group's
     first image.
+
+    Raises:
+        ConfigError: ``threshold`` outside [:data:`MIN_DUPLICATE_THRESHOLD`, 1], or more than
+            ``max_pairs`` similar pairs (the threshold is too low for this collection).
     """
-    if not 0 < threshold <= 1:
-        raise ConfigError("--threshold must be in (0, 1]")
+    if not MIN_DUPLICATE_THRESHOLD <= threshold <= 1:
+        raise ConfigError(f"--threshold must be in [{MIN_DUPLICATE_THRESHOLD}, 1] (near-duplicates score "
+                          f"about 0.9 and above), not {threshold}")
     _, ids, vecs = index.catalog.snapshot_vectors()
     if len(ids) < 2:
         return []
@@ -123,8 +150,16 @@ def near_duplicates(index, threshold: float = 0.95, batch: int = 2048) -> list[l
             x = parent[x]
         return x
 
+    # One batch can find at most batch * len(ids) pairs: keep that near max_pairs as well (at
+    # least 16 queries a call, so a million images still take few calls).
+    batch = max(16, min(batch, max_pairs // len(ids)))
+    pairs = 0
     for start in range(0, len(ids), batch):
         lims, _, found = faiss_index.range_search(np.ascontiguousarray(vecs[start:start + batch]), threshold)
+        pairs += int(lims[-1])
+        if pairs > max_pairs:
+            raise ConfigError(f"more than {max_pairs:,} pairs of images are within {threshold} of each other; "
+                              "raise --threshold (near-duplicates score about 0.9 and above)")
         for row in range(len(lims) - 1):
             a = int(ids[start + row])
             for b in found[lims[row]:lims[row + 1]]:

@@ -35,6 +35,19 @@ class IndexCorruptError(SearchlibError):
     """The catalog cannot be read or has an unknown schema."""
 
 
+class IndexTooNewError(SearchlibError):
+    """The catalog was written by a newer searchlib, at a schema this one does not know."""
+
+
+class CatalogUnavailableError(SearchlibError):
+    """The catalog's database server cannot be reached (down, restarting, or the network is gone);
+    work committed before is kept, and the same command succeeds once the server is back."""
+
+
+class CatalogConnectionError(CatalogUnavailableError):
+    """The catalog's database server cannot be reached or refuses the connection (at open)."""
+
+
 class IndexBusyError(SearchlibError):
     """Another process holds the index for writing."""
 
@@ -51,11 +64,6 @@ def read_only_error(where: str) -> IndexReadOnlyError:
     """The one message for writing to an index that can only be read (``where``: "the index at DIR"
     or "the catalog URL")."""
     return IndexReadOnlyError(f"{where} is read-only: searching works, writing does not; index into a writable copy")
-
-
-class CatalogUnavailableError(SearchlibError):
-    """The catalog's database server cannot be reached (down, restarting, or the network is gone);
-    work committed before is kept, and the same command succeeds once the server is back."""
 
 
 class StorageFullError(SearchlibError):

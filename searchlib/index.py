@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,10 @@ import numpy as np
 
 from .catalog import Catalog, ChangeSet
 from .config import CATALOG_FILE
-from .errors import ImageNotFoundError, IndexNotFoundError, SearchlibError, read_only_error
+from .errors import ImageNotFoundError, IndexNotFoundError, QueryError, SearchlibError, read_only_error
 from .filters import Filters
 from .models import ModelIdentity
+from .places import PlaceQuery
 from .query import MAX_K, Hit
 from .records import StoredImage
 from .relevance import RelevanceScorer
@@ -73,18 +75,23 @@ class Index:
                     f"no index at {directory}; create one with 'searchlib index PATH' (or pass --index DIR)")
             writable = os.access(directory, os.W_OK) and os.access(path, os.W_OK)
             return cls(directory, Catalog(path, read_only=not writable), device)
-        _make_dir(directory)
-        return cls(directory, Catalog(catalog), device)
+        return cls(directory, _with_dir(Catalog(catalog), directory), device)
 
     @classmethod
     def open_or_create(cls, directory: str | os.PathLike, device: str = "auto", catalog: str | None = None) -> Index:
         """Open the index at ``directory``, creating the directory and an empty catalog if needed."""
         directory = Path(directory).expanduser().resolve()
+        if catalog is not None:  # the database first: a catalog that cannot be reached leaves no directory
+            opened = _with_dir(Catalog(catalog, create=True), directory)
+            if not os.access(directory, os.W_OK):
+                opened.close()
+                raise read_only_error(f"the index at {directory}")
+            return cls(directory, opened, device)
         _make_dir(directory)
         local = directory / CATALOG_FILE
-        if not os.access(directory, os.W_OK) or (catalog is None and local.exists() and not os.access(local, os.W_OK)):
+        if not os.access(directory, os.W_OK) or (local.exists() and not os.access(local, os.W_OK)):
             raise read_only_error(f"the index at {directory}")
-        return cls(directory, Catalog(catalog or local, create=True), device)
+        return cls(directory, Catalog(local, create=True), device)
 
     def close(self) -> None:
         self.searcher.close()
@@ -216,18 +223,40 @@ class Index:
         self.searcher.batch_queries(max_batch)
 
     # -- searching ---------------------------------------------------------------------------
-    def query_warnings(self, query: Any = "", add: Sequence = ()) -> list[str]:
+    def query_warnings(self, query: Any = "", add: Sequence = (), subtract: Sequence = ()) -> list[str]:
         """Warnings about a query, without running it: text in a script the index's model was not
-        trained to read (e.g. Chinese or Cyrillic for an English-only model)."""
+        trained to read (e.g. Chinese or Cyrillic for an English-only model), and a combined text
+        query, whose hits carry no relevance (see :func:`searchlib.query.relevance_withheld`)."""
         from .languages import query_warning
+        from .query import relevance_withheld
 
+        warnings: list[str] = []
         ident = self.identity
         texts = [query] if isinstance(query, str) else []
         texts += [t for t in add if isinstance(t, str)]
-        if ident is None or not texts:
-            return []
-        warning = query_warning(" ".join(texts), ident.arch, ident.name)
-        return [warning] if warning else []
+        if ident is not None and texts:
+            warning = query_warning(" ".join(texts), ident.arch, ident.name)
+            if warning:
+                warnings.append(warning)
+        if isinstance(query, str) and query.strip() and (place := self.place_query(query).warning):
+            warnings.append(place)
+        try:
+            terms = self.searcher.terms(query, add, subtract)
+        except QueryError:  # the search itself says what is wrong with it
+            return warnings
+        if all(t.kind == "text" for t in terms) and (reason := relevance_withheld(terms)):
+            warnings.append(f"{reason}; hits are ranked by score alone")
+        return warnings
+
+    def place_query(self, text: str) -> PlaceQuery:
+        """Read the trailing "in / at / near PLACE" of a text query.
+
+        "a red circle in Tokyo" gives ``text="a red circle"``, ``places=("Tokyo",)`` when a photo
+        in the index was taken in Tokyo (city, region or country, by GPS); "a man in black" stays
+        whole; a place the index holds no photo from gives ``missing`` and a ``warning``, and the
+        query stays whole. :meth:`search` does this itself for a string query.
+        """
+        return self.searcher.place_query(text)
 
     def query_vector(self, query: Any = "", add: Sequence = (), subtract: Sequence = ()) -> np.ndarray:
         """One normalized vector for a combined query.
@@ -244,8 +273,11 @@ class Index:
     def search(self, query: Any = "", k: int = 10, *, offset: int = 0, add: Sequence = (),
                subtract: Sequence = (), filters: Filters | None = None, min_score: float | None = None,
                relative: float | None = None, relevant: bool = False, sort: str = "score",
-               rerank: int | None = None) -> list[Hit]:
+               rerank: int | None = None, collapse: bool = False, places: bool = True) -> list[Hit]:
         """The images that best match ``query``, best first.
+
+        A string query ending in "in / at / near PLACE" that names a place in the index (see
+        :meth:`place_query`) searches for the rest of the text among the photos taken there.
 
         Hits of text queries carry a calibrated ``relevance`` (0..1, the same scale for every
         query; see :mod:`searchlib.relevance`) besides the raw cosine ``score``.
@@ -264,17 +296,32 @@ class Index:
                 result, not of the page).
             relevant: keep only hits judged relevant (``relevance >= 0.5``); a query that matches
                 nothing then returns nothing. Text queries only.
-            sort: ``score`` (best first) or ``date`` (the kept hits, oldest first).
+            sort: ``score`` (best first), ``date`` (newest first) or ``date-asc`` (oldest first).
+                With a cut (``relevant``, ``min_score``, ``relative``) every kept hit is ordered
+                by date and then paged; without one each page holds the next ``k`` best hits, in
+                date order (see :mod:`searchlib.results`).
             rerank: on an index of compressed codes, re-rank this many candidates exactly from the
                 stored vectors (default: the index's setting, 100; 0 turns it off).
+            collapse: fold the near-duplicates of a better hit into it (cosine above
+                :data:`~searchlib.query.DUPLICATE_THRESHOLD`, the ``duplicates`` command's
+                threshold): each hit then lists the folded ids in ``duplicates``; ``k`` and
+                ``offset`` count the hits that remain.
+            places: read a trailing place phrase of a string ``query`` (False: the text is taken
+                as it is).
 
         Raises:
             QueryError: an empty query, a bad term or parameter.
             IndexNotFoundError: the index is empty.
         """
+        if isinstance(query, str) and query.strip() and places:
+            read = self.place_query(query)
+            if read.places:
+                query = read.text
+                filters = replace(filters or Filters(), places=(filters.places if filters else ()) + read.places)
         terms = self.searcher.terms(query, add, subtract)
         return self.searcher.search(terms, k, offset=offset, filters=filters, min_score=min_score,
-                                    relative=relative, relevant=relevant, sort=sort, rerank=rerank)
+                                    relative=relative, relevant=relevant, sort=sort, rerank=rerank,
+                                    collapse=collapse)
 
     def relevance_scorer(self) -> RelevanceScorer:
         """What judges relevance here (see :meth:`searchlib.search.Searcher.relevance_scorer`)."""
@@ -284,6 +331,16 @@ class Index:
 def open_index(path: str | os.PathLike, device: str = "auto", catalog: str | None = None) -> Index:
     """Open an existing index directory for searching (see :class:`Index`)."""
     return Index.open(path, device=device, catalog=catalog)
+
+
+def _with_dir(catalog: Catalog, directory: Path) -> Catalog:
+    """``catalog``, once this machine's cache directory for it exists (closed if it cannot be made)."""
+    try:
+        _make_dir(directory)
+    except SearchlibError:
+        catalog.close()
+        raise
+    return catalog
 
 
 def _make_dir(directory: Path) -> None:

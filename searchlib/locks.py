@@ -13,7 +13,10 @@ import errno
 import fcntl
 import logging
 import os
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -112,4 +115,57 @@ def remove_stale_temp_files(directory: Path) -> int:
                 pass
     if removed:
         log.info("removed %d temp files left by interrupted runs in %s", removed, directory)
+    return removed
+
+
+#: Work folders of on-disk builds (shards, the merged lists before they move into place).
+BUILD_PREFIX = ".build-"
+#: Held by the building process for as long as its folder is in use.
+BUILD_LOCK = "building.lock"
+#: A build folder without its lock file is this old at least before it counts as abandoned (the
+#: builder creates the folder, then its lock: a folder seen in between is not abandoned).
+UNLOCKED_BUILD_AGE = 60.0
+
+
+@contextmanager
+def build_folder(directory: Path) -> Iterator[Path]:
+    """A work folder in ``directory`` for one on-disk build, locked while it is used and removed
+    afterwards. A process killed meanwhile leaves it behind, unlocked (the kernel drops a dead
+    process's ``flock``): :func:`remove_stale_build_folders` removes it later."""
+    work = Path(tempfile.mkdtemp(prefix=BUILD_PREFIX, dir=directory))
+    fd = try_lock(work / BUILD_LOCK)  # a new file: nobody else can hold it
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if fd is not None:
+            os.close(fd)
+
+
+def remove_stale_build_folders(directory: Path) -> int:
+    """Remove the build folders of killed processes (at scale, each is the size of the lists);
+    folders whose builder is alive (it holds their lock) are left alone. Returns how many went."""
+    removed = 0
+    for work in directory.glob(BUILD_PREFIX + "*"):
+        try:
+            if not work.is_dir():
+                continue
+            lock = work / BUILD_LOCK
+            if not lock.exists():
+                if time.time() - work.stat().st_mtime > UNLOCKED_BUILD_AGE:
+                    shutil.rmtree(work)
+                    removed += 1
+                continue
+            fd = try_lock(lock)
+            if fd is None:
+                continue  # its builder is still at work
+            try:
+                shutil.rmtree(work)
+                removed += 1
+            finally:
+                os.close(fd)
+        except (OSError, IndexReadOnlyError) as e:  # a read-only directory, or removed meanwhile
+            log.info("cannot remove the build folder %s: %s", work, e)
+    if removed:
+        log.info("removed %d build folders left by interrupted runs in %s", removed, directory)
     return removed

@@ -50,3 +50,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             if sqlite:
                 conn.exec_driver_sql("PRAGMA foreign_keys=ON")
                 conn.commit()
+
+
+def known_revisions() -> set[str]:
+    """Every revision among the packaged migrations (a catalog at another one is from a newer searchlib)."""
+    from alembic.script import ScriptDirectory
+
+    return {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}

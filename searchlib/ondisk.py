@@ -22,9 +22,7 @@ import logging
 import math
 import os
 import queue
-import shutil
 import sys
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable
@@ -34,7 +32,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .vectors import GROWTH_FACTOR, Stamp, _atomic_write_bytes, checksum, file_checksum
+from .locks import build_folder, remove_stale_build_folders
+from .vectors import (
+    CHECKSUM_ON_LOAD_MAX,
+    GROWTH_FACTOR,
+    Stamp,
+    _atomic_write_bytes,
+    checksum,
+    faiss_warnings_logged,
+    file_checksum,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +85,58 @@ def _read(path: Path):
 
     with _quiet_stdout():  # "IO_FLAG_ONDISK_SAME_DIR: updating ondisk filename ..."
         return faiss.read_index(str(path), _load_flags())
+
+
+def _lists_file(directory: Path, base, stamp: Stamp) -> tuple[Path, int]:
+    """The lists file the header refers to (in ``directory``) and the size the header maps."""
+    import faiss
+
+    lists = faiss.downcast_InvertedLists(_ivf(base).invlists)
+    name = stamp.ivfdata or os.path.basename(lists.filename)
+    return directory / name, int(lists.totsize)
+
+
+def lists_problem(directory: Path, base, stamp: Stamp, full: bool = True) -> str | None:
+    """What is wrong with the memory-mapped lists file of ``base`` (None when it is sound).
+
+    The header maps ``totsize`` bytes of the file: a shorter file would raise SIGBUS in the first
+    search that reads past its end, so the size is always checked (cheap, before any search). The
+    bytes are checked against the stamp's checksum when ``full`` (``verify``) or when the file is
+    small enough to hash on every load (:data:`~searchlib.vectors.CHECKSUM_ON_LOAD_MAX`): a file
+    zeroed at the same size otherwise loses images silently.
+    """
+    path, expected = _lists_file(directory, base, stamp)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if size != expected:
+        return f"holds {size} bytes where the index maps {expected}"
+    if (full or size <= CHECKSUM_ON_LOAD_MAX) and stamp.ivfdata_checksum \
+            and file_checksum(path) != stamp.ivfdata_checksum:
+        return "does not match its checksum"
+    return None
+
+
+def files_problem(directory: Path, path: Path, stamp: Stamp) -> str | None:
+    """What is wrong with the files of the on-disk index ``stamp`` describes (``verify``'s full
+    check: every byte of the header, the lists, the delta and the tombstones); None when sound."""
+    if file_checksum(path) != stamp.checksum:
+        return "the index header does not match its checksum"
+    for name, expected in ((DELTA_FILE, stamp.delta_checksum), (TOMBSTONES_FILE, stamp.tombstones_checksum)):
+        try:
+            if file_checksum(directory / name) != expected:
+                return f"{name} does not match its checksum"
+        except OSError as e:
+            return f"{name} cannot be read ({e.strerror or e})"
+    if stamp.ivfdata and not (directory / stamp.ivfdata).is_file():
+        return f"the lists file {stamp.ivfdata} is missing"
+    try:
+        base = _read(path)
+    except Exception as e:  # faiss raises RuntimeError for an unreadable lists file
+        return f"the index cannot be opened ({str(e).strip().splitlines()[-1] if str(e).strip() else e})"
+    problem = lists_problem(directory, base, stamp, full=True)
+    return f"the lists file {problem}" if problem else None
 
 
 def _cheaper_training(index) -> None:
@@ -292,6 +351,10 @@ class OnDiskIndex:
                 log.warning("the index header %s does not match its checksum: rebuilding", path)
                 return None
             base = _read(path)
+            problem = lists_problem(directory, base, stamp, full=False)
+            if problem:
+                log.warning("the lists file of %s %s: rebuilding", path, problem)
+                return None
             delta_bytes = np.fromfile(directory / DELTA_FILE, dtype=np.uint8)
             tomb_bytes = (directory / TOMBSTONES_FILE).read_bytes()
             if checksum(delta_bytes) != stamp.delta_checksum or checksum(tomb_bytes) != stamp.tombstones_checksum:
@@ -333,31 +396,35 @@ class OnDiskIndex:
         n_train = min(count, max(40 * nlist, 40 * 256))
         train = sample(n_train, 0)
         log.info("training %s on %d of %d vectors", factory, len(train), count)
-        index.train(np.ascontiguousarray(train, dtype=np.float32))
+        with faiss_warnings_logged():
+            index.train(np.ascontiguousarray(train, dtype=np.float32))
         del train
         trained = faiss.serialize_index(index)
         held_out = _queries(sample(min(TUNING_QUERIES, count), 1), dim)
         truth = _RunningTopK(held_out, 10)
         token = uuid.uuid4().hex[:12]
-        work = Path(tempfile.mkdtemp(prefix=".build-", dir=directory))
-        try:
+        remove_stale_build_folders(directory)
+        # Everything is written in a locked work folder and moved into place at the end: a killed
+        # build leaves only that folder, which the next writer (or build) removes.
+        with build_folder(directory) as work:
             shard_files, all_ids = _add_in_shards(trained, snapshot, work, truth, _chunk_rows(budget, dim))
             base = faiss.deserialize_index(trained)
-            ivfdata = directory / f"vectors.{token}.ivfdata"
+            merged = work / f"vectors.{token}.ivfdata"
             from faiss.contrib.ondisk import merge_ondisk
 
             with _quiet_stdout():  # faiss prints "resizing ..." on stdout
-                merge_ondisk(base, [str(f) for f in shard_files], str(ivfdata))
-            header = work / "vectors.faiss"
-            faiss.write_index(base, str(header))
-        finally:
-            for f in work.glob("shard-*.faiss"):
+                merge_ondisk(base, [str(f) for f in shard_files], str(merged))
+            for f in shard_files:
                 f.unlink(missing_ok=True)
-        ids = np.sort(np.concatenate(all_ids)) if all_ids else np.zeros(0, np.int64)
-        _atomic_write_bytes(directory / IDS_FILE, _npy_bytes(ids))
-        path = directory / "vectors.faiss"
-        os.replace(header, path)
-        shutil.rmtree(work, ignore_errors=True)
+            header = work / "vectors.faiss"
+            faiss.write_index(base, str(header))  # names the lists; read back from the header's folder
+            del base
+            ids = np.sort(np.concatenate(all_ids)) if all_ids else np.zeros(0, np.int64)
+            ivfdata = directory / merged.name
+            os.replace(merged, ivfdata)
+            _atomic_write_bytes(directory / IDS_FILE, _npy_bytes(ids))
+            path = directory / "vectors.faiss"
+            os.replace(header, path)
         _remove_other_ivfdata(directory, keep=ivfdata.name)
         base = _read(path)
         empty = faiss.deserialize_index(trained)

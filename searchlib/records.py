@@ -20,7 +20,9 @@ class ImageMetadata:
     """What searchlib stores about an image besides its vector.
 
     Width and height are as displayed (after the EXIF orientation). ``taken_at`` is the EXIF
-    capture time (camera-local, naive).
+    capture time (camera-local, naive). The ``place_*`` fields are where the GPS position lies
+    (reverse geocoded offline when the image is written to the index; see
+    :mod:`searchlib.places.gazetteer`); JSON gives them as one ``place`` object.
     """
 
     width: int
@@ -33,6 +35,10 @@ class ImageMetadata:
     gps_lat: float | None = None
     gps_lon: float | None = None
     text: str | None = None  # words read in the image (index --read-text), one line per text line
+    place_city: str | None = None
+    place_region: str | None = None
+    place_country: str | None = None
+    place_country_code: str | None = None
 
 
 def content_hash(data: bytes) -> str:
@@ -43,6 +49,15 @@ def content_hash(data: bytes) -> str:
 
 #: Names of the metadata fields, in declaration order.
 METADATA_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ImageMetadata))
+#: The fields that say where an image was taken, in words, and their names inside JSON's ``place``.
+PLACE_FIELDS: dict[str, str] = {name: name.removeprefix("place_") for name in METADATA_FIELDS
+                                if name.startswith("place_")}
+
+
+def place_of(metadata: ImageMetadata) -> dict | None:
+    """``{"city", "region", "country", "country_code"}`` of an image, or None when it has no place."""
+    place = {key: getattr(metadata, name) for name, key in PLACE_FIELDS.items()}
+    return place if any(place.values()) else None
 
 
 def file_time(mtime_ns: int) -> datetime:
@@ -85,14 +100,17 @@ class StoredImage:
         return self.record.path
 
     def to_dict(self) -> dict:
-        """JSON-ready metadata: file facts, every :class:`ImageMetadata` field, the capture date and
-        its source, tags. Datetimes are ISO 8601; ``mtime`` is in seconds. Paths that are not valid
-        UTF-8 follow :func:`path_fields`."""
+        """JSON-ready metadata: file facts, every :class:`ImageMetadata` field (the place fields as
+        one ``place`` object, or null), the capture date and its source, tags. Datetimes are ISO
+        8601; ``mtime`` is in seconds. Paths that are not valid UTF-8 follow :func:`path_fields`."""
         rec = self.record
         out: dict = {"size": rec.size, "mtime": rec.mtime_ns / 1e9, "content_hash": rec.content_hash}
         for name in METADATA_FIELDS:
+            if name in PLACE_FIELDS:
+                continue
             value = getattr(rec.metadata, name)
             out[name] = value.isoformat() if isinstance(value, datetime) else value
+        out["place"] = place_of(rec.metadata)
         out["date"] = rec.captured_at.isoformat()
         out["date_source"] = rec.date_source
         out["indexed_at"] = self.indexed_at.isoformat()

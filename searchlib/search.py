@@ -22,20 +22,23 @@ import numpy as np
 from .errors import ImageNotFoundError, QueryError
 from .filters import Filters
 from .models import ModelIdentity
+from .places import PlaceQuery, normalize_name, read_place_phrase
+from .places.names import PlaceNames
 from .query import (
     MAX_K,
+    SORTS,
     Hit,
     QueryTerm,
     check_cut,
+    check_terms,
     combine,
     parse_query,
     parse_term,
-    relevance_cut,
-    renumber,
-    sort_by_date,
+    relevance_withheld,
 )
 from .records import content_hash
-from .relevance import BACKGROUND_SAMPLE, RelevanceScorer, is_relevant
+from .relevance import BACKGROUND_SAMPLE, RelevanceScorer
+from .results import ResultPlan
 from .store import IndexStore
 from .vectorcache import VectorCache
 from .wordfusion import FUSION_DEPTH, fuse, query_words
@@ -55,6 +58,7 @@ class Searcher:
         self.search_batcher = None
         self._scorer: tuple[int | None, RelevanceScorer] | None = None
         self._reads_text: tuple[int, bool] | None = None
+        self._places: tuple[int, PlaceNames] | None = None
 
     def close(self) -> None:
         for batcher in (self.text_batcher, self.search_batcher):
@@ -114,6 +118,32 @@ class Searcher:
                 image = data  # read once; a RAW goes by its path, whose ending chooses its decoder
         return self.store.model.embed_images([image])[0]
 
+    # -- places ------------------------------------------------------------------------------
+    def place_names(self) -> PlaceNames:
+        """The places this index's photos were taken in (read again when the catalog changes)."""
+        generation = self.store.catalog.generation()
+        with self._lock:
+            cached = self._places
+        if cached is None or cached[0] != generation:
+            cached = (generation, self.store.catalog.place_names())
+            with self._lock:
+                self._places = cached
+        return cached[1]
+
+    def place_query(self, text: str) -> PlaceQuery:
+        """``text`` with its trailing "in / at / near PLACE" read (see
+        :func:`searchlib.places.read_place_phrase`): a place this index holds becomes a filter."""
+        from .places.gazetteer import known_names
+
+        held: list[PlaceNames] = []
+
+        def holds(name: str) -> bool:  # the catalog is asked only when the text has a place phrase
+            if not held:
+                held.append(self.place_names())
+            return held[0].holds(name, codes=False)
+
+        return read_place_phrase(text, holds, lambda name: normalize_name(name) in known_names())
+
     # -- terms -------------------------------------------------------------------------------
     def terms(self, query: Any, add: Sequence = (), subtract: Sequence = ()) -> list[QueryTerm]:
         """The query's terms: a string is text (``"beach + 2:sunset - people"``); an image is a
@@ -131,6 +161,7 @@ class Searcher:
         terms += [_as_term(t, 1.0) for t in add] + [_as_term(t, -1.0) for t in subtract]
         if not terms:
             raise QueryError("the query is empty; say what to look for, e.g. 'a dog on a beach'")
+        check_terms(terms)
         return terms
 
     def query_vector(self, terms: list[QueryTerm]) -> np.ndarray:
@@ -154,19 +185,19 @@ class Searcher:
     # -- searching ---------------------------------------------------------------------------
     def search(self, terms: list[QueryTerm], k: int = 10, *, offset: int = 0, filters: Filters | None = None,
                min_score: float | None = None, relative: float | None = None, relevant: bool = False,
-               sort: str = "score", rerank: int | None = None) -> list[Hit]:
+               sort: str = "score", rerank: int | None = None, collapse: bool = False) -> list[Hit]:
         """The best hits for ``terms`` (see :meth:`searchlib.index.Index.search`)."""
-        if sort not in ("score", "date"):
-            raise QueryError(f"unknown sort {sort!r}; use score or date")
+        if sort not in SORTS:
+            raise QueryError(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}")
         if not 1 <= k <= MAX_K or not 0 <= offset <= MAX_K - k:
             raise QueryError(f"k must be 1..{MAX_K} and offset 0..{MAX_K} - k (got k={k}, offset={offset})")
         check_cut(min_score, relative)
         if rerank is not None and not 0 <= rerank <= MAX_K:
             raise QueryError(f"rerank must be 0..{MAX_K}, not {rerank}")
-        textual = all(t.kind == "text" for t in terms)
-        if relevant and not textual:
-            raise QueryError("relevance is judged for text queries only; drop --relevant for image "
-                             "queries, or use --min-score")
+        check_terms(terms)  # a caller may hand terms it built itself
+        withheld = relevance_withheld(terms)
+        if relevant and withheld:
+            raise QueryError(f"{withheld}; drop --relevant, or cut with --min-score or --relative")
         cache = self.store.vector_cache()
         # Load (or map) the FAISS index while the query is embedded: a cold query pays for one.
         errors: list[BaseException] = []
@@ -178,19 +209,23 @@ class Searcher:
             loader.join()
         if errors:  # reported here, in the caller's thread, never through threading.excepthook
             raise errors[0]
+        textual = all(t.kind == "text" for t in terms)
+        graded = textual and not withheld  # combined queries carry no relevance (query.relevance_withheld)
         words = query_words([t.value for t in terms if t.weight > 0]) if textual and self._has_text() else []
-        if words:
-            hits, worded = self._search_with_words(cache, vector, words, offset + k, filters, rerank)
-        else:
-            hits, worded = self._search_vector(cache, vector, offset + k, filters, rerank), set()
-        if textual:
-            hits = self.with_relevance(vector, hits)
-        if relevant:  # a word of the query written in the photo is evidence enough
-            hits = [h for h in hits if is_relevant(h.relevance) or h.id in worded]
-        hits = relevance_cut(hits, min_score, relative)
-        if sort == "date":
-            hits = sort_by_date(hits)
-        return renumber(hits[offset:], offset + 1)
+        plan = ResultPlan(k, offset, sort, relevant, min_score, relative, collapse)
+        window = plan.first_window()
+        while True:
+            if words:
+                found, worded = self._search_with_words(cache, vector, words, window, filters, rerank)
+            else:
+                found, worded = self._search_vector(cache, vector, window, filters, rerank), set()
+            exhausted = len(found) < window or window >= MAX_K
+            hits, vectors = (self.with_relevance(vector, found, keep_vectors=True) if graded
+                             else self.with_vectors(found))
+            kept = plan.keep(hits, vectors, worded)  # a word of the query written in a photo is evidence enough
+            if plan.enough(kept, hits, exhausted):
+                return plan.page(kept)
+            window = min(MAX_K, window * 2)
 
     def _has_text(self) -> bool:
         """Whether this index reads words in images (looked up once per catalog generation)."""
@@ -209,7 +244,7 @@ class Searcher:
         (:mod:`searchlib.wordfusion`), and the ids of the latter."""
         allowed = None
         if filters is not None and not filters.is_empty():
-            allowed = self.store.catalog.filtered_ids(filters)
+            allowed = self.store.catalog.filtered_ids(filters, self.place_names() if filters.places else None)
         matches = self.store.catalog.text_matches(words, limit=FUSION_DEPTH, allowed=allowed)
         clip = self._search_vector(cache, vector, max(k, FUSION_DEPTH), filters, rerank)
         if not matches:
@@ -226,7 +261,7 @@ class Searcher:
                        rerank: int | None = None) -> list[Hit]:
         allowed = None
         if filters is not None and not filters.is_empty():
-            allowed = self.store.catalog.filtered_ids(filters)
+            allowed = self.store.catalog.filtered_ids(filters, self.place_names() if filters.places else None)
             if len(allowed) == 0:
                 return []
         if allowed is None and rerank is None and self.search_batcher is not None:
@@ -259,25 +294,30 @@ class Searcher:
         with self._lock:
             scorer = self._scorer
         if scorer is None or scorer[0] != generation:
-            background = self.store.catalog.sample_vectors(BACKGROUND_SAMPLE, seed=0)
+            background = self.store.catalog.sample_vectors(BACKGROUND_SAMPLE, seed=0, distinct=False)
             scorer = (generation, RelevanceScorer(background, self.store.model.bank_vectors()))
             with self._lock:
                 self._scorer = scorer
         return scorer[1]
 
-    def with_relevance(self, vector: np.ndarray, hits: list[Hit]) -> list[Hit]:
-        """The hits with their calibrated relevance to the query ``vector``."""
-        if not hits:
-            return hits
-        scorer = self.relevance_scorer()
+    def with_vectors(self, hits: list[Hit]) -> tuple[list[Hit], np.ndarray]:
+        """The hits that still have a stored vector, and those vectors (one row per hit)."""
         ids, vectors = self.store.catalog.vectors_of([h.id for h in hits])
         by_id = dict(zip(ids.tolist(), range(len(ids))))
         kept = [h for h in hits if h.id in by_id]  # a row deleted since the search: drop it, as hits() does
-        if not kept:
-            return kept
-        rows = vectors[[by_id[h.id] for h in kept]]
-        figures = scorer.relevance(vector, np.array([h.score for h in kept], dtype=np.float32), rows)
-        return [replace(h, relevance=round(float(r), 4)) for h, r in zip(kept, figures)]
+        rows = vectors[[by_id[h.id] for h in kept]] if kept else np.zeros((0, vectors.shape[1] if vectors.ndim == 2
+                                                                              else 0), np.float32)
+        return kept, rows
+
+    def with_relevance(self, vector: np.ndarray, hits: list[Hit], keep_vectors: bool = False):
+        """The hits with their calibrated relevance to the query ``vector`` (and, with
+        ``keep_vectors``, their stored vectors as a second value)."""
+        kept, rows = self.with_vectors(hits) if hits else (hits, np.zeros((0, 0), np.float32))
+        if kept:
+            scorer = self.relevance_scorer()
+            figures = scorer.relevance(vector, np.array([h.score for h in kept], dtype=np.float32), rows)
+            kept = [replace(h, relevance=round(float(r), 4)) for h, r in zip(kept, figures)]
+        return (kept, rows) if keep_vectors else kept
 
 
 def _call(fn, errors: list) -> None:

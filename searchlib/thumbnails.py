@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 from .config import THUMBNAILS_DIR
 from .embedding import read_image_file
 from .errors import ImageDecodeError, QueryError
-from .imaging import DEFAULT_MAX_PIXELS, _is_deep, _to_8bit, open_image
+from .imaging import DEFAULT_MAX_PIXELS, _is_deep, _to_8bit, decode_budget, held_bytes, open_image, release
 from .media.raw import is_raw_name, read_raw
 
 #: Sizes a caller may ask for (a fixed set keeps the cache small and URLs cacheable).
@@ -102,23 +102,32 @@ def make_thumbnail(data: bytes, size: int, max_pixels: int | None = None, name: 
         if img.format == "JPEG":
             img.draft("RGB", (size, size))  # decode at 1/2, 1/4 or 1/8 scale when that still covers it
         img.seek(0)
-        img.load()
-        if (img.getexif().get(0x0112) or 1) != 1:  # only rotate what needs it (a copy costs ~0.5 ms)
-            img = ImageOps.exif_transpose(img)
-        if _is_deep(img.mode):  # 16-bit and float images: fit first, then scale to 8 bits
-            img.thumbnail((size, size), Image.Resampling.BILINEAR)
-            img = _to_8bit(img)
-        if img.mode not in ("RGB", "L"):
-            img = img.convert("RGBA" if "transparency" in img.info or img.mode in ("RGBA", "LA", "PA") else "RGB")
-            if img.mode == "RGBA":  # flatten on white: JPEG has no alpha
-                canvas = Image.new("RGB", img.size, (255, 255, 255))
-                canvas.paste(img, mask=img.getchannel("A"))
-                img = canvas
-        img.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
-        out = io.BytesIO()
-        img.convert("RGB").save(out, "JPEG", quality=QUALITY, optimize=False)
-        return out.getvalue()
+        # Held against the process's decode budget: a page of huge photos takes turns, not memory.
+        # The share counts the decoded image and up to two full-size copies (rotation, alpha).
+        with decode_budget.hold(held_bytes(img) + 8 * img.size[0] * img.size[1]):
+            return _thumbnail_bytes(img, size)
     except ImageDecodeError:
         raise
     except Exception as e:
         raise ImageDecodeError(f"cannot make a thumbnail ({type(e).__name__}: {e})") from e
+    finally:
+        release(img)
+
+
+def _thumbnail_bytes(img: Image.Image, size: int) -> bytes:
+    img.load()
+    if (img.getexif().get(0x0112) or 1) != 1:  # only rotate what needs it (a copy costs ~0.5 ms)
+        img = ImageOps.exif_transpose(img)
+    if _is_deep(img.mode):  # 16-bit and float images: fit first, then scale to 8 bits
+        img.thumbnail((size, size), Image.Resampling.BILINEAR)
+        img = _to_8bit(img)
+    if img.mode not in ("RGB", "L"):
+        img = img.convert("RGBA" if "transparency" in img.info or img.mode in ("RGBA", "LA", "PA") else "RGB")
+        if img.mode == "RGBA":  # flatten on white: JPEG has no alpha
+            canvas = Image.new("RGB", img.size, (255, 255, 255))
+            canvas.paste(img, mask=img.getchannel("A"))
+            img = canvas
+    img.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    out = io.BytesIO()
+    img.convert("RGB").save(out, "JPEG", quality=QUALITY, optimize=False)
+    return out.getvalue()

@@ -204,7 +204,9 @@ class VectorCache:
             built = VectorIndex.build(self.dim, ids, vectors, plan.factory, fallback=True)
         with self._rw.exclusive():
             self._index, self._generation, self._mapped = built, generation, False
-        self.save()
+        # An on-disk build has already replaced the files the stamp describes, at the same generation
+        # and count as the stamp may say: the stamp must be rewritten whatever it says.
+        self.save(force=True)
 
     # -- writing -----------------------------------------------------------------------------
     def apply(self, applied: Applied) -> None:
@@ -234,13 +236,15 @@ class VectorCache:
                 for path in (self.path, self.stamp_path):
                     path.unlink(missing_ok=True)
 
-    def save(self) -> None:
-        """Persist the current index with its stamp, if this process may and can."""
+    def save(self, force: bool = False) -> None:
+        """Persist the current index with its stamp, if this process may and can (unless ``force``,
+        not when the stamp on disk already describes this state)."""
         if self._index is None or self._generation is None or not self.writable:
             return
         stamp = Stamp.read(self.stamp_path)
-        if stamp is not None and stamp.generation == self._generation and stamp.count == self._index.ntotal \
-                and stamp.index_type == self._index.index_type and self.path.exists():
+        if not force and stamp is not None and stamp.generation == self._generation \
+                and stamp.count == self._index.ntotal and stamp.index_type == self._index.index_type \
+                and self.path.exists():
             return  # the file already holds this state
         with cache_lock(self.directory) as locked:
             if not locked:

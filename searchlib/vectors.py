@@ -17,7 +17,10 @@ import json
 import logging
 import math
 import os
+import sys
 import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -89,6 +92,40 @@ class Stamp:
 #: index reads only the lists a query probes); larger ones by ``searchlib verify``, and every
 #: search checks that scores are cosines (a flipped exponent bit shows as a score far from [-1, 1]).
 CHECKSUM_ON_LOAD_MAX = 256 << 20
+
+
+@contextmanager
+def faiss_warnings_logged():
+    """Route what faiss prints on stderr meanwhile (``WARNING clustering N points to K centroids``,
+    from C++, past Python's ``sys.stderr``) into this module's log at INFO, so ``--quiet`` is quiet
+    and ``-v`` shows them. Other lines written to fd 2 meanwhile (another thread's) go back out as
+    they were. Nested use captures once."""
+    if _capturing.locked():
+        yield
+        return
+    with _capturing:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                text = sink.read().decode("utf-8", "replace")
+        others = []
+        for line in text.splitlines():
+            if line.startswith("WARNING clustering") or line.startswith("WARNING:"):
+                log.info("faiss: %s", line)
+            else:
+                others.append(line)
+        if others:
+            sys.stderr.write("\n".join(others) + "\n")
+
+
+_capturing = threading.Lock()
 
 
 def checksum(data) -> str:
@@ -242,10 +279,12 @@ class VectorIndex:
         if gpu_count() > 0 and ivf is not None:
             # k-means on the GPUs, then the trained index comes back to the CPU for storage.
             gpu = faiss.index_cpu_to_all_gpus(self.index)
-            gpu.train(np.ascontiguousarray(sample))
+            with faiss_warnings_logged():
+                gpu.train(np.ascontiguousarray(sample))
             self.index = faiss.index_gpu_to_cpu(gpu)
         else:
-            self.index.train(np.ascontiguousarray(sample))
+            with faiss_warnings_logged():
+                self.index.train(np.ascontiguousarray(sample))
 
     def _tune(self, ids: np.ndarray, vectors: np.ndarray, queries: int = 200) -> None:
         """Pick the smallest nprobe reaching the recall target; measure recall@10 vs exact."""

@@ -29,11 +29,13 @@ class VerifyReport:
     stored_vectors: int = 0
     catalog: str = "ok"  # ok | damaged (...)
     faiss_file: str = "ok"  # ok | missing | stale | corrupt
+    faiss_problem: str = ""  # what is corrupt, when more than the FAISS file itself (on-disk lists)
     text_encoder: str = "ok"  # ok | missing | corrupt | none (the model has no export)
     rows_without_vector: list[int] = field(default_factory=list)
     orphan_vectors: list[int] = field(default_factory=list)
     bad_vectors: list[int] = field(default_factory=list)  # wrong size, not unit norm, NaN
     missing_files: list[str] = field(default_factory=list)
+    unreadable_files: list[str] = field(default_factory=list)  # indexed, but failed to read as they are now
     changed_files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
@@ -46,12 +48,14 @@ class VerifyReport:
         if self.catalog != "ok":
             out.append(f"catalog {self.catalog}")
         if self.faiss_file == "corrupt":
-            out.append("the FAISS file does not match its checksum")
+            out.append(f"FAISS index: {self.faiss_problem}" if self.faiss_problem
+                       else "the FAISS file does not match its checksum")
         if self.text_encoder == "corrupt":
             out.append("the exported text tower does not match its checksum")
         for label, items in [("rows without a vector", self.rows_without_vector),
                              ("orphan vectors", self.orphan_vectors), ("invalid vectors", self.bad_vectors),
-                             ("missing files", self.missing_files)]:
+                             ("missing files", self.missing_files),
+                             ("indexed files that can no longer be read", self.unreadable_files)]:
             if items:
                 out.append(f"{label}: {len(items)}")
         return out
@@ -68,7 +72,7 @@ class VerifyReport:
         for k, v in self.__dict__.items():
             if k.startswith("_"):
                 continue
-            if k in ("missing_files", "changed_files"):
+            if k in ("missing_files", "changed_files", "unreadable_files"):
                 v = [path_fields(p)["path"] for p in v]
             out[k] = v
         return out
@@ -83,7 +87,14 @@ def _faiss_state(index: Index, generation: int, count: int, dim: int, report: Ve
     if stamp is None or not stamp.checksum:
         report.notes.append("the FAISS stamp is unreadable or old: the next search rebuilds the file")
         return "stale"
-    if path.stat().st_size != stamp.file_size or file_checksum(path) != stamp.checksum:
+    if stamp.kind == "ondisk":
+        from .ondisk import files_problem
+
+        problem = files_problem(index.directory, path, stamp)
+        if problem:
+            report.faiss_problem = problem
+            return "corrupt"
+    elif path.stat().st_size != stamp.file_size or file_checksum(path) != stamp.checksum:
         return "corrupt"
     if (stamp.generation, stamp.count, stamp.dim) != (generation, count, dim):
         report.notes.append(f"the FAISS file reflects generation {stamp.generation}, the catalog is at "
@@ -112,8 +123,9 @@ def _text_state(index: Index, report: VerifyReport) -> str:
 def verify(index: Index, repair: bool = False, check_files: bool = True) -> VerifyReport:
     """Check the index; with ``repair``, fix what can be fixed and check again.
 
-    Repair removes rows without a valid vector and rows whose file is gone (the next
-    ``searchlib index`` re-embeds files that still exist), removes orphan vectors, and rebuilds
+    Repair removes rows without a valid vector, rows whose file is gone and rows of files that an
+    index run could not read as they are now (the next ``searchlib index`` re-embeds files that
+    still exist and have changed since), removes orphan vectors, and rebuilds
     the FAISS file and the text tower from the catalog and the model. It takes the writer lock,
     so it waits for no running indexer: it fails with :class:`~searchlib.errors.IndexBusyError`.
     """
@@ -139,6 +151,7 @@ def _check(index: Index, check_files: bool) -> VerifyReport:
     report.rows_without_vector, report.orphan_vectors = found.rows_without_vector, found.orphan_vectors
     report.bad_vectors = found.bad_vectors
     if check_files:
+        failed = catalog.failed_files()
         for image_id, path, size, mtime_ns in catalog.iter_file_states():
             try:
                 st = os.stat(path)
@@ -146,7 +159,13 @@ def _check(index: Index, check_files: bool) -> VerifyReport:
                 report.missing_files.append(path)
                 report._missing_ids.append(image_id)
                 continue
-            if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+            failure = failed.get(path)
+            if failure is not None and (failure.size, failure.mtime_ns) == (st.st_size, st.st_mtime_ns):
+                # An index run failed to read these very bytes and (before searchlib dropped such rows)
+                # kept the old row: its vector answers for an image that is not there any more.
+                report.unreadable_files.append(path)
+                report._missing_ids.append(image_id)
+            elif (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
                 report.changed_files.append(path)
     if ident is not None:
         report.faiss_file = _faiss_state(index, catalog.generation(), found.stored_vectors, dim, report)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 
 from .catalog import Applied, Catalog, ChangeSet
 from .errors import QueryError, read_only_error
-from .locks import cache_lock, remove_stale_temp_files
+from .locks import cache_lock, remove_stale_build_folders, remove_stale_temp_files
 from .query import MAX_K
+from .records import ImageRecord
 from .store import IndexStore
 from .vectors import VectorIndex
 
@@ -38,6 +40,7 @@ def writing(store: IndexStore, roots: Sequence[str] | None = None) -> Iterator[I
         with cache_lock(store.directory, wait=5) as locked:
             if locked:
                 remove_stale_temp_files(store.directory)
+        remove_stale_build_folders(store.directory)
         yield IndexWriter(store)
 
 
@@ -59,7 +62,11 @@ class IndexWriter:
         return self._store.catalog
 
     def apply(self, batch: ChangeSet) -> Applied:
-        """Apply one batch: one catalog transaction, then the same change to the FAISS cache."""
+        """Apply one batch: one catalog transaction, then the same change to the FAISS cache.
+
+        Records with a GPS position and no place get their place here (reverse geocoding, offline),
+        so every writer — the indexer, the Ray driver, a caller's own — stores places alike."""
+        batch = with_places(batch)
         applied = self.catalog.apply(batch)
         if batch.identity is not None:
             self._store.forget_identity()  # read again: the first batch of a new index sets it
@@ -114,3 +121,45 @@ class IndexWriter:
             self._store.model.bank_vectors()
         except Exception as e:  # queries embed it later; indexing is done and must not fail here
             log.warning("could not embed the relevance bank (%s: %s)", type(e).__name__, e)
+
+
+def with_places(batch: ChangeSet) -> ChangeSet:
+    """The batch with a place on every record that has a GPS position but no place yet.
+
+    The gazetteer loads on the first record with a position (once per process). If it cannot be
+    loaded, the records are stored without places and the run goes on (logged once per batch):
+    a missing place must never cost an indexed photo.
+    """
+    records = [r for r, _ in batch.added] + [r for _, r, _ in batch.updated] + [r for _, r, _ in batch.moved]
+    todo = [r for r in records if _needs_place(r)]
+    if not todo:
+        return batch
+    try:
+        from .places.gazetteer import locate
+
+        places = locate([(r.metadata.gps_lat, r.metadata.gps_lon) for r in todo])
+    except Exception as e:  # a broken or missing gazetteer: index without places
+        log.warning("could not reverse geocode %d GPS positions (%s: %s); stored without places",
+                    len(todo), type(e).__name__, e)
+        return batch
+    placed = {id(r): p for r, p in zip(todo, places) if p is not None}
+    if not placed:
+        return batch
+
+    def fill(record: ImageRecord) -> ImageRecord:
+        place = placed.get(id(record))
+        if place is None:
+            return record
+        meta = replace(record.metadata, place_city=place.city, place_region=place.region,
+                       place_country=place.country, place_country_code=place.country_code)
+        return replace(record, metadata=meta)
+
+    return replace(batch, added=[(fill(r), v) for r, v in batch.added],
+                   updated=[(i, fill(r), v) for i, r, v in batch.updated],
+                   moved=[(i, fill(r), v) for i, r, v in batch.moved])
+
+
+def _needs_place(record: ImageRecord) -> bool:
+    meta = record.metadata
+    return meta.gps_lat is not None and meta.gps_lon is not None and not (
+        meta.place_city or meta.place_region or meta.place_country or meta.place_country_code)

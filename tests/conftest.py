@@ -115,3 +115,16 @@ def small(tmp_path_factory):
 
     index_folder(root / "i", root / "p", model=TINY, device="cpu", workers=0)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _log_levels_restored():
+    """The CLI quiets the 'searchlib' logger for its run (cli/main.py); a test that invokes it in
+    this process must not leave later tests unable to see the library's warnings."""
+    import logging
+
+    names = ("searchlib", "root", "huggingface_hub", "open_clip", "transformers")
+    saved = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)

@@ -68,6 +68,28 @@ class PostgresServer:
         self._as_postgres(f"{self.bin}/createdb -h 127.0.0.1 -p {self.port} {name}")
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
+    def password_user(self, password: str) -> str:
+        """A new role that must log in with ``password`` (the others keep ``trust``); its name."""
+        name = f"u_{uuid.uuid4().hex[:10]}"
+        self._as_postgres(f"{self.bin}/psql -h 127.0.0.1 -p {self.port} -d postgres -q -c "
+                          f"\"CREATE ROLE {name} LOGIN SUPERUSER PASSWORD '{password}'\"")
+        hba = f"{self.dir}/data/pg_hba.conf"
+        self._as_postgres(f"sed -i '1i host all {name} 127.0.0.1/32 scram-sha-256' {hba}")
+        self._as_postgres(f"{self.bin}/pg_ctl -D {self.dir}/data reload")
+        import time
+
+        import psycopg
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the reload is signalled, not waited for
+            try:
+                psycopg.connect(host="127.0.0.1", port=self.port, dbname="postgres", user=name,
+                                password=password + "-not").close()
+            except psycopg.OperationalError:
+                break
+            time.sleep(0.1)
+        return name
+
     def stop(self) -> None:
         if self.dir:
             try:

@@ -152,9 +152,14 @@ def test_relevance_cut_and_date_sort(library):
         assert [h.id for h in cut] == [h.id for h in full if h.score >= best - 0.05 * abs(best)]
         floor = index.search("sunset", k=20, min_score=full[5].score)
         assert [h.id for h in floor] == [h.id for h in full[:6]] or all(h.score >= full[5].score for h in floor)
-        by_date = index.search("sunset", k=20, sort="date")
-    dates = [h.metadata["taken_at"] or datetime.fromtimestamp(h.metadata["mtime"]).isoformat() for h in by_date]
-    assert dates == sorted(dates) and {h.id for h in by_date} == {h.id for h in full}
+        by_date = index.search("sunset", k=20, sort="date-asc")
+        newest = index.search("sunset", k=20, sort="date")
+
+    def dates(hits):
+        return [h.metadata["taken_at"] or datetime.fromtimestamp(h.metadata["mtime"]).isoformat() for h in hits]
+
+    assert dates(by_date) == sorted(dates(by_date)) and {h.id for h in by_date} == {h.id for h in full}
+    assert dates(newest) == sorted(dates(newest), reverse=True) and {h.id for h in newest} == {h.id for h in full}
 
 
 def test_classify_tag_and_tag_filter(library):

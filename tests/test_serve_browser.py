@@ -205,6 +205,29 @@ def test_a_folder_filter(served, page):
     assert paths and all(p.startswith(folder + "/") for p in paths)
 
 
+def test_the_order_and_hiding_copies_keep_only_relevant_and_match_the_api(served, page):
+    _, url = served
+    page.goto(f"{url}/?q=a+red+circle&relevant=1")
+    page.wait_for_selector(".tile")
+    page.click("#filters summary")
+    page.select_option("#f-sort", "date")
+    page.check("#f-collapse")
+    page.click("#apply-filters")
+    page.wait_for_function("() => location.search.includes('sort=date')")
+    assert "relevant=1" in page.url and "collapse=true" in page.url and page.is_checked("#relevant")
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/api/v1/search?q=a+red+circle&relevant=true&sort=date&collapse=true&k=60") as r:
+        expected = [h["id"] for h in json.loads(r.read())["hits"]]
+    assert expected
+    page.wait_for_function(f"() => document.querySelectorAll('.tile').length === {len(expected)}")
+    assert [t["id"] for t in _tiles(page)] == expected
+    page.reload()  # the URL holds the order: a bookmark keeps it
+    page.wait_for_selector(".tile")
+    assert page.eval_on_selector("#f-sort", "e => e.value") == "date" and page.is_checked("#f-collapse")
+    assert page.inner_text("#filters summary") == "Filters (2)"
+
+
 def test_dropping_an_image_searches_by_example(served, page):
     root, url = served
     photo = sorted((root / "photos").glob("*.jpg"))[0]
@@ -324,7 +347,8 @@ def test_on_a_phone_nothing_overflows_and_every_control_is_in_reach(served, brow
         for control in ("#q", "#search-form button[type=submit]", "#relevant", "#filters summary"):
             assert page.eval_on_selector(control, REACHABLE), control
         page.tap("#filters summary")
-        for control in ("#f-in", "#f-after", "#f-before", "#f-camera", "#apply-filters", "#clear-filters"):
+        for control in ("#f-in", "#f-after", "#f-before", "#f-camera", "#f-place", "#f-text", "#f-sort",
+                        "#f-collapse", "#apply-filters", "#clear-filters"):
             assert page.eval_on_selector(control, REACHABLE), control
         _no_overflow(page)
         page.tap("#f-after")

@@ -75,3 +75,47 @@ def test_verify_on_an_empty_index_is_ok(tmp_path):
     index_folder(tmp_path / "i", tmp_path / "empty", model=TINY, device="cpu", workers=0)
     result = CliRunner().invoke(main, ["--index", str(tmp_path / "i"), "verify"])
     assert result.exit_code == 0, result.output
+
+
+def _truncate_to_half(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_a_photo_unreadable_after_indexing_leaves_search_and_verify_tells(tmp_path):
+    """Files truncated after indexing: the next run fails them and drops their old rows and vectors
+    (they used to stay searchable, and verify said 'index re-embeds them', which it did not)."""
+    idx, files = _indexed(tmp_path, n=6)
+    with open_index(idx) as index:
+        ids = {im["path"]: im["id"] for im in index.images()}
+    broken = files[:2]
+    for path in broken:
+        _truncate_to_half(path)
+    first = index_folder(idx, files[0].parent, device="cpu", workers=0)
+    assert first.failed == 2
+    again = index_folder(idx, files[0].parent, device="cpu", workers=0)
+    assert again.failed_before == 2 and again.failed == 0
+    with open_index(idx) as index:
+        paths = {im["path"] for im in index.images()}
+        assert paths == {str(f) for f in files[2:]}
+        assert index.vectors.ntotal == 4
+        hits = {h.id for h in index.search("a photo", k=10)}
+        assert hits and not hits & {ids[str(p)] for p in broken}
+        report = verify(index)
+        assert report.ok and not report.changed_files and not report.unreadable_files
+
+
+def test_verify_reports_and_repairs_rows_of_files_that_failed_as_they_are_now(tmp_path):
+    """An index from before rows of unreadable files were dropped: the row stayed beside the failure."""
+    idx, files = _indexed(tmp_path, n=4)
+    st = files[1].stat()
+    with sqlite3.connect(idx / "catalog.sqlite") as con:
+        con.execute("INSERT INTO failures (path, size, mtime_ns, error, failed_at) VALUES (?, ?, ?, ?, "
+                    "'2026-01-01 00:00:00')", (str(files[1]), st.st_size, st.st_mtime_ns, "truncated"))
+    runner = CliRunner()
+    found = runner.invoke(main, ["--index", str(idx), "verify"])
+    assert found.exit_code == 1 and "indexed files that can no longer be read: 1" in found.stdout
+    fixed = runner.invoke(main, ["--index", str(idx), "verify", "--repair"])
+    assert fixed.exit_code == 0 and "removed 1 rows" in fixed.stdout, fixed.output
+    with open_index(idx) as index:
+        assert str(files[1]) not in {im["path"] for im in index.images()} and index.vectors.ntotal == 3

@@ -12,6 +12,8 @@ from sqlalchemy import and_, func, literal, literal_column, or_, select, text
 
 from ..filters import Filters
 from ..ocr import fold, words_of
+from ..places.distance import bounding_box
+from ..places.names import PlaceNames
 from ..records import METADATA_FIELDS, ImageMetadata, ImageRecord, StoredImage
 from . import schema
 from .schema import images, tags
@@ -35,10 +37,25 @@ def under_any(column, roots: Sequence[str]):
     return or_(*conds) if conds else literal(False)
 
 
-def filter_conditions(f: Filters, fts: bool = False) -> list:
-    """SQL conditions on ``images`` for :class:`~searchlib.filters.Filters` (``fts``: the catalog
-    has SQLite's full-text table for read text)."""
+def filter_conditions(f: Filters, known_places: PlaceNames | None = None, fts: bool = False) -> list:
+    """SQL conditions on ``images`` for :class:`~searchlib.filters.Filters`.
+
+    Place names match stored values through ``known_places`` (the places the catalog holds:
+    comparing there ignores case and accents, which SQL's ``lower`` cannot do alike on SQLite and
+    PostgreSQL); a name that matches none gives no rows. ``near`` becomes a bounding box here;
+    the caller checks the exact distance of the rows in it. ``fts``: the catalog has SQLite's
+    full-text table for read text.
+    """
     conds: list = []
+    for name in f.places:
+        found = known_places.matching(name) if known_places is not None else {}
+        conds.append(or_(*[images.c[f"place_{part}"].in_(sorted(values)) for part, values in found.items()])
+                     if found else literal(False))
+    if f.near is not None:
+        lat_min, lat_max, lon_ranges = bounding_box(f.near[0], f.near[1], f.radius_km)
+        conds.append(and_(images.c.gps_lat >= lat_min, images.c.gps_lat <= lat_max,
+                          or_(*[and_(images.c.gps_lon >= west, images.c.gps_lon <= east)
+                                for west, east in lon_ranges])))
     if f.folder:
         conds.append(inside(images.c.path, os.path.abspath(os.path.expanduser(f.folder))))
     if f.after:

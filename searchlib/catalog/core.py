@@ -11,17 +11,26 @@ from contextlib import contextmanager
 import numpy as np
 from sqlalchemy import create_engine, event, select, text, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
-from ..errors import IndexCorruptError, IndexNotFoundError, IndexReadOnlyError, SearchlibError, read_only_error
+from ..errors import (
+    CatalogConnectionError,
+    ConfigError,
+    IndexCorruptError,
+    IndexNotFoundError,
+    IndexReadOnlyError,
+    IndexTooNewError,
+    SearchlibError,
+    read_only_error,
+)
 from ..models import ModelIdentity
-from .engine import first_line, read_only_sqlite, resolve_url, sqlite_pragmas, translate_error
+from .engine import first_line, masked_url, read_only_sqlite, resolve_url, sqlite_pragmas, translate_error
 from .schema import settings
 
 log = logging.getLogger(__name__)
 
 #: Alembic revision the code expects; tests check it equals the migrations' head.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 
 #: Vector storage types (``--vector-dtype``).
 VECTOR_DTYPES = ("float32", "float16")
@@ -53,8 +62,13 @@ class CatalogCore:
         self.is_sqlite = self.path is not None
         if self.is_sqlite and not self.path.exists() and not create:
             raise IndexNotFoundError(f"no catalog at {self.path}")
-        self.engine = self._engine()
         try:
+            self.engine = self._engine()
+        except (ArgumentError, ValueError) as e:  # an unknown scheme or driver, a port that is no number
+            raise ConfigError(f"cannot use the catalog URL {masked_url(self.url)} ({first_line(e)}); write it as "
+                              "postgresql://USER@HOST:PORT/DATABASE or give a SQLite file") from e
+        try:
+            self._connect()
             self._ensure_schema(create)
         except SearchlibError:
             self.engine.dispose()
@@ -68,7 +82,20 @@ class CatalogCore:
 
     def describe(self) -> str:
         """The catalog's location for messages (no password)."""
-        return str(self.path) if self.is_sqlite else self.engine.url.render_as_string(hide_password=True)
+        return str(self.path) if self.is_sqlite else masked_url(self.engine.url)
+
+    def _connect(self) -> None:
+        """Reach a database server once, so that a refused or failed connection (wrong password,
+        nothing listening) is said as such, not as a damaged catalog."""
+        if self.is_sqlite:
+            return
+        try:
+            self.engine.connect().close()
+        except DBAPIError as e:
+            u = self.engine.url
+            where = f"{u.host or 'localhost'}:{u.port or 5432}"
+            reason = first_line(e).removeprefix("connection failed: ")
+            raise CatalogConnectionError(f"cannot connect to the catalog at {where}: {reason}") from e
 
     def _engine(self) -> Engine:
         if self.is_sqlite:
@@ -96,6 +123,12 @@ class CatalogCore:
         current = self.schema_revision()
         if current == SCHEMA_HEAD:
             return  # the common case costs one query, no alembic import
+        if current is not None:
+            from ..migrate import known_revisions
+
+            if current not in known_revisions():
+                raise IndexTooNewError(f"this index was written by a newer searchlib (schema {current}; this one "
+                                       f"knows up to {SCHEMA_HEAD}); upgrade searchlib to use it")
         if current is None and not create:
             raise IndexNotFoundError(f"no searchlib catalog at {self.describe()}; create one with "
                                      "'searchlib index PATH'")

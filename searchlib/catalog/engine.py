@@ -27,7 +27,7 @@ def translate_error(context) -> None:
     if context.engine is not None:
         u = context.engine.url
         url = (u.database or "").removeprefix("file:").split("?")[0] if u.get_backend_name() == "sqlite" \
-            else u.render_as_string(hide_password=True)
+            else masked_url(u)
     if context.engine is not None and context.engine.url.get_backend_name() != "sqlite" and (
             context.is_disconnect or any(m in message for m in _UNREACHABLE)):
         u = context.engine.url
@@ -47,6 +47,27 @@ def translate_error(context) -> None:
     if "database is locked" in message:
         raise IndexBusyError(f"the catalog {url} stayed locked by another process; try again when it "
                              "has finished") from original
+
+#: Query parameters of a database URL that carry a secret (libpq's connection keywords).
+_SECRET_PARAMS = ("password", "sslpassword")
+
+
+def masked_url(url) -> str:
+    """A database URL fit for messages, logs and ``info``: the password, given as ``user:pw@`` or as
+    ``?password=`` (any case, any number of times), shown as ``***``. The one masking function: every
+    place that shows a catalog URL goes through it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        u = make_url(url)
+    except (ArgumentError, ValueError, TypeError):
+        # Not a URL SQLAlchemy reads: mask whatever looks like a password in the text itself.
+        text_url = re.sub(r"(?i)([?&](?:ssl)?password=)[^&#]*", r"\1***", str(url))
+        return re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", text_url)
+    query = {k: ("***" if k.lower() in _SECRET_PARAMS else v) for k, v in u.query.items()}
+    return u.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
 
 def first_line(e: BaseException) -> str:
     orig = getattr(e, "orig", None) or e

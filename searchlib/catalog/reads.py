@@ -12,11 +12,22 @@ from sqlalchemy.engine import Connection
 
 from ..filters import Filters
 from ..ocr import fold
+from ..places.distance import haversine_km
+from ..places.names import PlaceNames
 from ..records import StoredImage
 from .changes import Consistency, FailedFile, FileState, chunks
 from .conditions import filter_conditions, stored_image, text_conditions, under_any
 from .core import CatalogCore, read_setting
 from .schema import embeddings, failures, images, tags
+
+#: Row ids are 64-bit signed integers in every catalog; no row has an id outside this range.
+_ID_RANGE = range(-(1 << 63), 1 << 63)
+
+
+def storable_ids(ids: Iterable[int]) -> list[int]:
+    """The ids a row can have: one outside the 64-bit range names no image (it is left out rather
+    than handed to the database, where it fails as an overflow)."""
+    return [int(i) for i in ids if int(i) in _ID_RANGE]
 
 
 class CatalogReads(CatalogCore):
@@ -56,20 +67,39 @@ class CatalogReads(CatalogCore):
                     out.setdefault(h, []).append(i)
         return out
 
-    def filtered_ids(self, filters: Filters) -> np.ndarray:
-        """Ids of rows matching :class:`~searchlib.filters.Filters`, ascending."""
-        stmt = select(images.c.id).order_by(images.c.id)
-        conds = filter_conditions(filters, self.has_text_index())
+    def filtered_ids(self, filters: Filters, known_places: PlaceNames | None = None) -> np.ndarray:
+        """Ids of rows matching :class:`~searchlib.filters.Filters`, ascending.
+
+        ``known_places``: the catalog's :meth:`place_names`, when the caller keeps them (read here
+        otherwise, for a filter on places)."""
+        known = known_places if known_places is not None or not filters.places else self.place_names()
+        columns = [images.c.id] + ([images.c.gps_lat, images.c.gps_lon] if filters.near is not None else [])
+        stmt = select(*columns).order_by(images.c.id)
+        conds = filter_conditions(filters, known, self.has_text_index())
         if conds:
             stmt = stmt.where(and_(*conds))
         with self._read() as conn:
-            return np.fromiter(conn.execute(stmt).scalars(), dtype=np.int64)
+            if filters.near is None:
+                return np.fromiter(conn.execute(stmt).scalars(), dtype=np.int64)
+            rows = conn.execute(stmt).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64)
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        lats, lons = (np.array([r[i] for r in rows], dtype=np.float64) for i in (1, 2))
+        return ids[haversine_km(filters.near[0], filters.near[1], lats, lons) <= filters.radius_km]
+
+    def place_names(self) -> PlaceNames:
+        """The places the catalog's images were taken in (distinct city, region, country, code)."""
+        stmt = select(images.c.place_city, images.c.place_region, images.c.place_country,
+                      images.c.place_country_code).distinct()
+        with self._read() as conn:
+            return PlaceNames(conn.execute(stmt).fetchall())
 
     def images(self, ids: Sequence[int]) -> dict[int, StoredImage]:
         """Rows by id with their tags (missing ids are absent from the result)."""
         out: dict[int, StoredImage] = {}
         with self._read() as conn:
-            for chunk in chunks([int(i) for i in ids]):
+            for chunk in chunks(storable_ids(ids)):
                 labels: dict[int, list[str]] = {}
                 for i, label in conn.execute(select(tags.c.image_id, tags.c.label).where(tags.c.image_id.in_(chunk))
                                              .order_by(tags.c.label)):
@@ -90,6 +120,8 @@ class CatalogReads(CatalogCore):
 
     def file_of(self, image_id: int) -> tuple[str, str] | None:
         """``(path, content_hash)`` of one row (a lighter lookup than :meth:`images`), or None."""
+        if not storable_ids([image_id]):
+            return None
         with self._read() as conn:
             row = conn.execute(select(images.c.path, images.c.content_hash).where(images.c.id == int(image_id))).first()
         return (row[0], row[1]) if row else None
@@ -173,7 +205,7 @@ class CatalogReads(CatalogCore):
         """``(ids, vectors)`` stored for these ids (ascending; ids without a vector are left out)."""
         found: list[tuple[int, bytes]] = []
         with self._read() as conn:
-            for chunk in chunks(sorted({int(i) for i in ids})):
+            for chunk in chunks(sorted(set(storable_ids(ids)))):
                 found += conn.execute(select(embeddings.c.image_id, embeddings.c.vector)
                                       .where(embeddings.c.image_id.in_(chunk))).all()
         return self._rows_to_arrays(sorted(found))
@@ -201,16 +233,31 @@ class CatalogReads(CatalogCore):
             return generation, np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
         return generation, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def sample_vectors(self, n: int, seed: int = 0) -> np.ndarray:
+    def sample_vectors(self, n: int, seed: int = 0, distinct: bool = True) -> np.ndarray:
         """About ``n`` stored vectors drawn at random (by random ids: ids that were deleted are
-        skipped, so a sparse id range gives fewer; what was drawn is returned)."""
+        skipped, so a sparse id range gives fewer; what was drawn is returned).
+
+        ``distinct=False`` draws ``n * 1.2`` ids with replacement and keeps each once: on a
+        collection smaller than that, about 63 % of it. Relevance's background sample is drawn so,
+        because its calibration (benchmarks/RESULTS.md) was measured with it; training PQ needs
+        every point it asks for, and gets distinct ids."""
         with self._read() as conn:
-            low, high = conn.execute(select(func.min(embeddings.c.image_id), func.max(embeddings.c.image_id))).one()
+            low, high, stored = conn.execute(select(func.min(embeddings.c.image_id), func.max(embeddings.c.image_id),
+                                                    func.count())).one()
         if low is None:
             return np.zeros((0, 0), dtype=np.float32)
         rng = np.random.default_rng(seed)
         span = int(high) - int(low) + 1
-        wanted = np.unique(rng.integers(int(low), int(high) + 1, size=min(span, int(n * 1.2) + 16)))
+        if not distinct:
+            wanted = np.unique(rng.integers(int(low), int(high) + 1, size=min(span, int(n * 1.2) + 16)))
+            ids, vectors = self.vectors_of(wanted.tolist())
+            if len(ids) > n:
+                vectors = vectors[rng.choice(len(ids), n, replace=False)]
+            return vectors
+        # Distinct ids (drawing with replacement gave ~70% of n when n is near the count: PQ then
+        # trained on fewer points than it needs), enough of them for the holes deleted rows left.
+        draws = min(span, int(n * 1.2 * span / max(1, int(stored))) + 16)
+        wanted = np.sort(int(low) + rng.choice(span, size=draws, replace=False))
         ids, vectors = self.vectors_of(wanted.tolist())
         if len(ids) > n:
             vectors = vectors[rng.choice(len(ids), n, replace=False)]

@@ -38,6 +38,13 @@ class CatalogWrites(ChangeLog):
             for chunk in chunks(batch.removed):
                 self._delete_rows(conn, chunk)
                 touched.update(chunk)
+            for chunk in chunks([f.path for f in batch.failed]):
+                # A file indexed before that cannot be read now: its old row and vector would keep
+                # answering searches for bytes that are gone. The failure is remembered instead.
+                stale = conn.execute(select(images.c.id).where(images.c.path.in_(chunk))).scalars().all()
+                if stale:
+                    self._delete_rows(conn, list(stale))
+                    touched.update(stale)
             for image_id, record, _ in batch.moved:
                 # The new path may have been taken meanwhile (another writer on PostgreSQL).
                 taken = conn.execute(select(images.c.id).where(and_(images.c.path == record.path,

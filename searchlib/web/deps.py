@@ -89,10 +89,14 @@ def search_filters(folder: Folder = None, after: Date = None, before: Date = Non
                    tag: Annotated[list[str] | None, Query(description="Tags (repeatable)")] = None,
                    text: Annotated[str | None, Query(description="Words read in the image (index --read-text): "
                                                      "every word, as a case- and accent-blind substring")] = None,
+                   place: Annotated[list[str] | None, Query(description="Taken in this city, region, country "
+                                                            "or country code (repeatable)")] = None,
+                   near: Annotated[str | None, Query(description="LAT,LON: taken near this GPS position")] = None,
+                   within: Annotated[float | None, Query(gt=0, description="km around near (default 10)")] = None,
                    ) -> Filters:
     """The filter parameters of every search endpoint, as :class:`Filters` (a dependency)."""
     return Filters.from_strings(folder, after, before, camera, min_width, min_height, format or (), tag or (),
-                                text)
+                                place or (), near, within, text)
 
 
 SearchFilters = Annotated[Filters, Depends(search_filters)]

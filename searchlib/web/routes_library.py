@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from ..analysis import class_vectors, classify_vectors, near_duplicates, parse_labels
+from ..analysis import MIN_DUPLICATE_THRESHOLD, class_vectors, classify_vectors, near_duplicates, parse_labels
 from ..errors import IndexNotFoundError
+from ..query import DUPLICATE_THRESHOLD, MAX_K
 from .deps import API, Holder, MaxUpload, OpenIndex, links
 from .errors import ApiError, public_message
 from .uploads import read_upload
@@ -45,13 +46,16 @@ async def classify(labels: Annotated[str, Form(min_length=1, description="Comma-
         raise ApiError(400, "ids must be comma-separated integers") from e
     if not wanted and data is None:
         raise ApiError(400, "give ids or an image")
+    if len(wanted) > MAX_K:
+        raise ApiError(400, f"at most {MAX_K} ids at once")
 
     def run() -> list[dict]:  # in a worker thread: the model must not block the event loop
         import numpy as np
 
         index = holder.get()
-        classes = class_vectors(index.embed_texts, label_list)
+        # The cheap lookups first: an unknown id is a 404 before any label is embedded.
         rows = [(i, index.vector_of(i)) for i in wanted] + ([(None, index.image_vector(data))] if data else [])
+        classes = class_vectors(index.embed_texts, label_list)
         probs, sims = classify_vectors(np.stack([v for _, v in rows]), classes)
         return [{"id": i, "label": label_list[int(p.argmax())],
                  "scores": {lb: round(float(x), 6) for lb, x in zip(label_list, p)},
@@ -62,7 +66,8 @@ async def classify(labels: Annotated[str, Form(min_length=1, description="Comma-
 
 
 @router.get(f"{API}/duplicates", summary="Groups of near-identical images")
-def duplicates(index: OpenIndex, threshold: Annotated[float, Query(gt=0, le=1)] = 0.95) -> dict:
+def duplicates(index: OpenIndex,
+               threshold: Annotated[float, Query(ge=MIN_DUPLICATE_THRESHOLD, le=1)] = DUPLICATE_THRESHOLD) -> dict:
     groups = near_duplicates(index, threshold)
     return {"threshold": threshold, "groups": [[{**m, **links(m["id"])} for m in g] for g in groups]}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
@@ -22,14 +23,20 @@ def search(q: Annotated[str, Query(min_length=1, max_length=2000, description="W
            filters: SearchFilters, index: OpenIndex, k: K = 20, offset: Offset = 0,
            min_score: Score = None, relative: Relative = None,
            relevant: Annotated[bool, Query(description="Only hits judged relevant (relevance >= 0.5)")] = False,
-           sort: Annotated[str, Query(pattern="^(score|date)$")] = "score") -> dict:
+           sort: Annotated[str, Query(pattern="^(score|date|date-asc)$",
+                                      description="score, date (newest first) or date-asc")] = "score",
+           collapse: Annotated[bool, Query(description="Fold near-duplicates into their best hit")] = False) -> dict:
     if not q.strip():
         raise ApiError(400, "q is empty; say what to look for, e.g. 'a dog on a beach'")
     started = time.perf_counter()
     check_paging(k, offset)
-    hits = index.search(text_terms(q), k=k, offset=offset, filters=filters, min_score=min_score, relative=relative,
-                        relevant=relevant, sort=sort)
-    return hits_response(index, hits, k, offset, started, {"q": q, "relevant": relevant})
+    read = index.place_query(q)  # "... in Tokyo": the rest is the text, Tokyo a filter
+    if read.places:
+        filters = replace(filters, places=filters.places + read.places)
+    hits = index.search(text_terms(read.text if read.places else q), k=k, offset=offset, filters=filters,
+                        min_score=min_score, relative=relative, relevant=relevant, sort=sort, collapse=collapse)
+    return hits_response(index, hits, k, offset, started, {"q": q, "relevant": relevant, "sort": sort,
+                                                           "collapse": collapse, "places": list(filters.places)})
 
 
 @router.post(f"{API}/search", summary="Search by an uploaded image (multipart 'image'), optionally with text")

@@ -5,8 +5,26 @@
 const API = "/api/v1";
 const PAGE = 60;
 const $ = (id) => document.getElementById(id);
-const FILTERS = { in: "f-in", after: "f-after", before: "f-before", camera: "f-camera" };
-const FILTER_NAMES = { in: "folder", after: "after", before: "before", camera: "camera" };
+// The panel's fields by API parameter. "sort" (a select: "score" is the default, so no value) and
+// "collapse" (a checkbox: "true" or no value) keep "Only relevant" as it is.
+const FILTERS = { in: "f-in", after: "f-after", before: "f-before", camera: "f-camera", place: "f-place",
+  text: "f-text", sort: "f-sort", collapse: "f-collapse" };
+const FILTER_NAMES = { in: "folder", after: "after", before: "before", camera: "camera", place: "place",
+  text: "words", sort: "order", collapse: "hiding copies" };
+
+function fieldValue(id) {
+  const field = $(id);
+  if (field.type === "checkbox") return field.checked ? "true" : "";
+  const value = field.value.trim();
+  return field.tagName === "SELECT" && value === field.options[0].value ? "" : value;
+}
+
+function setField(id, value) {
+  const field = $(id);
+  if (field.type === "checkbox") field.checked = value === "true";
+  else if (field.tagName === "SELECT") field.value = [...field.options].some((o) => o.value === value) ? value : field.options[0].value;
+  else field.value = value || "";
+}
 // Thumbnail sizes the server offers (searchlib/thumbnails.py SIZES); the browser picks from them by
 // the tile's width and the screen's pixel density, so a phone's small tiles get small thumbnails.
 const TILE_SIZES = [128, 256, 512];
@@ -26,7 +44,7 @@ function readUrl() {
   for (const key of Object.keys(FILTERS)) {
     const value = params.get(key);
     if (value) state.filters[key] = value;
-    $(FILTERS[key]).value = value || "";
+    setField(FILTERS[key], value || "");
   }
   showFilterCount();
   $("q").value = state.q;
@@ -137,7 +155,7 @@ function clearResults() {
 // Nothing to show: say so in the page, say what to try, and when the relevance cut hid everything,
 // show the closest photos anyway (under a heading that says they are not relevant).
 async function showEmpty(nothingRelevant, what) {
-  const filters = Object.entries(state.filters).map(([k, v]) => `${FILTER_NAMES[k]} ${v}`);
+  const filters = Object.entries(state.filters).filter(([k]) => k !== "sort" && k !== "collapse").map(([k, v]) => `${FILTER_NAMES[k]} ${v}`);
   let title, advice;
   if (nothingRelevant) {
     title = `Nothing relevant ${what}`;
@@ -273,6 +291,10 @@ function openViewer(index) {
     ["file size", formatBytes(hit.size)],
     ["format", hit.format || ""],
     ["path", hit.path],
+    ["text", hit.text || ""],
+    ["place", hit.place ? [hit.place.city, hit.place.region, hit.place.country].filter(Boolean)
+      .filter((v, i, all) => all.indexOf(v) === i).join(", ") : ""],
+    ["copies", (hit.duplicates || []).length ? `${hit.duplicates.length} more (ids ${hit.duplicates.join(", ")})` : ""],
     ["GPS", hit.gps_lat != null && hit.gps_lon != null ? `${hit.gps_lat.toFixed(5)}, ${hit.gps_lon.toFixed(5)}` : ""],
     ["score", hit.score.toFixed(4)],
     ["relevance", hit.relevance != null ? `${Math.round(100 * hit.relevance)}%` : ""],
@@ -344,7 +366,7 @@ function searchText(event) {
 function applyFilters() {
   state.filters = {};
   for (const [key, id] of Object.entries(FILTERS)) {
-    const value = $(id).value.trim();
+    const value = fieldValue(id);
     if (value) state.filters[key] = value;
   }
   showFilterCount();
@@ -423,7 +445,7 @@ for (const id of Object.values(FILTERS)) {  // Enter in a filter applies them (t
   $(id).addEventListener("keydown", (event) => { if (event.key === "Enter") { event.preventDefault(); applyFilters(); } });
 }
 $("clear-filters").addEventListener("click", () => {
-  for (const id of Object.values(FILTERS)) $(id).value = "";
+  for (const id of Object.values(FILTERS)) setField(id, "");
   applyFilters();
 });
 $("more").addEventListener("click", () => run(false));
