@@ -13,13 +13,16 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import positive_data_acceptance
 
 #: What a schema-valid request may still be refused for, because no JSON Schema can say it: rules
-#: across parameters (a page past the deepest hit, an empty date range, ids or an image), an upload
+#: across parameters (a page past the deepest hit, an empty date range, ids or an image, a radius
+#: without a centre), the query language (terms, weights) and the labels list, an upload
 #: that is not an image (or is empty, or a plain field where a file part is wanted), labels that
 #: are fewer than two once split. Unknown ids are 404s, which schemathesis allows too. Anything
 #: else refused with a 400 is a schema that promises more than the server takes, and fails.
 SEMANTIC = re.compile(r"offset \+ k must be|date range is empty|not a readable image|cannot be decoded|"
                       r"at least two comma-separated labels|give ids or an image|no image with id|"
-                      r"uploaded file is empty|Expected UploadFile")
+                      r"uploaded file is empty|Expected UploadFile|--within needs --near|"
+                      r"can be combined|terms cancel out|the weight of|an empty query term|labels; at most|"
+                      r"a label is longer")
 HOST = {"Host": "localhost"}
 
 

@@ -5,33 +5,27 @@ schema-valid requests accepted and schema-violating ones refused, 405s with Allo
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from searchlib.models import BUNDLED_WEIGHTS
+from tests.conftest import TINY, write_images
 
 pytest.importorskip("schemathesis")
 from tests.contract_fuzz import fuzz, load  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not BUNDLED_WEIGHTS.is_file(), reason="bundled weights not built")
-
-#: Examples per operation and per generation mode: with ~10 operations the run takes 20-60 s here.
-EXAMPLES = 10
+#: Examples per operation and per generation mode: the fuzz takes about 40 s here (the issue: ~60 s in all).
+EXAMPLES = 40
 
 
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory):
     from searchlib.indexer import index_folder
-    from searchlib.indexer.demo import make_demo_folder
     from searchlib.web import create_app
 
-    root = Path(os.environ["CONTRACT_LIB"]) if os.environ.get("CONTRACT_LIB") else None
-    if root is None:
-        root = tmp_path_factory.mktemp("contract")
-        make_demo_folder(root / "photos", count=6)
-        index_folder(root / "index", root / "photos", model="bundled", device="cpu", workers=0)
+    root: Path = tmp_path_factory.mktemp("contract")  # the tiny model: the contract, not CLIP, is tested
+    write_images(root / "photos", 6)
+    index_folder(root / "index", root / "photos", model=TINY, device="cpu", workers=0)
     return load(create_app(root / "index", device="cpu"))
 
 
@@ -84,6 +78,6 @@ def test_the_document_declares_errors_binary_bodies_and_bounds(client):
     assert set(thumb_ok) == {"image/jpeg"}
     params = {p["name"]: p["schema"] for p in doc["paths"]["/api/v1/search"]["get"]["parameters"]}
     assert params["k"]["minimum"] == 1 and params["k"]["maximum"] >= 1
-    assert params["min_width"]["maximum"] < 2 ** 63 and "pattern" in params["before"]
+    assert params["min_width"]["maximum"] <= 10 ** 9 and "pattern" in params["before"]
     id_schema = doc["paths"]["/api/v1/images/{image_id}"]["get"]["parameters"][0]["schema"]
     assert id_schema["maximum"] == 2 ** 63 - 1
