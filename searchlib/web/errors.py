@@ -32,6 +32,12 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
 
 
+#: What to write instead, for a parameter whose value does not match its schema pattern.
+PATTERN_HELP = {"q": "say what to look for, e.g. 'a dog on a beach'",
+                "after": "use a real date as YYYY, YYYY-MM or YYYY-MM-DD", "before": "use a real date as YYYY, "
+                "YYYY-MM or YYYY-MM-DD", "near": "use LAT,LON in degrees, e.g. 38.72,-9.14"}
+
+
 class ApiError(Exception):
     """An error answered as ``{"error": message}`` with ``status``."""
 
@@ -102,6 +108,8 @@ def install_error_handlers(app: FastAPI, hidden: Sequence[str] = ()) -> None:
     async def _validation(_request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body"))
+        if first.get("type") == "string_pattern_mismatch" and where in PATTERN_HELP:  # not a regex, a hint
+            return JSONResponse({"error": f"{where}: {PATTERN_HELP[where]}"}, status_code=400)
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid value')}".strip(": ")}, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)

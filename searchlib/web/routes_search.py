@@ -16,10 +16,12 @@ from .errors import ApiError
 from .uploads import read_upload
 
 router = APIRouter()
+#: Some character that str.strip() keeps (it also strips \x1c-\x1f, which regex \s does not).
+NOT_BLANK = r"[^\s\x1c-\x1f]"
 
 
 @router.get(f"{API}/search", summary="Text search (terms combine with ' + ' and ' - ', 'W:term' weighs)")
-def search(q: Annotated[str, Query(min_length=1, max_length=2000, description="What to look for")],
+def search(q: Annotated[str, Query(min_length=1, max_length=2000, pattern=NOT_BLANK, description="What to look for")],
            filters: SearchFilters, index: OpenIndex, k: K = 20, offset: Offset = 0,
            min_score: Score = None, relative: Relative = None,
            relevant: Annotated[bool, Query(description="Only hits judged relevant (relevance >= 0.5)")] = False,
