@@ -46,8 +46,6 @@ def client(api_schema):
 
 @pytest.mark.parametrize("url", [
     "/api/v1/search?q=x&min_width=1999831178081553508026286080",
-    "/api/v1/images/18446744073709551616/similar",
-    "/api/v1/images/18446744073709551616/file",
     "/api/v1/duplicates?threshold=1e400",
     "/api/v1/search?q=x&min_score=nan",
     "/api/v1/search?q=x&relative=inf",
@@ -81,3 +79,11 @@ def test_the_document_declares_errors_binary_bodies_and_bounds(client):
     assert params["min_width"]["maximum"] <= 10 ** 9 and "pattern" in params["before"]
     id_schema = doc["paths"]["/api/v1/images/{image_id}"]["get"]["parameters"][0]["schema"]
     assert id_schema["maximum"] == 2 ** 63 - 1
+
+
+@pytest.mark.parametrize("url", ["/api/v1/images/18446744073709551616/similar", "/api/v1/images/-1",
+                                 "/api/v1/images/18446744073709551616/file", "/api/v1/images/1e3/thumbnail"])
+def test_ids_out_of_the_schema_range_are_not_found(client, url):
+    """An id the schema's range excludes is an image no one has: 404, as for any unknown id."""
+    r = client.get(url)
+    assert r.status_code == 404 and "no indexed image has id" in r.json()["error"], (r.status_code, r.text)

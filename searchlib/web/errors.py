@@ -108,6 +108,9 @@ def install_error_handlers(app: FastAPI, hidden: Sequence[str] = ()) -> None:
     async def _validation(_request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body"))
+        if tuple(first.get("loc", ())) == ("path", "image_id"):  # out of the 64-bit range: no image has it
+            given = str(first.get("input", ""))[:40]
+            return JSONResponse({"error": f"no indexed image has id {given}"}, status_code=404)
         if first.get("type") == "string_pattern_mismatch" and where in PATTERN_HELP:  # not a regex, a hint
             return JSONResponse({"error": f"{where}: {PATTERN_HELP[where]}"}, status_code=400)
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid value')}".strip(": ")}, status_code=400)
