@@ -22,7 +22,7 @@ SEMANTIC = re.compile(r"offset \+ k must be|date range is empty|not a readable i
                       r"at least two comma-separated labels|give ids or an image|no image with id|"
                       r"uploaded file is empty|Expected UploadFile|--within needs --near|"
                       r"can be combined|terms cancel out|the weight of|an empty query term|labels; at most|"
-                      r"a label is longer")
+                      r"a label is longer|ids at once")
 HOST = {"Host": "localhost"}
 
 

@@ -61,6 +61,9 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
     schemas["ErrorBody"] = ErrorBody.model_json_schema()
     for name in ("HTTPValidationError", "ValidationError"):  # 422 is never answered: validation is a 400
         schemas.pop(name, None)
+    for name, schema in schemas.items():  # form fields: a multipart part cannot be null either
+        if name.startswith("Body_"):
+            schema["properties"] = {k: not_null(v) for k, v in schema.get("properties", {}).items()}
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
             for parameter in operation.get("parameters", ()):

@@ -35,7 +35,8 @@ RETRY_AFTER_S = 5
 #: What to write instead, for a parameter whose value does not match its schema pattern.
 PATTERN_HELP = {"q": "say what to look for, e.g. 'a dog on a beach'",
                 "after": "use a real date as YYYY, YYYY-MM or YYYY-MM-DD", "before": "use a real date as YYYY, "
-                "YYYY-MM or YYYY-MM-DD", "near": "use LAT,LON in degrees, e.g. 38.72,-9.14"}
+                "YYYY-MM or YYYY-MM-DD", "near": "use LAT,LON in degrees, e.g. 38.72,-9.14",
+                "ids": "ids must be comma-separated integers, e.g. 1,2,3"}
 
 
 class ApiError(Exception):
