@@ -109,7 +109,8 @@ def install_error_handlers(app: FastAPI, hidden: Sequence[str] = ()) -> None:
     async def _validation(_request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body"))
-        if tuple(first.get("loc", ())) == ("path", "image_id"):  # out of the 64-bit range: no image has it
+        if tuple(first.get("loc", ())) == ("path", "image_id") and first.get("type") in (
+                "less_than_equal", "greater_than_equal"):  # an integer out of the 64-bit range: no image has it
             given = str(first.get("input", ""))[:40]
             return JSONResponse({"error": f"no indexed image has id {given}"}, status_code=404)
         if first.get("type") == "string_pattern_mismatch" and where in PATTERN_HELP:  # not a regex, a hint
