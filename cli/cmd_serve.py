@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import threading
 
@@ -10,6 +11,9 @@ import click
 
 from .cmd_watch import POLL_DEFAULT
 from .common import index_option
+
+#: An origin as browsers send it: a scheme, a host, maybe a port; no path, no '*'.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 def _is_loopback(host: str) -> bool:
@@ -46,10 +50,13 @@ def _is_loopback(host: str) -> bool:
 @click.option("--poll", type=click.FloatRange(min=0, min_open=True), is_flag=False, flag_value=POLL_DEFAULT,
               default=None, metavar="[SECONDS]", help="With --watch: poll instead of following file events.")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="With --watch: skip paths or names matching GLOB.")
+@click.option("--cors", "cors_origins", multiple=True, metavar="ORIGIN",
+              help="Let pages of this origin (scheme://host[:port], e.g. https://app.example) call the API from "
+                   "a browser. Repeatable. Off by default: no other site can read an answer.")
 @click.pass_obj
 def serve_cmd(obj: dict, host: str, port: int, token: str | None, device: str, max_upload_mb: int,
               allowed_hosts: tuple[str, ...], watch_paths: tuple[str, ...], poll: float | None,
-              exclude: tuple[str, ...]) -> None:
+              exclude: tuple[str, ...], cors_origins: tuple[str, ...]) -> None:
     """Serve a web page (search box, thumbnail grid, "more like this", drop an image to search by it)
     and a JSON API under /api/v1 (OpenAPI docs at /docs) for the index. Nothing served changes the
     index (--watch indexes beside it, as 'searchlib watch' would). Stops cleanly on Ctrl-C.
@@ -68,9 +75,13 @@ def serve_cmd(obj: dict, host: str, port: int, token: str | None, device: str, m
     bad = [name for name in allowed_hosts if name != "*" and host_name(name) is None]
     if bad:
         raise click.BadParameter(f"{bad[0]!r} is not a host name", param_hint="--allowed-host")
+    bad = [origin for origin in cors_origins if not _ORIGIN.fullmatch(origin)]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} is not an origin; give scheme://host[:port], e.g. "
+                                 "https://app.example", param_hint="--cors")
     watcher = _WatchThread(obj, watch_paths, poll, exclude, device) if watch_paths else None
     try:
-        _serve(obj, host, port, token, device, max_upload_mb, allowed_hosts)
+        _serve(obj, host, port, token, device, max_upload_mb, allowed_hosts, cors_origins)
     finally:
         if watcher is not None:
             watcher.stop()
@@ -127,13 +138,13 @@ class _WatchThread:
 
 
 def _serve(obj: dict, host: str, port: int, token: str | None, device: str, max_upload_mb: int,
-           allowed_hosts: tuple[str, ...]) -> None:
+           allowed_hosts: tuple[str, ...], cors_origins: tuple[str, ...]) -> None:
     import uvicorn
 
     from searchlib.web import create_app
 
     app = create_app(obj["index_dir"], catalog=obj.get("catalog"), token=token, device=device,
-                     max_upload=max_upload_mb << 20, allowed_hosts=list(allowed_hosts))
+                     max_upload=max_upload_mb << 20, allowed_hosts=list(allowed_hosts), cors_origins=cors_origins)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     shown = f"[{host}]" if ":" in host else host

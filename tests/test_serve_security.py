@@ -299,16 +299,17 @@ def test_head_works_wherever_get_does(client, photo):
 
 
 @pytest.mark.parametrize("method,url,allow", [
-    ("POST", "/api/v1/info", {"GET", "HEAD"}),
-    ("PUT", "/api/v1/search", {"GET", "HEAD", "POST"}),
-    ("DELETE", "/api/v1/images/1/file", {"GET", "HEAD"}),
-    ("GET", "/api/v1/classify", {"POST"}),
-    ("POST", "/static/app.js", {"GET", "HEAD"}),
+    ("POST", "/api/v1/info", {"GET", "HEAD", "OPTIONS"}),
+    ("PUT", "/api/v1/search", {"GET", "HEAD", "POST", "OPTIONS"}),
+    ("DELETE", "/api/v1/images/1/file", {"GET", "HEAD", "OPTIONS"}),
+    ("GET", "/api/v1/classify", {"POST", "OPTIONS"}),
+    ("POST", "/static/app.js", {"GET", "HEAD", "OPTIONS"}),
 ])
 def test_405_carries_allow(client, method, url, allow):
     r = client.request(method, url)
     assert r.status_code == 405 and set(r.json()) == {"error"}
     assert {m.strip() for m in r.headers["allow"].split(",")} == allow
+    assert client.options(url).status_code == 204  # OPTIONS, named in Allow, is answered (issue 24)
 
 
 def test_docs_are_served_from_the_package(client):

@@ -23,9 +23,11 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from . import routes_images, routes_library, routes_search
+from .contract import install_contract
 from .deps import IndexHolder
 from .errors import install_error_handlers
 from .files import VerifiedFiles
+from .hardening import Options, SecurityHeaders
 from .middleware import FORM_ALLOWANCE, BodyLimit, HeadAsGet, HostCheck
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -36,7 +38,7 @@ TOKEN_COOKIE = "searchlib_token"
 
 def create_app(index_dir: str | os.PathLike, catalog: str | None = None, token: str | None = None,
                device: str = "auto", max_upload: int = MAX_UPLOAD,
-               allowed_hosts: Sequence[str] | None = None) -> FastAPI:
+               allowed_hosts: Sequence[str] | None = None, cors_origins: Sequence[str] = ()) -> FastAPI:
     """The FastAPI application serving the index at ``index_dir``.
 
     Args:
@@ -51,6 +53,8 @@ def create_app(index_dir: str | os.PathLike, catalog: str | None = None, token: 
             127.0.0.0/8, ``[::1]``), against DNS rebinding; ``*`` allows any. Without a token, only
             these and loopback names are served; with a token and no list, any name is (the token
             guards).
+        cors_origins: origins (``https://app.example``) whose pages may call the API from a
+            browser; none by default, so no other site can read an answer.
     """
     holder = IndexHolder(index_dir, catalog, device)
 
@@ -90,6 +94,7 @@ def create_app(index_dir: str | os.PathLike, catalog: str | None = None, token: 
         # one opaque entry of app.routes, and whatever lists the routes (the 405 answer's Allow,
         # the tests) needs them flat. The routers have no prefix or dependencies to lose.
         app.router.routes.extend(module.router.routes)
+    install_contract(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -102,11 +107,19 @@ def create_app(index_dir: str | os.PathLike, catalog: str | None = None, token: 
         return FileResponse(STATIC / "docs.html", media_type="text/html",
                             headers={"Cache-Control": "no-cache", "Content-Security-Policy": "default-src 'self'"})
 
-    # Outermost last: the Host check runs first, then the body limit, then HEAD becomes GET.
+    # Outermost last: security headers on every answer, the Host check, CORS preflights, the body
+    # limit, OPTIONS, then HEAD becomes GET.
     app.add_middleware(HeadAsGet)
+    app.add_middleware(Options)
     app.add_middleware(BodyLimit, limit=max_upload + FORM_ALLOWANCE, upload_limit=max_upload)
+    if cors_origins:  # outside the token check: a preflight carries no credentials
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "HEAD", "POST"],
+                           allow_headers=["Authorization", "Content-Type"], max_age=600)
     if token is None or allowed_hosts:  # with a token and no list, the token guards
         app.add_middleware(HostCheck, allowed=allowed_hosts or ())
+    app.add_middleware(SecurityHeaders)  # outermost: every answer carries them, a 421 included
     return app
 
 

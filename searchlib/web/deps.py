@@ -7,9 +7,10 @@ import os
 import threading
 from typing import Annotated, Literal
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
+from pydantic import StringConstraints
 
-from ..filters import Filters
+from ..filters import MAX_FOLDER, MAX_PIXELS_SIDE, MAX_TEXT, MAX_VALUES, Filters
 from ..index import MAX_K, Index, open_index
 
 API = "/api/v1"
@@ -59,26 +60,55 @@ def max_upload_of(request: Request) -> int:
     return request.app.state.max_upload
 
 
+#: LAT,LON in degrees as parse_position reads them, in range (-90..90, -180..180).
+_LAT = r"-?(90(\.0+)?|[1-8]?[0-9](\.[0-9]+)?)"
+_LON = r"-?(180(\.0+)?|(1[0-7][0-9]|[1-9]?[0-9])(\.[0-9]+)?)"
+NEAR_PATTERN = f"^ *{_LAT} *, *{_LON} *$"
+#: No two places on Earth are further apart along its surface (km).
+EARTH_KM = 20038
+
+
 # Shared query parameters (module level: FastAPI resolves the string annotations here).
 K = Annotated[int, Query(ge=1, le=MAX_K, description="How many hits")]
 Offset = Annotated[int, Query(ge=0, le=MAX_K - 1, description="Skip this many (paging)")]
-Folder = Annotated[str | None, Query(alias="in", description="Only images under this folder")]
-Date = Annotated[str | None, Query(description="YYYY, YYYY-MM or YYYY-MM-DD")]
+Folder = Annotated[str | None, Query(alias="in", max_length=MAX_FOLDER, description="Only images under this folder")]
+#: Ids are 64-bit catalog keys: a larger number is refused as malformed rather than overflowing.
+MAX_ID = (1 << 63) - 1
+ImageId = Annotated[int, Path(ge=0, le=MAX_ID, description="An image's catalog id")]
+#: The forms parse_date reads, calendar included (a valid-looking 2023-02-30 must not pass the
+#: schema and then be refused): any year but 0000; days by month; 02-29 in leap years only.
+_YEAR = "(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+_LEAP = "([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+_MONTH_DAY = "((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
+DATE_PATTERN = f"^({_YEAR}(-(0[1-9]|1[0-2]))?|{_YEAR}-{_MONTH_DAY}|{_LEAP}-02-29)$"
+Date = Annotated[str | None, Query(pattern=DATE_PATTERN, description="YYYY, YYYY-MM or YYYY-MM-DD")]
 Multi = Annotated[list[str] | None, Query()]
-Pixels = Annotated[int | None, Query(ge=1)]
+#: The library's bound on pixel sizes (within every database's integers).
+Pixels = Annotated[int | None, Query(ge=1, le=MAX_PIXELS_SIDE)]
+Short = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+#: A similarity bound: finite (NaN and infinities are refused as malformed).
+Score = Annotated[float | None, Query(ge=-1e6, le=1e6, allow_inf_nan=False)]
+Relative = Annotated[float | None, Query(ge=0, le=1e6, allow_inf_nan=False)]
 
 
 def search_filters(folder: Folder = None, after: Date = None, before: Date = None,
-                   camera: Annotated[str | None, Query(description="Camera make or model contains this")] = None,
+                   camera: Annotated[str | None, Query(max_length=MAX_TEXT,
+                                                       description="Camera make or model contains this")] = None,
                    min_width: Pixels = None, min_height: Pixels = None,
-                   format: Annotated[list[str] | None, Query(description="File formats (repeatable)")] = None,
-                   tag: Annotated[list[str] | None, Query(description="Tags (repeatable)")] = None,
-                   text: Annotated[str | None, Query(description="Words read in the image (index --read-text): "
-                                                     "every word, as a case- and accent-blind substring")] = None,
-                   place: Annotated[list[str] | None, Query(description="Taken in this city, region, country "
-                                                            "or country code (repeatable)")] = None,
-                   near: Annotated[str | None, Query(description="LAT,LON: taken near this GPS position")] = None,
-                   within: Annotated[float | None, Query(gt=0, description="km around near (default 10)")] = None,
+                   format: Annotated[list[Short] | None, Query(max_length=MAX_VALUES,
+                                                               description="File formats (repeatable)")] = None,
+                   tag: Annotated[list[Short] | None, Query(max_length=MAX_VALUES,
+                                                            description="Tags (repeatable)")] = None,
+                   text: Annotated[str | None, Query(max_length=MAX_TEXT, description="Words read in the image "
+                                                     "(index --read-text): every word, as a case- and accent-blind "
+                                                     "substring")] = None,
+                   place: Annotated[list[Short] | None, Query(max_length=MAX_VALUES, description="Taken in this "
+                                                              "city, region, country or country code (repeatable)")
+                                    ] = None,
+                   near: Annotated[str | None, Query(pattern=NEAR_PATTERN,
+                                                     description="LAT,LON: taken near this GPS position")] = None,
+                   within: Annotated[float | None, Query(gt=0, le=EARTH_KM, allow_inf_nan=False,
+                                                         description="km around near (default 10)")] = None,
                    media: Annotated[Literal["image", "video"] | None,
                                     Query(description="Only images, or only video segments")] = None,
                    ) -> Filters:

@@ -32,6 +32,13 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
 
 
+#: What to write instead, for a parameter whose value does not match its schema pattern.
+PATTERN_HELP = {"q": "say what to look for, e.g. 'a dog on a beach'",
+                "after": "use a real date as YYYY, YYYY-MM or YYYY-MM-DD", "before": "use a real date as YYYY, "
+                "YYYY-MM or YYYY-MM-DD", "near": "use LAT,LON in degrees, e.g. 38.72,-9.14",
+                "ids": "ids must be comma-separated integers, e.g. 1,2,3"}
+
+
 class ApiError(Exception):
     """An error answered as ``{"error": message}`` with ``status``."""
 
@@ -67,7 +74,8 @@ def public_message(text: str, hidden: Sequence[str]) -> str:
 
 
 def allowed_methods(app: FastAPI, path: str) -> str:
-    """The methods some route of ``app`` answers at ``path`` (a 405's ``Allow``), HEAD wherever GET."""
+    """The methods some route of ``app`` answers at ``path`` (a 405's ``Allow``), HEAD wherever GET,
+    and OPTIONS wherever any."""
     methods: set[str] = set()
     for route in app.routes:
         if isinstance(route, Mount):
@@ -77,6 +85,8 @@ def allowed_methods(app: FastAPI, path: str) -> str:
             methods |= route.methods or set()
     if "GET" in methods:
         methods.add("HEAD")
+    if methods:  # answered by hardening.Options
+        methods.add("OPTIONS")
     return ", ".join(sorted(methods))
 
 
@@ -99,6 +109,12 @@ def install_error_handlers(app: FastAPI, hidden: Sequence[str] = ()) -> None:
     async def _validation(_request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body"))
+        if tuple(first.get("loc", ())) == ("path", "image_id") and first.get("type") in (
+                "less_than_equal", "greater_than_equal"):  # an integer out of the 64-bit range: no image has it
+            given = str(first.get("input", ""))[:40]
+            return JSONResponse({"error": f"no indexed image has id {given}"}, status_code=404)
+        if first.get("type") == "string_pattern_mismatch" and where in PATTERN_HELP:  # not a regex, a hint
+            return JSONResponse({"error": f"{where}: {PATTERN_HELP[where]}"}, status_code=400)
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid value')}".strip(": ")}, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 
 from ..errors import ImageDecodeError
 from ..records import path_fields
-from .deps import API, OpenIndex, links
+from .deps import API, ImageId, OpenIndex, links
 from .errors import ApiError
 from .files import byte_range, etag_matches, stream
 from .middleware import HEAD_FLAG
@@ -26,13 +26,13 @@ REVALIDATE = "private, no-cache"
 
 
 @router.get(f"{API}/images/{{image_id}}", summary="An image's metadata")
-def image(image_id: int, index: OpenIndex) -> dict:
+def image(image_id: ImageId, index: OpenIndex) -> dict:
     row = index.image(image_id)
     return {"id": row.id, **path_fields(row.path), **row.to_dict(), **links(row.id)}
 
 
 @router.get(f"{API}/images/{{image_id}}/thumbnail", summary="A JPEG thumbnail (EXIF orientation applied)")
-def thumbnail(request: Request, image_id: int, index: OpenIndex,
+def thumbnail(request: Request, image_id: ImageId, index: OpenIndex,
               size: Annotated[int, Query(ge=16, le=1024)] = 256) -> Response:
     try:
         thumb = index.thumbnail(image_id, size)
@@ -49,7 +49,7 @@ def thumbnail(request: Request, image_id: int, index: OpenIndex,
 
 @router.get(f"{API}/images/{{image_id}}/file", summary="The original file, exactly as indexed (Range requests work)",
             responses={404: {"description": "No such image, or its file is gone or is not the indexed one any more"}})
-def original(request: Request, image_id: int, index: OpenIndex) -> Response:
+def original(request: Request, image_id: ImageId, index: OpenIndex) -> Response:
     row = index.image(image_id)
     handle, st = request.app.state.files.open(row)
     kind = (row.record.metadata.format or "").lower()

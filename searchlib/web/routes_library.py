@@ -34,9 +34,10 @@ def info(request: Request, holder: Holder) -> dict:
 
 
 @router.post(f"{API}/classify", summary="Zero-shot scores per label for indexed ids or an uploaded image")
-async def classify(labels: Annotated[str, Form(description="Comma-separated labels, at least two")],
+async def classify(labels: Annotated[str, Form(min_length=1, description="Comma-separated labels, at least two")],
                    holder: Holder, max_upload: MaxUpload,
-                   ids: Annotated[str | None, Form(description="Comma-separated image ids")] = None,
+                   ids: Annotated[str | None, Form(pattern=r"^[0-9 ,]*$",
+                                                   description="Comma-separated image ids")] = None,
                    image: Annotated[UploadFile | None, File()] = None) -> list[dict]:
     label_list = parse_labels(labels)
     data = await read_upload(image, max_upload) if image is not None else None

@@ -11,17 +11,19 @@ from starlette.concurrency import run_in_threadpool
 
 from ..index import MAX_K, Index
 from ..query import Hit, QueryTerm, parse_query
-from .deps import API, Holder, K, MaxUpload, Offset, OpenIndex, SearchFilters, links
+from .deps import API, Holder, ImageId, K, MaxUpload, Offset, OpenIndex, Relative, Score, SearchFilters, links
 from .errors import ApiError
 from .uploads import read_upload
 
 router = APIRouter()
+#: Some character that str.strip() keeps (it also strips \x1c-\x1f, which regex \s does not).
+NOT_BLANK = r"[^\s\x1c-\x1f]"
 
 
 @router.get(f"{API}/search", summary="Text search (terms combine with ' + ' and ' - ', 'W:term' weighs)")
-def search(q: Annotated[str, Query(min_length=1, max_length=2000, description="What to look for")],
+def search(q: Annotated[str, Query(min_length=1, max_length=2000, pattern=NOT_BLANK, description="What to look for")],
            filters: SearchFilters, index: OpenIndex, k: K = 20, offset: Offset = 0,
-           min_score: float | None = None, relative: Annotated[float | None, Query(ge=0)] = None,
+           min_score: Score = None, relative: Relative = None,
            relevant: Annotated[bool, Query(description="Only hits judged relevant (relevance >= 0.5)")] = False,
            sort: Annotated[str, Query(pattern="^(score|date|date-asc)$",
                                       description="score, date (newest first) or date-asc")] = "score",
@@ -42,8 +44,8 @@ def search(q: Annotated[str, Query(min_length=1, max_length=2000, description="W
 @router.post(f"{API}/search", summary="Search by an uploaded image (multipart 'image'), optionally with text")
 async def search_upload(image: Annotated[UploadFile, File(description="An image file")], filters: SearchFilters,
                         holder: Holder, max_upload: MaxUpload, q: Annotated[str | None, Form()] = None,
-                        k: K = 20, offset: Offset = 0, min_score: float | None = None,
-                        relative: Annotated[float | None, Query(ge=0)] = None) -> dict:
+                        k: K = 20, offset: Offset = 0, min_score: Score = None,
+                        relative: Relative = None) -> dict:
     started = time.perf_counter()
     data = await read_upload(image, max_upload)
     check_paging(k, offset)
@@ -58,7 +60,7 @@ async def search_upload(image: Annotated[UploadFile, File(description="An image 
 
 
 @router.get(f"{API}/images/{{image_id}}/similar", summary="More like this: images near an indexed one")
-def similar(image_id: int, filters: SearchFilters, index: OpenIndex, k: K = 20, offset: Offset = 0,
+def similar(image_id: ImageId, filters: SearchFilters, index: OpenIndex, k: K = 20, offset: Offset = 0,
             q: Annotated[str | None, Query(max_length=2000)] = None) -> dict:
     started = time.perf_counter()
     check_paging(k, offset)
