@@ -68,7 +68,7 @@ def test_postgres_killed_mid_run_is_one_line_and_the_next_run_completes(own_post
     assert "postgres@" not in lines[0] or ":" not in lines[0].split("postgres@")[0]  # no password shown
     own_postgres.resume()
     done = _committed(url)
-    assert 0 < done < len(photos)
+    assert 0 < done <= len(photos)  # a fast machine may have committed everything before the kill landed
     rerun = subprocess.run(args + ["index", str(tmp_path / "p")], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     listed = subprocess.run(args + ["list", "--paths"], capture_output=True, text=True, timeout=120).stdout.split("\n")
