@@ -31,7 +31,7 @@ from searchlib.errors import ImageDecodeError
 from searchlib.imaging import Preprocess
 from searchlib.jpeginfo import jpeg_info
 from searchlib.media import decode_file_bytes, file_metadata, is_raw_name, is_video_name
-from searchlib.records import ImageMetadata, ImageRecord, Segment, content_hash
+from searchlib.records import ImageMetadata, ImageRecord, Segment, content_hash, content_hasher
 
 from .scan import FileEntry
 from .split import MovingMean
@@ -114,13 +114,21 @@ def _is_known(content_hash: str) -> bool:
     return pos < len(_known_keys) and _known_keys[pos] == key
 
 
-def read_file(path: str) -> tuple[bytes, os.stat_result]:
-    """Read a regular file whole. Non-blocking open, so a FIFO swapped in cannot hang the run."""
+def _open_regular(path: str) -> tuple[int, os.stat_result]:
+    """A descriptor of a regular file and its stat. Non-blocking open, so a FIFO swapped in cannot
+    hang the run."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ImageDecodeError("not a regular file")
+    return fd, st
+
+
+def read_file(path: str) -> tuple[bytes, os.stat_result]:
+    """Read a regular file whole."""
+    fd, st = _open_regular(path)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ImageDecodeError("not a regular file")
         chunks = []
         while chunk := os.read(fd, 1 << 22):
             chunks.append(chunk)
@@ -170,14 +178,9 @@ def decode_file(entry: FileEntry, prep: Preprocess, max_pixels: int | None,
 
 def hash_file(path: str) -> tuple[str, os.stat_result]:
     """The content hash of a regular file, read in pieces (a video need not fit in memory)."""
-    import hashlib
-
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    fd, st = _open_regular(path)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ImageDecodeError("not a regular file")
-        digest = hashlib.sha256()
+        digest = content_hasher()
         while chunk := os.read(fd, 1 << 22):
             digest.update(chunk)
         return digest.hexdigest(), st

@@ -44,7 +44,13 @@ class ImageMetadata:
 def content_hash(data: bytes) -> str:
     """The content hash of a file's bytes (SHA-256, hex): how a file is recognised when it moves, is
     copied, or is given again as a query image. The one definition of the rule."""
-    return hashlib.sha256(data).hexdigest()
+    return content_hasher(data).hexdigest()
+
+
+def content_hasher(data: bytes = b""):
+    """The hash object of :func:`content_hash`, for files read in pieces (``update``, then
+    ``hexdigest``): the same rule for a video that need not fit in memory."""
+    return hashlib.sha256(data)
 
 
 #: Names of the metadata fields, in declaration order.
