@@ -82,9 +82,8 @@ def tiny_embedder():
     return Embedder(parse_model_spec(TINY), device="cpu")
 
 
-@pytest.fixture(scope="session")
-def postgres():
-    """A real PostgreSQL server for the session (started on first use; .ci/run installs PostgreSQL)."""
+def started_postgres():
+    """A new, started PostgreSQL server (skipped, or failed under CI, where PostgreSQL is missing)."""
     from tests.pgserver import PostgresServer
 
     server = PostgresServer()
@@ -94,6 +93,13 @@ def postgres():
         missing_service("PostgreSQL is not available here", "apt-get install -y postgresql and run the tests "
                         "as root (.ci/run does both)")
     server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (started on first use; .ci/run installs PostgreSQL)."""
+    server = started_postgres()
     yield server
     server.stop()
 

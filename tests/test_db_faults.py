@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, write_images
+from tests.conftest import TINY, started_postgres, write_images
 
 EXE = str(Path(sys.executable).with_name("searchlib"))
 
@@ -20,15 +20,7 @@ EXE = str(Path(sys.executable).with_name("searchlib"))
 @pytest.fixture
 def own_postgres():
     """A PostgreSQL server of this test's own, since the test kills it."""
-    from tests.pgserver import PostgresServer
-
-    server = PostgresServer()
-    if not server.available:
-        from tests.services import missing_service
-
-        missing_service("PostgreSQL is not available here", "apt-get install -y postgresql and run the tests "
-                        "as root (.ci/run does both)")
-    server.start()
+    server = started_postgres()
     yield server
     server.stop()
 
