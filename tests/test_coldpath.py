@@ -92,6 +92,33 @@ def test_quick_reads_see_a_writer_commit(filled):
     quick.close()
 
 
+def _open_files(path) -> int:
+    """How many of this process's descriptors are open on ``path`` or its -wal/-shm files."""
+    names = {str(path), f"{path}-wal", f"{path}-shm"}
+    return sum(os.readlink(f"/proc/self/fd/{fd}") in names for fd in os.listdir("/proc/self/fd")
+               if os.path.exists(f"/proc/self/fd/{fd}"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to count open files")
+def test_reads_from_threads_that_end_leave_no_connections_open(filled):
+    """A server's pool threads come and go, and a search loads vectors in a thread of its own: each
+    ended thread's connection is closed (the soak found two descriptors leaked per search)."""
+    import threading
+
+    path, ids = filled
+    quick = open_catalog(path)
+    quick.generation()
+    held = _open_files(path)
+    for _ in range(60):
+        t = threading.Thread(target=lambda: (quick.generation(), quick.images(ids[:3])))
+        t.start()
+        t.join()
+    assert _open_files(path) <= held + 3  # the last ended thread's connection, closed by the next one
+    assert quick.images(ids[:1])  # the calling thread's own connection still works
+    quick.close()
+    assert _open_files(path) == 0
+
+
 def test_not_a_catalog_fails_as_the_full_catalog_does(tmp_path):
     from searchlib.errors import IndexCorruptError, IndexNotFoundError
 

@@ -81,7 +81,10 @@ class QuickCatalog:
         self._full: Catalog | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # Each reading thread's connection, with the thread: a server's pool threads come and go
+        # (and a search loads vectors in a short-lived thread), so a connection whose thread has
+        # ended is closed when the next one opens; keeping them all leaked two descriptors a search.
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._uri = self._choose_uri()
         try:
             revision = self._query("SELECT version_num FROM alembic_version")
@@ -133,7 +136,7 @@ class QuickCatalog:
         with self._lock:
             connections, self._connections = self._connections, []
             full, self._full = self._full, None
-        for conn in connections:
+        for _, conn in connections:
             conn.close()
         if full is not None:
             full.close()
@@ -146,7 +149,11 @@ class QuickCatalog:
             conn = sqlite3.connect(self._uri, uri=True, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             with self._lock:
-                self._connections.append(conn)
+                ended = [c for t, c in self._connections if not t.is_alive()]
+                self._connections = [(t, c) for t, c in self._connections if t.is_alive()]
+                self._connections.append((threading.current_thread(), conn))
+            for old in ended:  # its thread is gone, so nobody is using it
+                old.close()
             self._local.conn = conn
         return conn
 
