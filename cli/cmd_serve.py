@@ -40,6 +40,9 @@ def _is_loopback(host: str) -> bool:
               help="Where the model runs when a query needs it (image uploads).")
 @click.option("--max-upload-mb", type=click.IntRange(1, 1024), default=20, show_default=True,
               help="Largest image upload accepted; a larger request is refused before it is read.")
+@click.option("--max-requests", type=click.IntRange(1, 10_000), default=32, show_default=True, metavar="N",
+              help="API requests handled at once; more are answered 503 with Retry-After (so a flood of "
+                   "uploads is told to come back instead of piling up).")
 @click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
               help="Also answer requests for this host name (say, the name a reverse proxy or your LAN "
                    "uses; '*' for any). Repeatable. Without it, only loopback names (localhost, "
@@ -55,7 +58,7 @@ def _is_loopback(host: str) -> bool:
                    "a browser. Repeatable. Off by default: no other site can read an answer.")
 @click.pass_obj
 def serve_cmd(obj: dict, host: str, port: int, token: str | None, device: str, max_upload_mb: int,
-              allowed_hosts: tuple[str, ...], watch_paths: tuple[str, ...], poll: float | None,
+              max_requests: int, allowed_hosts: tuple[str, ...], watch_paths: tuple[str, ...], poll: float | None,
               exclude: tuple[str, ...], cors_origins: tuple[str, ...]) -> None:
     """Serve a web page (search box, thumbnail grid, "more like this", drop an image to search by it)
     and a JSON API under /api/v1 (OpenAPI docs at /docs) for the index. Nothing served changes the
@@ -81,7 +84,7 @@ def serve_cmd(obj: dict, host: str, port: int, token: str | None, device: str, m
                                  "https://app.example", param_hint="--cors")
     watcher = _WatchThread(obj, watch_paths, poll, exclude, device) if watch_paths else None
     try:
-        _serve(obj, host, port, token, device, max_upload_mb, allowed_hosts, cors_origins)
+        _serve(obj, host, port, token, device, max_upload_mb, max_requests, allowed_hosts, cors_origins)
     finally:
         if watcher is not None:
             watcher.stop()
@@ -137,14 +140,15 @@ class _WatchThread:
         self.thread.join()
 
 
-def _serve(obj: dict, host: str, port: int, token: str | None, device: str, max_upload_mb: int,
+def _serve(obj: dict, host: str, port: int, token: str | None, device: str, max_upload_mb: int, max_requests: int,
            allowed_hosts: tuple[str, ...], cors_origins: tuple[str, ...]) -> None:
     import uvicorn
 
     from searchlib.web import create_app
 
     app = create_app(obj["index_dir"], catalog=obj.get("catalog"), token=token, device=device,
-                     max_upload=max_upload_mb << 20, allowed_hosts=list(allowed_hosts), cors_origins=cors_origins)
+                     max_upload=max_upload_mb << 20, allowed_hosts=list(allowed_hosts), cors_origins=cors_origins,
+                     max_in_flight=max_requests)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     shown = f"[{host}]" if ":" in host else host

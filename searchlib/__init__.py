@@ -64,6 +64,7 @@ _EXPORTS = {
     "IndexNotFoundError": "errors",
     "IndexCorruptError": "errors",
     "IndexBusyError": "errors",
+    "DecodeBusyError": "errors",
     "ImageDecodeError": "errors",
     "IndexReadOnlyError": "errors",
     "StorageFullError": "errors",
@@ -72,7 +73,8 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "ConfigError", "Embedder", "Filters", "Hit", "ImageDecodeError", "ImageMetadata", "ImageNotFoundError",
+    "ConfigError", "DecodeBusyError", "Embedder", "Filters", "Hit", "ImageDecodeError", "ImageMetadata",
+    "ImageNotFoundError",
     "Index", "IndexBusyError", "IndexCorruptError", "IndexNotFoundError", "IndexOptions",
     "IndexReadOnlyError", "IndexReport", "IndexWriter", "ModelError", "ModelIdentity", "ModelMismatchError",
     "ModelSpec", "ModelUnavailableError", "Progress", "QueryError", "QueryTerm", "SearchlibError",
@@ -85,6 +87,7 @@ if TYPE_CHECKING:
     from .embedding import Embedder
     from .errors import (
         ConfigError,
+        DecodeBusyError,
         ImageDecodeError,
         ImageNotFoundError,
         IndexBusyError,

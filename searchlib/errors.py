@@ -52,6 +52,11 @@ class IndexBusyError(SearchlibError):
     """Another process holds the index for writing."""
 
 
+class DecodeBusyError(SearchlibError):
+    """Large images were being decoded for longer than the caller agreed to wait for a share of the
+    decode memory budget (a server under a flood of uploads); nothing was read, try again shortly."""
+
+
 class ImageDecodeError(SearchlibError):
     """A file could not be read as an image."""
 

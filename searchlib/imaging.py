@@ -18,13 +18,14 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageDecodeError
+from .errors import DecodeBusyError, ImageDecodeError
 from .records import ImageMetadata
 
 #: The default size guard: images above this many pixels are refused (``--max-megapixels``). An
@@ -257,11 +258,19 @@ def _resize_longest_pad(img: Image.Image, size: int, resample: int) -> Image.Ima
 DECODE_BUDGET = 2 * 4 * DEFAULT_MAX_PIXELS
 
 
+#: How long a decode in this context waits for its share of the budget before it gives up with
+#: :class:`~searchlib.errors.DecodeBusyError`; None waits as long as it takes (the indexer). A server
+#: sets it per request, so that a flood of uploads is answered "busy, retry" instead of queueing
+#: without end.
+decode_wait_limit: ContextVar[float | None] = ContextVar("searchlib_decode_wait_limit", default=None)
+
+
 class DecodeBudget:
     """Decoded bytes held at once by the threads of one process; a decode waits for its share.
 
     Small images take small shares and pass at once; large ones take turns. A decode larger than
-    the whole budget (a raised ``max_pixels``) waits until it can run alone.
+    the whole budget (a raised ``max_pixels``) waits until it can run alone. A decode waits at most
+    :data:`decode_wait_limit` seconds when that is set in its context.
 
     Args:
         total: the bytes all decodes together may hold.
@@ -290,8 +299,11 @@ class DecodeBudget:
                 self._mine.depth -= 1
             return
         share = max(0, min(int(nbytes), self.total))
+        limit = decode_wait_limit.get()
         with self._changed:
-            self._changed.wait_for(lambda: self.held + share <= self.total)
+            if not self._changed.wait_for(lambda: self.held + share <= self.total, timeout=limit):
+                raise DecodeBusyError(f"other large images are being decoded; none freed room for this one within "
+                                      f"{limit:g} s, try again shortly")
             self.held += share
             self.peak = max(self.peak, self.held)
         self._mine.depth = 1
@@ -524,7 +536,7 @@ def decode_for_model(data: bytes, prep: Preprocess, max_pixels: int | None = DEF
         with decode_budget.hold(decode_share(img, prep, reduce)):
             meta = read_metadata(img)
             pixels = to_model_pixels(img, prep, reduce=reduce)
-    except ImageDecodeError:
+    except (ImageDecodeError, DecodeBusyError):  # busy is not bad input: the caller may retry
         raise
     except Exception as e:  # truncated data, bad codecs, ...
         raise ImageDecodeError(f"cannot decode image ({type(e).__name__}: {e})") from e

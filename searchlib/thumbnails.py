@@ -19,7 +19,7 @@ from PIL import Image, ImageOps
 
 from .config import THUMBNAILS_DIR
 from .embedding import read_image_file
-from .errors import ImageDecodeError, QueryError
+from .errors import DecodeBusyError, ImageDecodeError, QueryError
 from .imaging import DEFAULT_MAX_PIXELS, _is_deep, _to_8bit, decode_budget, held_bytes, open_image, release
 from .media import is_video_name
 from .media.raw import is_raw_name, read_raw
@@ -120,7 +120,7 @@ def make_thumbnail(data: bytes, size: int, max_pixels: int | None = None, name: 
         # The share counts the decoded image and up to two full-size copies (rotation, alpha).
         with decode_budget.hold(held_bytes(img) + 8 * img.size[0] * img.size[1]):
             return _thumbnail_bytes(img, size)
-    except ImageDecodeError:
+    except (ImageDecodeError, DecodeBusyError):  # busy is not bad input: the caller may retry
         raise
     except Exception as e:
         raise ImageDecodeError(f"cannot make a thumbnail ({type(e).__name__}: {e})") from e

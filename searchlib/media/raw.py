@@ -32,7 +32,7 @@ from datetime import datetime
 import numpy as np
 from PIL import Image
 
-from ..errors import ImageDecodeError
+from ..errors import DecodeBusyError, ImageDecodeError
 from ..imaging import Preprocess, check_decoded_size, exif_facts, open_image, to_model_pixels
 from ..records import ImageMetadata
 from .extent import truncated
@@ -281,6 +281,8 @@ def decode_raw_for_model(data: bytes, prep: Preprocess, max_pixels: int | None, 
     assert isinstance(picture, RawPicture)
     try:
         return to_model_pixels(picture.image, prep, reduce=False), picture.metadata
+    except DecodeBusyError:  # busy is not bad input: the caller may retry
+        raise
     except Exception as e:
         raise ImageDecodeError(f"cannot decode RAW picture ({type(e).__name__}: {e})") from e
 

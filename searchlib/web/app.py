@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from . import routes_images, routes_library, routes_search
+from .admission import DECODE_WAIT_S, MAX_IN_FLIGHT, Admission
 from .contract import install_contract
 from .deps import IndexHolder
 from .errors import install_error_handlers
@@ -38,7 +39,8 @@ TOKEN_COOKIE = "searchlib_token"
 
 def create_app(index_dir: str | os.PathLike, catalog: str | None = None, token: str | None = None,
                device: str = "auto", max_upload: int = MAX_UPLOAD,
-               allowed_hosts: Sequence[str] | None = None, cors_origins: Sequence[str] = ()) -> FastAPI:
+               allowed_hosts: Sequence[str] | None = None, cors_origins: Sequence[str] = (),
+               max_in_flight: int = MAX_IN_FLIGHT, decode_wait: float = DECODE_WAIT_S) -> FastAPI:
     """The FastAPI application serving the index at ``index_dir``.
 
     Args:
@@ -55,6 +57,9 @@ def create_app(index_dir: str | os.PathLike, catalog: str | None = None, token: 
             guards).
         cors_origins: origins (``https://app.example``) whose pages may call the API from a
             browser; none by default, so no other site can read an answer.
+        max_in_flight: API requests handled at once; more are answered 503 with ``Retry-After``.
+        decode_wait: seconds a request's image decode waits for room in the decode memory budget
+            before it is answered 503 with ``Retry-After``.
     """
     holder = IndexHolder(index_dir, catalog, device)
 
@@ -110,6 +115,7 @@ def create_app(index_dir: str | os.PathLike, catalog: str | None = None, token: 
     # Outermost last: security headers on every answer, the Host check, CORS preflights, the body
     # limit, OPTIONS, then HEAD becomes GET.
     app.add_middleware(HeadAsGet)
+    app.add_middleware(Admission, limit=max_in_flight, decode_wait=decode_wait)
     app.add_middleware(Options)
     app.add_middleware(BodyLimit, limit=max_upload + FORM_ALLOWANCE, upload_limit=max_upload)
     if cors_origins:  # outside the token check: a preflight carries no credentials

@@ -16,6 +16,7 @@ from starlette.routing import Mount, Route
 from ..errors import (
     CatalogUnavailableError,
     ConfigError,
+    DecodeBusyError,
     ImageDecodeError,
     ImageNotFoundError,
     IndexBusyError,
@@ -53,7 +54,7 @@ def status_of(error: SearchlibError) -> int:
         return 404
     if isinstance(error, (QueryError, ConfigError, ImageDecodeError)):
         return 400
-    if isinstance(error, (IndexBusyError, CatalogUnavailableError)):
+    if isinstance(error, (IndexBusyError, CatalogUnavailableError, DecodeBusyError)):
         return 503
     if isinstance(error, (IndexCorruptError, ModelError)):
         return 500
@@ -103,7 +104,9 @@ def install_error_handlers(app: FastAPI, hidden: Sequence[str] = ()) -> None:
             log.warning("catalog unreachable: %s", exc)
             return JSONResponse({"error": "the index's catalog database cannot be reached right now; try again "
                                  "shortly"}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
-        return JSONResponse({"error": public_message(str(exc), hidden)}, status_code=status_of(exc))
+        status = status_of(exc)  # every 503 says when to come back, as the contract declares
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+        return JSONResponse({"error": public_message(str(exc), hidden)}, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):

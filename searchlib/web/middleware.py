@@ -17,13 +17,15 @@ FORM_ALLOWANCE = 1 << 20
 _NAME = re.compile(r"^[a-z0-9_.-]+$")
 
 
-async def send_json(send: Send, status: int, body: dict, close: bool = False) -> None:
-    """Answer with JSON from a middleware."""
+async def send_json(send: Send, status: int, body: dict, close: bool = False,
+                    headers: dict[str, str] | None = None) -> None:
+    """Answer with JSON from a middleware (``headers``: more to send, e.g. ``Retry-After``)."""
     data = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    sent = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *extra]
     if close:  # the body was not read: the connection cannot carry another request
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+        sent.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": sent})
     await send({"type": "http.response.body", "body": data})
 
 
