@@ -91,6 +91,10 @@ def _stop_on_signals(stop: threading.Event) -> dict:
 @click.option("--max-watches", type=click.IntRange(min=1), metavar="N",
               help="Follow at most N folders by events (default: as many as fs.inotify.max_user_watches "
                    "allows); the rest is polled.")
+@click.option("--retry-for", type=click.FloatRange(min=0), default=600, show_default=True, metavar="SECONDS",
+              help="When the catalog fails in a way that passes (its database unreachable, SQLite locked by "
+                   "another program, the disk full), say so and try again (waits doubling from 1 s to 60 s) "
+                   "for up to this long before giving up; 0 gives up at once.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per committed batch (added, updated, removed, moved, failed, seconds, "
                    "catch_up, failures), one per line.")
@@ -98,7 +102,7 @@ def _stop_on_signals(stop: threading.Event) -> dict:
 @click.option("-q", "--quiet", is_flag=True, help="No status line, notices or per-batch lines.")
 @click.pass_obj
 def watch_cmd(obj: dict, paths: tuple[str, ...], poll: float | None, poll_interval: float, debounce: float,
-              max_watches: int | None,
+              max_watches: int | None, retry_for: float,
               as_json: bool, as_nl: bool, quiet: bool, **run_values) -> None:
     """Watch PATH... and keep the index in step: new, changed, deleted, renamed and moved files and
     folders, until Ctrl-C or SIGTERM (which commit what is done and exit 0).
@@ -128,7 +132,8 @@ def watch_cmd(obj: dict, paths: tuple[str, ...], poll: float | None, poll_interv
     before = _stop_on_signals(stop)
     try:
         watch(obj["index_dir"], *paths, options=options, on_batch=on_batch, on_notice=status.notice, stop=stop,
-              poll=poll, poll_seconds=poll_interval, debounce=debounce, max_watches=max_watches)
+              poll=poll, poll_seconds=poll_interval, debounce=debounce, max_watches=max_watches,
+              retry_for=retry_for)
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)

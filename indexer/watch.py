@@ -14,6 +14,12 @@ as a failure: it is tried again when it settles.
 
 A ``kill -9`` loses at most the batch in flight; the next start's catch-up does the rest (the
 catalog is the truth, and a pass compares files with it: nothing is indexed twice).
+
+A fault that passes (the catalog's database unreachable, the SQLite catalog locked by another
+program, the disk full) does not end the watch: the session is closed, and after a wait that
+doubles from 1 s up to a minute it starts again with a catch-up pass, which finds whatever changed
+meanwhile. Only an outage longer than ``retry_for`` seconds ends it, with that fault's one-line
+error. Nothing committed is lost either way.
 """
 
 from __future__ import annotations
@@ -25,7 +31,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from searchlib.errors import ConfigError, IndexCorruptError
+from searchlib.errors import (
+    CatalogLockedError,
+    CatalogUnavailableError,
+    ConfigError,
+    IndexCorruptError,
+    StorageFullError,
+)
 from searchlib.imaging import is_image_name
 from searchlib.index import Index, IndexWriter
 from searchlib.ocr import check_available
@@ -50,6 +62,11 @@ IN_PROCESS_FILES = 16
 #: changes or this many seconds with changes, and always on exit.
 SAVE_AFTER_CHANGES = 1000
 SAVE_AFTER_SECONDS = 300.0
+#: Faults a watch waits out: they pass without anyone changing the index or the command.
+PASSING_FAULTS = (CatalogUnavailableError, CatalogLockedError, StorageFullError)
+#: Seconds a watch keeps retrying through one outage by default; the first and longest wait.
+RETRY_FOR_SECONDS = 600.0
+RETRY_FIRST_WAIT, RETRY_LONGEST_WAIT = 1.0, 60.0
 
 
 @dataclass
@@ -89,7 +106,7 @@ def watch(index_dir: str | os.PathLike, *paths: str | os.PathLike, options: Inde
           on_batch: BatchCallback | None = None, on_notice: NoticeCallback | None = None,
           stop: threading.Event | None = None, poll: float | None = None, poll_seconds: float = POLL_SECONDS,
           debounce: float = DEBOUNCE_SECONDS, max_watches: int | None = None,
-          mounts_file: str = "/proc/mounts", **option_values) -> None:
+          mounts_file: str = "/proc/mounts", retry_for: float = RETRY_FOR_SECONDS, **option_values) -> None:
     """Keep the index at ``index_dir`` in step with ``paths`` until ``stop`` is set.
 
     Catches up first (as :func:`~searchlib.indexer.index_folder` would), then indexes what changes:
@@ -109,10 +126,13 @@ def watch(index_dir: str | os.PathLike, *paths: str | os.PathLike, options: Inde
         debounce: seconds a path must stay untouched before it is read.
         max_watches: follow at most this many folders with inotify; the rest is polled.
         mounts_file: the mount table to read (network and FUSE mounts are polled).
+        retry_for: how long one outage of the catalog (database unreachable, SQLite locked, disk
+            full) is waited out, in seconds, retrying with a doubling wait (1 s to 60 s) and a
+            notice for each try; 0 ends the watch at the first fault.
 
     Raises:
-        SearchlibError: a bad path or option, a model problem, or a busy index (another watcher
-            or an index run holds it).
+        SearchlibError: a bad path or option, a model problem, a busy index (another watcher
+            or an index run holds it), or a catalog fault that lasted longer than ``retry_for``.
     """
     unknown = set(option_values) - IndexOptions.names()
     if unknown:
@@ -122,13 +142,16 @@ def watch(index_dir: str | os.PathLike, *paths: str | os.PathLike, options: Inde
         raise ConfigError("watch runs the local pipeline; index with --ray, then watch without it")
     if (poll is not None and not poll > 0) or not poll_seconds > 0:
         raise ConfigError("polling needs a number of seconds above 0")
+    if not retry_for >= 0:
+        raise ConfigError("retry_for must be 0 seconds or more")
     roots = resolve_roots(paths)
     files = [r for r in roots if not os.path.isdir(r)]
     if files:
         raise ConfigError(f"watch follows folders, and {files[0]} is not one: give the folder that holds it")
     check_model_before_creating(index_dir, options)
-    _Watcher(index_dir, roots, options, poll, poll_seconds, debounce, max_watches, mounts_file,
-             on_batch or (lambda b: None), on_notice or (lambda s: None), stop or threading.Event()).run()
+    watcher = _Watcher(index_dir, roots, options, poll, poll_seconds, debounce, max_watches, mounts_file,
+                       on_batch or (lambda b: None), on_notice or (lambda s: None), stop or threading.Event())
+    watcher.run_retrying(retry_for)
 
 
 class _Watcher:
@@ -144,8 +167,32 @@ class _Watcher:
         self.pending: dict[str, float] = {}  # path -> when it was last touched (monotonic)
         self.held_stats: dict[str, tuple[int, int]] = {}  # held file -> (size, mtime) when held
         self.embedder = None
+        self.caught_up = False  # this session's catch-up pass committed
         self.unsaved = 0
         self.last_save = time.monotonic()
+
+    def run_retrying(self, retry_for: float) -> None:
+        """:meth:`run`, started again after a passing fault until one outage lasts ``retry_for``."""
+        outage_since: float | None = None
+        wait = RETRY_FIRST_WAIT
+        while True:
+            self.caught_up = False
+            try:
+                self.run()
+                return
+            except PASSING_FAULTS as e:
+                if self.stop.is_set():
+                    raise
+                now = time.monotonic()
+                if self.caught_up or outage_since is None:  # it worked for a while: a new outage
+                    outage_since, wait = now, RETRY_FIRST_WAIT
+                if now - outage_since + wait > retry_for:
+                    raise
+                self.on_notice(f"{e}; trying again in {wait:g} s (for up to {retry_for:g} s in all)")
+                log.warning("watch: %s; retrying in %g s", e, wait)
+                if self.stop.wait(wait):
+                    return
+                wait = min(wait * 2, RETRY_LONGEST_WAIT)
 
     def run(self) -> None:
         o = self.options
@@ -163,15 +210,23 @@ class _Watcher:
                 writer.configure(o.max_index_memory, o.rerank, o.vector_dtype, o.read_text)
                 feed = ChangeFeed(self.roots, self._want_folder, self.poll, self.poll_seconds, self.max_watches,
                                   o.follow_symlinks, self.mounts_file)
+                fault = None
                 try:
                     feed.start()  # before the catch-up: what changes during it is heard
                     for line in feed.notices:
                         self.on_notice(line)
                     self._pass(index, writer, self.roots, [], catch_up=True)
+                    self.caught_up = True
                     self._follow(index, writer, feed)
+                except PASSING_FAULTS as e:
+                    fault = e
+                    raise
                 finally:
                     feed.stop()
-                    writer.finish(self.embedder, for_queries=not self.stop.is_set())
+                    # After a catalog fault nothing is saved: the catalog could not take it, and the
+                    # next session replays the change log onto the last saved vectors, as after a kill.
+                    if fault is None:
+                        writer.finish(self.embedder, for_queries=not self.stop.is_set())
         finally:
             index.close()
 

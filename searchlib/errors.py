@@ -52,6 +52,11 @@ class IndexBusyError(SearchlibError):
     """Another process holds the index for writing."""
 
 
+class CatalogLockedError(IndexBusyError):
+    """The SQLite catalog stayed locked by another process past the busy timeout (a reader or
+    writer outside searchlib's own lock, a backup tool): a passing state, unlike a second writer."""
+
+
 class DecodeBusyError(SearchlibError):
     """Large images were being decoded for longer than the caller agreed to wait for a share of the
     decode memory budget (a server under a flood of uploads); nothing was read, try again shortly."""

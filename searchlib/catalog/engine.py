@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
-from ..errors import CatalogUnavailableError, IndexBusyError, IndexCorruptError, StorageFullError, read_only_error
+from ..errors import CatalogLockedError, CatalogUnavailableError, IndexCorruptError, StorageFullError, read_only_error
 
 #: What a database server that went away says (psycopg / libpq), besides SQLAlchemy's own
 #: disconnect detection.
@@ -45,7 +45,7 @@ def translate_error(context) -> None:
     if "readonly database" in message or "read-only" in message:
         raise read_only_error(f"the catalog {url}") from original
     if "database is locked" in message:
-        raise IndexBusyError(f"the catalog {url} stayed locked by another process; try again when it "
+        raise CatalogLockedError(f"the catalog {url} stayed locked by another process; try again when it "
                              "has finished") from original
 
 #: Query parameters of a database URL that carry a secret (libpq's connection keywords).
