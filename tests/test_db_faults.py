@@ -67,3 +67,21 @@ def test_postgres_killed_mid_run_is_one_line_and_the_next_run_completes(own_post
     listed = [p for p in listed if p]
     assert sorted(listed) == sorted(map(str, photos)) and len(set(listed)) == len(listed)
     assert os.path.isdir(tmp_path / "cache")
+
+
+def test_postgres_unreachable_at_start_is_one_line(own_postgres, tmp_path):
+    """index: one line naming host and port, exit 1; the same command works once the server is up."""
+    url = own_postgres.new_database()
+    write_images(tmp_path / "p", 2)
+    own_postgres.halt()
+    try:
+        run = subprocess.run([EXE, "--index", str(tmp_path / "cache"), "--catalog", url, "index", str(tmp_path / "p"),
+                              "--model", TINY, "--workers", "0"], capture_output=True, text=True, timeout=120)
+    finally:
+        own_postgres.resume()
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert run.returncode == 1 and len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
+    assert lines[0].startswith("Error: ") and f"127.0.0.1:{own_postgres.port}" in lines[0], run.stderr
+    again = subprocess.run([EXE, "--index", str(tmp_path / "cache"), "--catalog", url, "index", str(tmp_path / "p"),
+                            "--model", TINY, "--workers", "0"], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
