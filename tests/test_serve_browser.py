@@ -620,3 +620,66 @@ def test_the_page_works_under_its_content_security_policy(served, page):
     page.wait_for_timeout(300)
     assert [v for v in violations if "example.invalid" not in v] == []
     assert any("example.invalid" in v for v in violations)
+
+
+#: File names a photo folder can really hold (anything but '/' and NUL), each an attack if the page
+#: put it into markup or a URL as it is.
+HOSTILE_NAMES = ['<img src=x onerror="window.__pwned=1">.jpg', '"><script>window.__pwned=2;<script>.png',
+                 "it's <b>bold<b> & {{7*7}} ${7*7}.jpg", "\u202egnp.exe.png", "javascript:window.__pwned=3.jpg",
+                 "100% #1 ?q=x&k=1 %2e%2e.png", "new\nline\ttab.jpg"]
+
+
+def test_hostile_file_names_and_exif_stay_inert_in_the_grid_and_the_viewer(tmp_path, browser):
+    """Names and camera EXIF written as markup are shown as text: in the tile (title, data), in the
+    viewer's title and details; no element, handler or script of theirs reaches the page."""
+    from PIL import Image
+
+    from searchlib.indexer import index_folder
+    from tests.conftest import make_exif
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = __import__("numpy").random.default_rng(4)
+    for i, name in enumerate(HOSTILE_NAMES):
+        img = Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype="uint8")).resize((128, 96))
+        if name.endswith(".jpg"):
+            img.save(photos / name, exif=make_exif(make='<img src=x onerror="window.__pwned=9">',
+                                                   model=f"<svg onload=window.__pwned={i}>"))
+        else:
+            img.save(photos / name)
+    index_folder(tmp_path / "index", photos, model="bundled", device="cpu", workers=0)
+    proc, url = start_server(tmp_path / "index")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{url}/?q=a+photo")
+        page.wait_for_function(f"() => document.querySelectorAll('.tile').length === {len(HOSTILE_NAMES)}")
+        paths = page.eval_on_selector_all(".tile", "els => els.map(e => e.dataset.path)")
+        assert sorted(os.path.basename(p) for p in paths) == sorted(HOSTILE_NAMES)
+        titles = page.eval_on_selector_all(".tile", "els => els.map(e => e.title.split('\\nscore')[0])")
+        assert sorted(titles) == sorted(paths)
+        _wait_images(page)
+        for i in range(len(HOSTILE_NAMES)):
+            page.click(f".tile >> nth={i}")
+            page.wait_for_selector("#viewer:not([hidden])")
+            shown = page.text_content("#viewer-title")
+            assert shown == os.path.basename(paths[i])  # the name, character for character
+            details = page.text_content("#meta")
+            assert paths[i] in details
+            if shown.endswith(".jpg"):
+                assert '<img src=x onerror="window.__pwned=9">' in details  # the camera, as text
+            page.keyboard.press("Escape")
+        inert = page.evaluate("""() => ({
+            pwned: window.__pwned,
+            handlers: document.querySelectorAll('[onerror],[onload]').length,
+            scripts: [...document.scripts].map(s => s.getAttribute('src')),
+            injected: document.querySelectorAll('#grid b, #grid svg, #meta img, #meta svg, #meta b, #meta script, '
+                                                + '#viewer-title *, #grid script').length})""")
+        assert inert["pwned"] is None and inert["handlers"] == 0 and inert["injected"] == 0, inert
+        assert all(src and src.startswith("/static/") for src in inert["scripts"]), inert
+    finally:
+        context.close()
+        stop_server(proc)
+    assert not errors, errors
