@@ -174,7 +174,9 @@ class Index:
         cached in the index directory: :class:`searchlib.thumbnails.Thumbnail` (``path``, ``etag``).
 
         Raises:
-            ImageNotFoundError: no image has this id.
+            ImageNotFoundError: no image has this id, or its file is not the indexed one any more
+                (changed or replaced since it was indexed: a thumbnail is only made of the indexed
+                bytes).
             ImageDecodeError: the file is gone or no longer an image.
         """
         from .media import is_video_name

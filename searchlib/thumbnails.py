@@ -2,9 +2,17 @@
 
 A thumbnail is the image fitted into ``size`` x ``size`` pixels with its EXIF orientation applied,
 saved as JPEG. The cache key is the indexed content hash plus the file's current size and mtime,
-so a file that changed since it was indexed gets a new thumbnail (and a new ETag); old ones are
-simply never asked for again. JPEGs are decoded at reduced size (DCT scaling), which is what makes
+so a file re-indexed after a change gets a new thumbnail (and a new ETag); old ones are simply
+never asked for again. JPEGs are decoded at reduced size (DCT scaling), which is what makes
 a 12 MP photo's first thumbnail cheap.
+
+A thumbnail is only ever made of the indexed bytes: before one is made, the file's bytes are checked
+against the indexed content hash. Since it was indexed the path may have become a symlink to some
+other picture (a private one outside the indexed folders) or been replaced by another file; that
+gets :class:`~searchlib.errors.ImageNotFoundError`, never a picture of something else. For an
+image the check hashes the bytes just read (SHA-256: ~8 ms for a 5 MB photo); a video is hashed
+once and remembered by (device, inode, size, mtime, ctime), so its scenes' thumbnails do not read
+it again.
 """
 
 from __future__ import annotations
@@ -12,6 +20,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +30,12 @@ from PIL import Image, ImageOps
 
 from .config import THUMBNAILS_DIR
 from .embedding import read_image_file
-from .errors import DecodeBusyError, ImageDecodeError, QueryError
+from .errors import DecodeBusyError, ImageDecodeError, ImageNotFoundError, QueryError
 from .imaging import DEFAULT_MAX_PIXELS, _is_deep, _to_8bit, decode_budget, held_bytes, open_image, release
 from .media import is_video_name
 from .media.raw import is_raw_name, read_raw
+from .records import content_hash as hash_of_bytes
+from .records import content_hasher
 
 #: Sizes a caller may ask for (a fixed set keeps the cache small and URLs cacheable).
 SIZES = (128, 256, 512, 1024)
@@ -66,9 +79,13 @@ def thumbnail(directory: Path, path: str, content_hash: str, size: int,
     if target.is_file():
         return Thumbnail(target, key)
     if is_video_name(path):
+        _check_video(path, content_hash)
         data = _video_thumbnail(path, at or 0.0, size)
     else:
-        data = make_thumbnail(read_image_file(path), size, max_pixels, name=path)
+        original = read_image_file(path)
+        if content_hash and hash_of_bytes(original) != content_hash:
+            raise _not_indexed(path)
+        data = make_thumbnail(original, size, max_pixels, name=path)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{key}.{os.getpid()}.tmp"
@@ -77,6 +94,48 @@ def thumbnail(directory: Path, path: str, content_hash: str, size: int,
     except OSError:  # a read-only index
         return _outside_index(key, data)
     return Thumbnail(target, key, data)
+
+
+def _not_indexed(path: str) -> ImageNotFoundError:
+    return ImageNotFoundError(f"{path} is not the file indexed any more (it changed or was replaced); "
+                              "run 'searchlib index' to update")
+
+
+#: Videos whose bytes matched their indexed hash: (path, hash) -> their stat when checked.
+_checked_videos: OrderedDict[tuple[str, str], tuple[int, ...]] = OrderedDict()
+_checked_lock = threading.Lock()
+
+
+def _check_video(path: str, digest: str) -> None:
+    """Raise unless the video at ``path`` is still the one indexed with ``digest``."""
+    if not digest:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise ImageDecodeError(f"{path} cannot be read: {e.strerror or e}") from e
+    try:
+        st = os.fstat(fd)
+        seen = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        with _checked_lock:
+            if _checked_videos.get((path, digest)) == seen:
+                return
+        if not stat.S_ISREG(st.st_mode):  # a FIFO must not be read
+            raise _not_indexed(path)
+        sha, offset = content_hasher(), 0
+        while chunk := os.pread(fd, 1 << 20, offset):
+            sha.update(chunk)
+            offset += len(chunk)
+        if sha.hexdigest() != digest:
+            raise _not_indexed(path)
+        with _checked_lock:
+            _checked_videos[(path, digest)] = seen
+            while len(_checked_videos) > 1024:
+                _checked_videos.popitem(last=False)
+    except OSError as e:
+        raise ImageDecodeError(f"{path} cannot be read: {e.strerror or e}") from e
+    finally:
+        os.close(fd)
 
 
 def _video_thumbnail(path: str, at: float, size: int) -> bytes:

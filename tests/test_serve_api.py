@@ -131,15 +131,27 @@ def test_image_metadata_file_and_thumbnails(client, library, tmp_path):
                       headers={"If-None-Match": etag}).status_code == 304
     cached = list((library / "index" / "thumbnails" / "128").glob("*.jpg"))
     assert len(cached) >= 1
-    # The file changes: a new thumbnail (and ETag).
+    # The file is replaced by another picture, or by a symlink to a picture outside the library: a
+    # thumbnail is only made of the indexed bytes, so a 404 until it is indexed again, never a
+    # picture of something else. Put back, the indexed thumbnail again.
     path = Path(first["path"])
     saved = path.read_bytes()
+    secret = tmp_path / "private.jpg"
+    Image.new("RGB", (300, 100), (10, 200, 10)).save(secret, "JPEG")
     try:
-        Image.new("RGB", (300, 100), (10, 200, 10)).save(path, "JPEG")
-        again = client.get(f"/api/v1/images/{first['id']}/thumbnail", params={"size": 128})
-        assert again.headers["etag"] != etag and Image.open(io.BytesIO(again.content)).size == (128, 43)
+        path.write_bytes(secret.read_bytes())
+        replaced = client.get(f"/api/v1/images/{first['id']}/thumbnail", params={"size": 512})
+        assert replaced.status_code == 404 and "not the file indexed" in replaced.json()["error"], replaced.text
+        path.unlink()
+        path.symlink_to(secret)
+        linked = client.get(f"/api/v1/images/{first['id']}/thumbnail", params={"size": 1024})
+        assert linked.status_code == 404 and linked.headers["content-type"] == "application/json", linked.text
     finally:
+        path.unlink()
         path.write_bytes(saved)
+    back = client.get(f"/api/v1/images/{first['id']}/thumbnail", params={"size": 512})
+    assert back.status_code == 200
+    assert max(Image.open(io.BytesIO(back.content)).size) == min(512, max(Image.open(io.BytesIO(saved)).size))
 
 
 def test_exif_orientation_applies_to_thumbnails(tmp_path):

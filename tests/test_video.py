@@ -444,3 +444,23 @@ def test_a_videos_own_segments_are_not_duplicates_but_a_copy_of_it_is(tmp_path):
     with open_index(tmp_path / "i") as index:
         groups = near_duplicates(index, threshold=0.9)
     assert [[m["path"] for m in g] for g in groups] == [[str(photos / "a.mp4"), str(photos / "b.mp4")]]
+
+
+def test_a_video_thumbnail_is_made_only_of_the_indexed_file(tmp_path):
+    """A video replaced since it was indexed (another clip, or a symlink to one) gets no thumbnail of
+    the other clip: ImageNotFoundError; the indexed clip is hashed once, then remembered."""
+    from searchlib.errors import ImageNotFoundError
+    from searchlib.records import content_hash
+    from searchlib.thumbnails import thumbnail
+    from tests.videofiles import three_scene_video
+
+    clip, _ = three_scene_video(tmp_path / "clip.mp4")
+    other, _ = three_scene_video(tmp_path / "other.mp4", seed=5)
+    digest = content_hash(clip.read_bytes())
+    (tmp_path / "index").mkdir()
+    made = thumbnail(tmp_path / "index", str(clip), digest, 128, at=0.5)
+    assert made.data and made.data[:2] == b"\xff\xd8"
+    clip.unlink()
+    clip.symlink_to(other)
+    with pytest.raises(ImageNotFoundError, match="not the file indexed"):
+        thumbnail(tmp_path / "index", str(clip), digest, 128, at=1.5)
