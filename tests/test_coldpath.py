@@ -421,3 +421,22 @@ def test_a_query_with_undecodable_bytes_is_encoded_not_cached(images_dir, index_
     done = subprocess.run([exe, "--index", str(index_dir), "search", os.fsencode(odd), "-k", "1"],
                           capture_output=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_an_index_path_with_url_characters_opens_on_every_path(tmp_path):
+    """'?', '#', '%' and spaces in the index's path are part of its name for the full catalog (read
+    and write, and read-only) as for the quick one; they once cut SQLAlchemy's URL short."""
+    folder = tmp_path / "what? #1 100%20 done"
+    folder.mkdir()
+    path = folder / "catalog.sqlite"
+    cat = Catalog(path, create=True)
+    ids = cat.apply(ChangeSet(added=_records(5, np.random.default_rng(2)))).added_ids
+    cat.close()
+    assert sorted(os.listdir(folder))[0] == "catalog.sqlite" and not (tmp_path / "what").exists()
+    for read_only in (False, True):
+        full = Catalog(path, read_only=read_only)
+        assert full.count() == 5 and sorted(full.images(ids)) == sorted(ids)
+        full.close()
+        quick = open_catalog(path, read_only=read_only)
+        assert quick.generation() == 1 and quick.count() == 5
+        quick.close()

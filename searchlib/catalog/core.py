@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import numpy as np
 from sqlalchemy import create_engine, event, select, text, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from ..errors import (
@@ -100,7 +100,8 @@ class CatalogCore:
             if self.read_only:
                 engine = read_only_sqlite(self.path)
             else:
-                engine = create_engine(f"sqlite:///{self.path}")
+                # A URL object, not text: a '?', '#' or '%' in the index's path is part of the name.
+                engine = create_engine(URL.create("sqlite", database=str(self.path)))
                 event.listen(engine, "connect", sqlite_pragmas)
         else:
             engine = create_engine(self.url, pool_pre_ping=True)

@@ -99,16 +99,22 @@ def read_only_sqlite(path: Path) -> Engine:
     shared-memory file cannot be created (a read-only mount) only opens as ``immutable``, which is
     then true: nothing can change it there."""
     import sqlite3
+    from urllib.parse import quote
 
-    for flags in ("mode=ro", "immutable=1"):
+    from sqlalchemy.engine import URL
+
+    # The path is percent-quoted inside the file: URI, so '?', '#' and '%' in it stay part of the name.
+    uri = f"file:{quote(str(path))}"
+    for key, value in (("mode", "ro"), ("immutable", "1")):
         try:
-            sqlite3.connect(f"file:{path}?{flags}", uri=True).execute("SELECT 1 FROM sqlite_master").close()
+            sqlite3.connect(f"{uri}?{key}={value}", uri=True).execute("SELECT 1 FROM sqlite_master").close()
         except sqlite3.Error:
             continue
-        engine = create_engine(f"sqlite:///file:{path}?{flags}&uri=true")
+        engine = create_engine(URL.create("sqlite", database=uri, query={key: value, "uri": "true"}))
         event.listen(engine, "connect", _sqlite_read_pragmas)
         return engine
-    engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")  # fails with the real reason
+    # fails with the real reason
+    engine = create_engine(URL.create("sqlite", database=uri, query={"mode": "ro", "uri": "true"}))
     event.listen(engine, "connect", _sqlite_read_pragmas)
     return engine
 
