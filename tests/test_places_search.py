@@ -150,6 +150,9 @@ def test_api_place_and_near(library):
         assert any("Spain" in w for w in warned["warnings"]) and len(warned["hits"]) == 14
         bad = client.get("/api/v1/search", params={"q": "x", "near": "1,2,3"})
         assert bad.status_code == 400 and "LAT,LON" in bad.json()["error"]
+        alone = client.get("/api/v1/search", params={"q": "x", "within": 5})  # named as the API names them
+        assert alone.status_code == 400 and alone.json()["error"].startswith("within needs near LAT,LON")
+        assert "--" not in alone.json()["error"]
 
 
 def test_migration_fills_places_for_rows_indexed_before(library, tmp_path):

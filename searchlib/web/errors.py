@@ -65,6 +65,18 @@ def status_of(error: SearchlibError) -> int:
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
+#: Options of the CLI that are parameters of the API under the same name (``-`` as ``_``): a library
+#: message that names one says it the CLI's way, and an API client reads the parameter's name.
+_SHARED_OPTIONS = re.compile(r"(?<![\w-])--(near|within|relevant|min-score|relative|labels|threshold|text|place|"
+                             r"media|after|before|offset|sort|collapse)\b")
+
+
+def in_api_words(text: str) -> str:
+    """``text`` with the CLI options that are API parameters named as the parameters (``--min-score``
+    becomes ``min_score``); advice about other commands keeps its options."""
+    return _SHARED_OPTIONS.sub(lambda m: m.group(1).replace("-", "_"), text)
+
+
 def public_message(text: str, hidden: Sequence[str]) -> str:
     """``text`` on one line, as an HTTP client may see it: a message that names the catalog (one of
     ``hidden``, or any database URL) says only that the catalog failed; the server's log has it all."""
@@ -106,7 +118,8 @@ def install_error_handlers(app: FastAPI, hidden: Sequence[str] = ()) -> None:
                                  "shortly"}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
         status = status_of(exc)  # every 503 says when to come back, as the contract declares
         headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
-        return JSONResponse({"error": public_message(str(exc), hidden)}, status_code=status, headers=headers)
+        return JSONResponse({"error": public_message(in_api_words(str(exc)), hidden)}, status_code=status,
+                            headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):
