@@ -476,6 +476,40 @@ def test_the_viewer_moves_with_its_buttons_and_the_arrow_keys(served, page):
     assert page.evaluate("document.activeElement.dataset.index") == str(len(names) - 1)
 
 
+def test_back_closes_the_viewer_and_keeps_the_results(served, page):
+    """On a phone Back is how a full-screen viewer is closed: it closes the viewer and keeps the
+    page, its URL and its results; closing by the button leaves no entry behind, and "more like
+    this" from the viewer is one step back from the search it came from."""
+    _, url = served
+    page.goto(f"{url}/?q=a+red+circle")
+    page.wait_for_selector(".tile img")
+    page.goto(f"{url}/?q=a+green+tree")
+    page.wait_for_selector(".tile img")
+    ids = [t["id"] for t in _tiles(page)]
+    page.click(".tile >> nth=1")
+    page.wait_for_selector("#viewer:not([hidden])")
+    page.go_back()
+    page.wait_for_selector("#viewer", state="hidden")
+    assert page.url.endswith("/?q=a+green+tree") and [t["id"] for t in _tiles(page)] == ids
+    page.click(".tile >> nth=0")
+    page.wait_for_selector("#viewer:not([hidden])")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#viewer", state="hidden")
+    assert page.evaluate("document.activeElement.dataset.index") == "0"
+    page.wait_for_function("() => !(history.state && history.state.viewer)")
+    page.click(".tile >> nth=2")
+    page.wait_for_selector("#viewer:not([hidden])")
+    page.click("#similar")
+    page.wait_for_url(re.compile(r".*[?&]like=\d+"))
+    page.wait_for_selector(".tile img")
+    page.go_back()  # from "more like this" straight back to the query, not to a viewer
+    page.wait_for_url(re.compile(r".*\?q=a\+green\+tree$"))
+    page.wait_for_function("n => document.querySelectorAll('.tile').length === n", arg=len(ids))
+    assert page.is_hidden("#viewer")
+    page.go_back()  # and one more step is the search before
+    page.wait_for_url(re.compile(r".*\?q=a\+red\+circle$"))
+
+
 def test_on_a_phone_the_viewer_fills_the_screen_and_follows_swipes(served, browser):
     _, url = served
     with opened(browser, *PHONE, scale=2, touch=True) as page:

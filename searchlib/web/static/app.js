@@ -32,7 +32,7 @@ const BIG_SIZES = [512, 1024];
 const CLOSEST = 12;  // how many photos the "nothing relevant" state shows anyway
 
 const state = { q: "", like: null, relevant: false, filters: {}, upload: null, hits: [], next: null, loading: false, selected: -1,
-  generation: null, opener: null };
+  generation: null, opener: null, skipPop: false };
 
 function readUrl() {
   const params = new URLSearchParams(location.search);
@@ -297,7 +297,12 @@ function openViewer(index) {
   const hit = state.hits[index];
   if (!hit) return;
   const opening = $("viewer").hidden;
-  if (opening) state.opener = document.activeElement;
+  if (opening) {
+    state.opener = document.activeElement;
+    // A history entry of its own, so the phone's Back button (or the browser's) closes the viewer
+    // instead of leaving the page.
+    if (!(history.state && history.state.viewer)) history.pushState({ viewer: true }, "", location.href);
+  }
   state.selected = index;
   const big = $("big");
   big.removeAttribute("src");  // never show the previous photo under the new name
@@ -360,6 +365,14 @@ function showPosition() {
 }
 
 function closeViewer() {
+  hideViewer();
+  if (history.state && history.state.viewer) {  // drop the viewer's history entry too
+    state.skipPop = true;
+    history.back();
+  }
+}
+
+function hideViewer() {
   $("viewer").hidden = true;
   $("play").pause();
   const tile = document.querySelector(`.tile[data-index="${state.selected}"]`);
@@ -387,7 +400,7 @@ function moreLikeThis() {
   state.q = "";
   state.upload = null;
   $("q").value = "";
-  writeUrl(true);
+  writeUrl(!(history.state && history.state.viewer));  // the viewer's own entry becomes this search's
   run(true);
 }
 
@@ -511,7 +524,16 @@ $("big").parentElement.addEventListener("touchend", (event) => {
   if (Math.abs(dx) >= 40 && Math.abs(dx) > 1.5 * Math.abs(dy)) step(dx < 0 ? 1 : -1);
 }, { passive: true });
 $("viewer").addEventListener("click", (event) => { if (event.target === $("viewer")) closeViewer(); });
-window.addEventListener("popstate", () => { readUrl(); state.upload = null; run(true); });
+window.addEventListener("popstate", (event) => {
+  if (state.skipPop) { state.skipPop = false; return; }  // closeViewer's own step back
+  const viewerEntry = event.state && event.state.viewer;
+  if (!$("viewer").hidden && !viewerEntry) { hideViewer(); return; }  // Back with the viewer open
+  if (viewerEntry) {  // Forward onto a viewer entry: show that photo again
+    if ($("viewer").hidden && state.hits[state.selected]) openViewer(state.selected);
+    return;
+  }
+  readUrl(); state.upload = null; run(true);
+});
 
 new IntersectionObserver((entries) => {
   if (entries.some((e) => e.isIntersecting) && state.next != null && !state.loading) run(false);
