@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -61,9 +61,8 @@ class Searcher:
         self.text_batcher = None
         self.search_batcher = None
         self._scorer: tuple[int | None, RelevanceScorer] | None = None
-        self._reads_text: tuple[int, bool] | None = None
-        self._places: tuple[int, PlaceNames] | None = None
-        self._holds_video: tuple[int, bool] | None = None
+        #: Facts of the catalog read once per generation: name -> (generation, value).
+        self._per_generation: dict[str, tuple[int, Any]] = {}
 
     def close(self) -> None:
         for batcher in (self.text_batcher, self.search_batcher):
@@ -126,14 +125,17 @@ class Searcher:
     # -- places ------------------------------------------------------------------------------
     def place_names(self) -> PlaceNames:
         """The places this index's photos were taken in (read again when the catalog changes)."""
-        generation = self.store.catalog.generation()
+        return self._known("places", self.store.catalog.generation(), self.store.catalog.place_names)
+
+    def _known(self, name: str, generation: int, read: Callable[[], Any]) -> Any:
+        """``read()``, remembered until the catalog's generation moves past ``generation``."""
         with self._lock:
-            cached = self._places
-        if cached is None or cached[0] != generation:
-            cached = (generation, self.store.catalog.place_names())
+            known = self._per_generation.get(name)
+        if known is None or known[0] != generation:
+            known = (generation, read())
             with self._lock:
-                self._places = cached
-        return cached[1]
+                self._per_generation[name] = known
+        return known[1]
 
     def place_query(self, text: str) -> PlaceQuery:
         """``text`` with its trailing "in / at / near PLACE" read (see
@@ -217,8 +219,10 @@ class Searcher:
             raise errors[0]
         textual = all(t.kind == "text" for t in terms)
         graded = textual and not withheld  # combined queries carry no relevance (query.relevance_withheld)
-        words = query_words([t.value for t in terms if t.weight > 0]) if textual and self._has_text() else []
-        fold = not all_segments and (filters is None or filters.media != "image") and self._has_video()
+        generation = self.store.catalog.generation()  # once for both facts below
+        words = query_words([t.value for t in terms if t.weight > 0]) \
+            if textual and self._has_text(generation) else []
+        fold = not all_segments and (filters is None or filters.media != "image") and self._has_video(generation)
         plan = ResultPlan(k, offset, sort, relevant, min_score, relative, collapse)
         window = plan.first_window()
         if fold:  # a video's segments fold into one hit: look deeper, so that k hits remain after folding
@@ -238,27 +242,14 @@ class Searcher:
                 return plan.page(kept)
             window = min(MAX_K, window * 2)
 
-    def _has_video(self) -> bool:
+    def _has_video(self, generation: int) -> bool:
         """Whether this index holds any video segment (looked up once per catalog generation)."""
-        generation = self.store.catalog.generation()
-        with self._lock:
-            known = self._holds_video
-        if known is None or known[0] != generation:
-            known = (generation, self.store.catalog.has_media("video"))
-            with self._lock:
-                self._holds_video = known
-        return known[1]
+        return self._known("video", generation, lambda: self.store.catalog.has_media("video"))
 
-    def _has_text(self) -> bool:
+    def _has_text(self, generation: int) -> bool:
         """Whether this index reads words in images (looked up once per catalog generation)."""
-        generation = self.store.catalog.generation()
-        with self._lock:
-            known = self._reads_text
-        if known is None or known[0] != generation:
-            known = (generation, self.store.catalog.get_setting("read_text") == "1" and self.store.catalog.has_text())
-            with self._lock:
-                self._reads_text = known
-        return known[1]
+        catalog = self.store.catalog
+        return self._known("text", generation, lambda: catalog.get_setting("read_text") == "1" and catalog.has_text())
 
     def _search_with_words(self, cache: VectorCache, vector: np.ndarray, words: list[str], k: int,
                            filters: Filters | None, rerank: int | None) -> tuple[list[Hit], set[int]]:
