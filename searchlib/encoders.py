@@ -68,12 +68,16 @@ class IndexModel:
         return self._text or None
 
     def _load_text_encoder(self):
-        from .textenc import OnnxTextEncoder
+        from .textenc import OnnxTextEncoder, read_export_note
+        from .textquant import load_int8
 
         ident = self._require_identity()
         if self.device.startswith("cuda"):
             return None
-        return OnnxTextEncoder.for_index(self.directory, ident, writable=self.writable)
+        note = read_export_note(self.directory, ident)
+        # The int8 tower where its fidelity gate passed (a damaged one falls back to fp32).
+        int8 = load_int8(self.directory, note, self.writable) if note is not None else None
+        return int8 or OnnxTextEncoder.for_index(self.directory, ident)
 
     def ensure_text_encoder(self, embedder=None) -> None:
         """Export the text tower for fast cold queries if the index has no usable one."""

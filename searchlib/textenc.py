@@ -233,26 +233,13 @@ class OnnxTextEncoder:
         self.session = created["session"]
 
     @classmethod
-    def for_index(cls, directory: Path, identity: ModelIdentity, writable: bool = False) -> OnnxTextEncoder | None:
-        """The index's exported encoder if present, whole and made from ``identity``'s model, else None.
-
-        The int8 tower where its fidelity gate passed (:mod:`searchlib.textquant`), else the fp32
-        one. A damaged int8 file falls back to the fp32 tower (and, ``writable``, is removed: the
-        next index run makes it again); a damaged fp32 file to the full model.
-        """
-        from .textquant import INT8_FILE, int8_for_queries, remove_int8
-
+    def for_index(cls, directory: Path, identity: ModelIdentity) -> OnnxTextEncoder | None:
+        """The index's exported (fp32) encoder if present, whole and made from ``identity``'s
+        model, else None. (:class:`searchlib.encoders.IndexModel` first tries the int8 tower,
+        :func:`searchlib.textquant.load_int8`.)"""
         note = _read_note(directory, identity)
         if note is None:
             return None
-        int8 = int8_for_queries(directory, note["checksum"])
-        if int8 is not None:
-            try:
-                return cls(directory, note, INT8_FILE, int8["checksum"])
-            except Exception as e:  # a damaged file: the fp32 tower answers
-                log.warning("cannot use the int8 text tower %s (%s); using the fp32 tower", directory / INT8_FILE, e)
-                if writable:
-                    remove_int8(directory)
         try:
             return cls(directory, note)
         except Exception as e:  # a damaged file: fall back to the torch path
@@ -264,5 +251,12 @@ class OnnxTextEncoder:
 
         if not texts:
             raise ValueError("no texts")
-        out = self.session.run(None, {"tokens": self.tokenizer(list(texts))})[0]
+        tokens = self.tokenizer(list(texts))
+        if self.tower == "int8":
+            # Dynamic quantization scales activations per tensor, so a text's int8 vector would
+            # depend on the other texts in its batch: one at a time, it is the same in every call
+            # (the query vector cache and the gate rely on that).
+            out = np.concatenate([self.session.run(None, {"tokens": tokens[i:i + 1]})[0] for i in range(len(tokens))])
+        else:
+            out = self.session.run(None, {"tokens": tokens})[0]
         return normalize(out)

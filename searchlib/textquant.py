@@ -107,6 +107,24 @@ def int8_for_queries(directory: Path, fp32_checksum: str) -> dict | None:
     return note
 
 
+def load_int8(directory: Path, fp32_note: dict, writable: bool = False):
+    """The int8 :class:`~searchlib.textenc.OnnxTextEncoder` where queries should use it
+    (:func:`int8_for_queries`), else None. A damaged file (its checksum) gives None, with a log
+    line, and (``writable``) is removed: the next index run makes it again."""
+    from .textenc import OnnxTextEncoder
+
+    note = int8_for_queries(directory, fp32_note["checksum"])
+    if note is None:
+        return None
+    try:
+        return OnnxTextEncoder(directory, fp32_note, INT8_FILE, note["checksum"])
+    except Exception as e:  # a damaged file: the fp32 tower answers
+        log.warning("cannot use the int8 text tower %s (%s); using the fp32 tower", directory / INT8_FILE, e)
+        if writable:
+            remove_int8(directory)
+        return None
+
+
 def remove_int8(directory: Path) -> None:
     """Delete the int8 tower in ``directory`` (the note first: a half-removed one is never used)."""
     for name in (INT8_NOTE, INT8_FILE, PROBES_FILE):

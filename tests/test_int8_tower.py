@@ -125,7 +125,7 @@ def test_a_damaged_int8_file_falls_back_to_fp32_and_is_made_again(int8_index, ca
     data[len(data) // 2] ^= 0xFF  # same size: only the checksum notices
     (directory / INT8_FILE).write_bytes(bytes(data))
     fp32 = OnnxTextEncoder(directory, json.loads((directory / NOTE_FILE).read_text()))
-    with caplog.at_level(logging.WARNING, logger="searchlib.textenc"), open_index(directory) as index:
+    with caplog.at_level(logging.WARNING, logger="searchlib.textquant"), open_index(directory) as index:
         vector = index.embed_texts(["a damaged tower"])[0]
         assert index.text_encoder().tower == "fp32"
     assert any("int8 text tower" in r.getMessage() for r in caplog.records)
@@ -220,3 +220,12 @@ def test_bundled_model_int8_tower_passes_its_gate_on_real_photos_of_shapes(tmp_p
         _agreement(fp32.embed_texts(texts), int8.embed_texts(texts), _stored(tmp_path / "i"), 10), abs=0.02)
     with open_index(tmp_path / "i") as index:
         assert index.text_encoder().tower == "int8"
+
+
+def test_an_int8_vector_does_not_depend_on_its_batch(int8_index):
+    """Dynamic quantization scales each activation tensor as a whole: batched, a text's vector
+    would change with its neighbours, and the query cache would hand out another vector."""
+    _, int8 = _towers(int8_index / "i")
+    alone = int8.embed_texts(["a red circle"])[0]
+    for batch in (["a red circle", "a blue star"], ["x" * 300, "a red circle", "🐱"]):
+        np.testing.assert_array_equal(int8.embed_texts(batch)[batch.index("a red circle")], alone)
