@@ -108,7 +108,7 @@ class IndexModel:
         if note is None:
             return
         try:
-            ensure_int8(self.directory, note, count(), sample)
+            ensure_int8(self.directory, note, ident, count(), sample)
         except Exception as e:  # queries use the fp32 tower; indexing is done and must not fail here
             log.warning("could not make the int8 text tower (%s: %s); queries use the fp32 tower",
                         type(e).__name__, e)

@@ -39,7 +39,8 @@ def _key(identity: ModelIdentity) -> dict:
             "weights_sha256": identity.weights_sha256, "dim": identity.dim}
 
 
-def _cache_folder(identity: ModelIdentity) -> Path:
+def cache_folder(identity: ModelIdentity) -> Path:
+    """Where exports of this model are kept in the user cache (``SEARCHLIB_CACHE``)."""
     import hashlib
 
     key = hashlib.sha256(json.dumps(_key(identity), sort_keys=True).encode()).hexdigest()[:20]
@@ -102,7 +103,7 @@ def export_text_encoder(embedder, directory: Path) -> bool:
     kind = tokenizer_kind(identity.arch)
     if kind is None:
         return False
-    cached = _cache_folder(identity)
+    cached = cache_folder(identity)
     note = _read_note(cached, identity)
     if note is not None and file_checksum(cached / ONNX_FILE) != note["checksum"]:
         log.warning("the cached text tower in %s is damaged: exporting it again", cached)

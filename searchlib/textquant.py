@@ -20,7 +20,9 @@ The gate runs at the end of an index run (``IndexWriter.finish``: the index's ve
 and again when the number of stored vectors has doubled or halved since, or either tower's file
 changed. Its result (passed, the cosines, the agreement, the probe count, when) is written to
 :data:`INT8_NOTE` beside the towers and shown by ``searchlib info``. The probe vectors of both
-towers are kept in :data:`PROBES_FILE`, so a gate run again encodes nothing.
+towers are kept in :data:`PROBES_FILE`, so a gate run again encodes nothing; the int8 file and
+the probe vectors are also kept in the user cache beside the fp32 export, so a second index of
+the same model quantizes and encodes nothing either.
 
 ``SEARCHLIB_TEXT_INT8=0`` in the environment keeps queries on the fp32 tower and index runs from
 making the int8 one.
@@ -28,15 +30,18 @@ making the int8 one.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from .models import ModelIdentity
 from .vectors import file_checksum
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,8 @@ MIN_AGREEMENT = 0.95
 TOP_K = 10
 #: Stored vectors drawn for the top-10 agreement (the exact top 10 over them is cheap: 20k x 512).
 GATE_SAMPLE = 20_000
+#: The version of :func:`probe_texts`: kept probe vectors of another version are encoded again.
+PROBE_SET = 1
 
 _EXTRA_PROBES = (
     "dog", "cat", "beach", "sunset", "mountain", "birthday party", "wedding", "receipt", "screenshot",
@@ -69,7 +76,8 @@ def enabled() -> bool:
     return os.environ.get(ENV, "1").strip().lower() not in ("0", "no", "false", "off")
 
 
-def probe_texts() -> list[str]:
+@functools.lru_cache(maxsize=1)
+def probe_texts() -> tuple[str, ...]:
     """The gate's fixed probe queries (the same every run): the relevance bank's generic captions,
     synthetic captions in English and Chinese, and words, languages, emoji and odd input."""
     from .relevance import BANK
@@ -79,7 +87,7 @@ def probe_texts() -> list[str]:
     for sample in generate(80, 25):
         texts.append(sample.caption)
         texts += [caption for lang, (caption, _) in (sample.captions or {}).items() if lang != "en"]
-    return list(dict.fromkeys(texts))
+    return tuple(dict.fromkeys(texts))
 
 
 def read_int8_note(directory: Path) -> dict | None:
@@ -162,18 +170,24 @@ def _needs_gate(directory: Path, note: dict | None, fp32_checksum: str, stored: 
     return stored > 2 * then or 2 * stored < then or then < 2 * TOP_K <= stored
 
 
-def ensure_int8(directory: Path, fp32_note: dict, stored: int, sample: Callable[[int], np.ndarray]) -> dict | None:
+def ensure_int8(directory: Path, fp32_note: dict, identity: ModelIdentity, stored: int,
+                sample: Callable[[int], np.ndarray]) -> dict | None:
     """Make the int8 tower beside the fp32 export in ``directory`` if needed, and (re)run its gate.
+
+    The int8 file and the probes' vectors are made once per fp32 tower and kept in the user cache
+    beside the fp32 export (a second index of the model copies them); the gate itself (the
+    agreement on this index's vectors) runs per index.
 
     Args:
         directory: the index directory holding a current fp32 export (note ``fp32_note``).
+        identity: the index's model.
         stored: how many vectors the index stores now.
         sample: draws about ``n`` of the index's stored vectors.
 
     Returns the int8 note written (or the current one), None when disabled. A damaged int8 file
     (its checksum) is made again.
     """
-    from .textenc import ONNX_FILE, atomic_write_text
+    from .textenc import atomic_write_text, cache_folder
 
     if not enabled():
         return None
@@ -185,22 +199,15 @@ def ensure_int8(directory: Path, fp32_note: dict, stored: int, sample: Callable[
         note = None
     if not _needs_gate(directory, note, fp32_checksum, stored):
         return note
+    cached = cache_folder(identity)
     if note is None or note.get("fp32_checksum") != fp32_checksum or not (directory / INT8_FILE).is_file():
         remove_int8(directory)
-        tmp = directory / f".{INT8_FILE}.{os.getpid()}.tmp"
-        try:
-            started = time.perf_counter()
-            quantize(directory / ONNX_FILE, tmp)
-            os.replace(tmp, directory / INT8_FILE)
-            log.info("quantized the text tower to int8 in %.1f s", time.perf_counter() - started)
-        finally:
-            tmp.unlink(missing_ok=True)
-            (directory / f"{tmp.name}.opt").unlink(missing_ok=True)
-        note = None
-    checksum = file_checksum(directory / INT8_FILE)
-    fp32_vectors, int8_vectors = _probe_vectors(directory, fp32_note, checksum)
+        if not _copy_kept(cached, directory, fp32_checksum):
+            _quantize_into(directory)
+    fp32_vectors, int8_vectors = _probe_vectors(directory, fp32_note)
+    _keep(directory, cached, fp32_checksum)
     gate = run_gate(fp32_vectors, int8_vectors, sample(GATE_SAMPLE), stored)
-    new_note = {"fp32_checksum": fp32_checksum, "checksum": checksum, "gate": gate}
+    new_note = {"fp32_checksum": fp32_checksum, "checksum": file_checksum(directory / INT8_FILE), "gate": gate}
     atomic_write_text(directory / INT8_NOTE, json.dumps(new_note))
     if gate["passed"]:
         log.info("int8 text tower passed its gate (min cosine %.4f, top-%d agreement %s): queries use it",
@@ -210,24 +217,83 @@ def ensure_int8(directory: Path, fp32_note: dict, stored: int, sample: Callable[
     return new_note
 
 
-def _probe_vectors(directory: Path, fp32_note: dict, int8_checksum: str) -> tuple[np.ndarray, np.ndarray]:
+def _quantize_into(directory: Path) -> None:
+    from .textenc import ONNX_FILE
+
+    tmp = directory / f".{INT8_FILE}.{os.getpid()}.tmp"
+    try:
+        started = time.perf_counter()
+        quantize(directory / ONNX_FILE, tmp)
+        os.replace(tmp, directory / INT8_FILE)
+        log.info("quantized the text tower to int8 in %.1f s", time.perf_counter() - started)
+    finally:
+        tmp.unlink(missing_ok=True)
+        (directory / f"{tmp.name}.opt").unlink(missing_ok=True)
+
+
+def _kept_key(folder: Path) -> list | None:
+    """``[fp32 checksum, int8 checksum, probe set]`` that made the probe vectors in ``folder``."""
+    try:
+        with np.load(folder / PROBES_FILE) as kept:
+            key = json.loads(str(kept["key"]))
+        return key if isinstance(key, list) and len(key) == 3 else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _copy_kept(cached: Path, directory: Path, fp32_checksum: str) -> bool:
+    """Copy the int8 tower and its probe vectors kept in the user cache for this fp32 tower."""
+    key = _kept_key(cached)
+    if key is None or key[0] != fp32_checksum or key[2] != PROBE_SET:
+        return False
+    try:
+        if file_checksum(cached / INT8_FILE) != key[1]:
+            return False
+        for name in (INT8_FILE, PROBES_FILE):
+            tmp = directory / f".{name}.{os.getpid()}.tmp"
+            shutil.copyfile(cached / name, tmp)
+            os.replace(tmp, directory / name)
+    except OSError as e:
+        log.info("could not copy the kept int8 text tower from %s (%s): quantizing", cached, e)
+        return False
+    return True
+
+
+def _keep(directory: Path, cached: Path, fp32_checksum: str) -> None:
+    """Keep the index's int8 tower and probe vectors in the user cache (once per fp32 tower)."""
+    from .locks import cache_lock
+
+    if _kept_key(cached) == _kept_key(directory):
+        return
+    try:
+        cached.mkdir(parents=True, exist_ok=True)
+        with cache_lock(cached) as locked:
+            if not locked:
+                return
+            for name in (INT8_FILE, PROBES_FILE):  # the probes (with the key) last: they vouch for the file
+                tmp = cached / f".{name}.{os.getpid()}.tmp"
+                shutil.copyfile(directory / name, tmp)
+                os.replace(tmp, cached / name)
+    except OSError as e:  # only a cost: the next index of this model quantizes again
+        log.info("could not keep the int8 text tower in %s (%s)", cached, e)
+
+
+def _probe_vectors(directory: Path, fp32_note: dict) -> tuple[np.ndarray, np.ndarray]:
     """The probes' vectors by both towers: from :data:`PROBES_FILE` when it was made by these two
-    files from these probes, else encoded now (both towers) and kept."""
+    files from this probe set, else encoded now (both towers) and kept there."""
     from .textenc import ONNX_FILE, OnnxTextEncoder
 
-    texts = probe_texts()
-    key = json.dumps([fp32_note["checksum"], int8_checksum, texts])
-    try:
+    int8_checksum = file_checksum(directory / INT8_FILE)
+    key = [fp32_note["checksum"], int8_checksum, PROBE_SET]
+    if _kept_key(directory) == key:
         with np.load(directory / PROBES_FILE) as kept:
-            if str(kept["key"]) == key:
-                return kept["fp32"], kept["int8"]
-    except (OSError, ValueError, KeyError):
-        pass
+            return kept["fp32"], kept["int8"]
+    texts = probe_texts()
     fp32 = OnnxTextEncoder(directory, fp32_note, ONNX_FILE, fp32_note["checksum"]).embed_texts(texts)
     int8 = OnnxTextEncoder(directory, fp32_note, INT8_FILE, int8_checksum).embed_texts(texts)
     tmp = directory / f".{PROBES_FILE}.{os.getpid()}.tmp.npz"
     try:
-        np.savez(tmp, key=np.array(key), fp32=fp32, int8=int8)
+        np.savez(tmp, key=np.array(json.dumps(key)), fp32=fp32, int8=int8)
         os.replace(tmp, directory / PROBES_FILE)
     except OSError as e:  # only a cost: the next gate encodes them again
         log.info("could not keep the gate's probe vectors (%s)", e)

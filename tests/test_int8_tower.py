@@ -111,12 +111,26 @@ def test_a_broken_quantized_file_fails_the_gate(tmp_path, monkeypatch):
         onnx.save(model, str(target))
 
     monkeypatch.setattr(textquant, "quantize", broken)
+    monkeypatch.setenv("SEARCHLIB_CACHE", str(tmp_path / "cache"))  # no kept int8 tower to copy
     write_images(tmp_path / "p", 12)
     index_folder(tmp_path / "i", tmp_path / "p", model=TINY, device="cpu", workers=0)
     gate = json.loads((tmp_path / "i" / INT8_NOTE).read_text())["gate"]
     assert not gate["passed"] and gate["min_cosine"] < 0.9
     with open_index(tmp_path / "i") as index:
         assert index.text_encoder().tower == "fp32"
+
+
+def test_a_second_index_of_the_model_copies_the_kept_int8_tower(int8_index, tmp_path, monkeypatch):
+    def no_quantizing(source, target):
+        raise AssertionError("quantized again")
+
+    monkeypatch.setattr(textquant, "quantize", no_quantizing)
+    index_folder(tmp_path / "second", int8_index / "p", device="cpu", workers=0, model=TINY)
+    assert (tmp_path / "second" / INT8_FILE).read_bytes() == (int8_index / "i" / INT8_FILE).read_bytes()
+    gate = json.loads((tmp_path / "second" / INT8_NOTE).read_text())["gate"]
+    assert gate["passed"] and gate["probes"] == len(probe_texts())
+    with open_index(tmp_path / "second") as index:
+        assert index.text_encoder().tower == "int8"
 
 
 def test_a_damaged_int8_file_falls_back_to_fp32_and_is_made_again(int8_index, caplog):
