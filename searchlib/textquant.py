@@ -25,7 +25,8 @@ the probe vectors are also kept in the user cache beside the fp32 export, so a s
 the same model quantizes and encodes nothing either.
 
 ``SEARCHLIB_TEXT_INT8=0`` in the environment keeps queries on the fp32 tower and index runs from
-making the int8 one.
+making the int8 one; ``SEARCHLIB_TEXT_INT8=force`` makes queries use the int8 tower even where its
+gate failed (for measuring it, as benchmarks/bench_startup.py does).
 """
 
 from __future__ import annotations
@@ -102,13 +103,19 @@ def read_int8_note(directory: Path) -> dict | None:
     return note
 
 
+def forced() -> bool:
+    """``SEARCHLIB_TEXT_INT8=force``: queries use the int8 tower even where its gate failed (to
+    measure it; not for searching)."""
+    return os.environ.get(ENV, "").strip().lower() == "force"
+
+
 def int8_for_queries(directory: Path, fp32_checksum: str) -> dict | None:
     """The int8 note when queries here should use the int8 tower: enabled, made from this fp32
-    tower, its file present, and its gate passed. None means the fp32 tower."""
+    tower, its file present, and its gate passed (or :func:`forced`). None means the fp32 tower."""
     if not enabled():
         return None
     note = read_int8_note(directory)
-    if note is None or note.get("fp32_checksum") != fp32_checksum or not note["gate"].get("passed"):
+    if note is None or note.get("fp32_checksum") != fp32_checksum or not (note["gate"].get("passed") or forced()):
         return None
     if not str(note.get("checksum", "")).startswith("xxh3_128:") or not (directory / INT8_FILE).is_file():
         return None

@@ -16,6 +16,7 @@ from searchlib.indexer import index_folder
 from searchlib.querycache import CACHE_FILE
 from searchlib.textenc import NOTE_FILE, ONNX_FILE, OnnxTextEncoder
 from searchlib.textquant import INT8_FILE, INT8_NOTE, probe_texts, run_gate
+from searchlib.verify import verify
 from tests.conftest import TINY, write_images
 
 
@@ -86,6 +87,10 @@ def test_a_failing_gate_keeps_fp32_and_says_so_until_it_passes(tmp_path, monkeyp
     with open_index(tmp_path / "i") as index:
         assert index.text_encoder().tower == "fp32"
         assert index.info()["text_tower"]["in_use"] == "fp32"
+    monkeypatch.setenv(textquant.ENV, "force")  # measured all the same (benchmarks)
+    with open_index(tmp_path / "i") as index:
+        assert index.text_encoder().tower == "int8"
+    monkeypatch.delenv(textquant.ENV)
     monkeypatch.setattr(textquant, "MIN_COSINE", 0.99)  # other thresholds: the next run gates again
     index_folder(tmp_path / "i", tmp_path / "p", device="cpu", workers=0)
     assert json.loads((tmp_path / "i" / INT8_NOTE).read_text())["gate"]["passed"]
@@ -139,6 +144,9 @@ def test_a_damaged_int8_file_falls_back_to_fp32_and_is_made_again(int8_index, ca
     data[len(data) // 2] ^= 0xFF  # same size: only the checksum notices
     (directory / INT8_FILE).write_bytes(bytes(data))
     fp32 = OnnxTextEncoder(directory, json.loads((directory / NOTE_FILE).read_text()))
+    with open_index(directory) as index:
+        report = verify(index, check_files=False)
+    assert report.ok and any("int8 text tower does not match" in n for n in report.notes)
     with caplog.at_level(logging.WARNING, logger="searchlib.textquant"), open_index(directory) as index:
         vector = index.embed_texts(["a damaged tower"])[0]
         assert index.text_encoder().tower == "fp32"
