@@ -210,7 +210,7 @@ def ensure_int8(directory: Path, fp32_note: dict, identity: ModelIdentity, store
     if note is None or note.get("fp32_checksum") != fp32_checksum or not (directory / INT8_FILE).is_file():
         remove_int8(directory)
         if not _copy_kept(cached, directory, fp32_checksum):
-            _quantize_into(directory)
+            _quantize_into(directory, fp32_checksum)
     fp32_vectors, int8_vectors = _probe_vectors(directory, fp32_note)
     _keep(directory, cached, fp32_checksum)
     gate = run_gate(fp32_vectors, int8_vectors, sample(GATE_SAMPLE), stored)
@@ -224,8 +224,11 @@ def ensure_int8(directory: Path, fp32_note: dict, identity: ModelIdentity, store
     return new_note
 
 
-def _quantize_into(directory: Path) -> None:
+def _quantize_into(directory: Path, fp32_checksum: str) -> None:
     from .textenc import ONNX_FILE
+
+    if file_checksum(directory / ONNX_FILE) != fp32_checksum:  # never quantize a damaged tower
+        raise ValueError(f"{directory / ONNX_FILE} does not match its checksum (damaged)")
 
     tmp = directory / f".{INT8_FILE}.{os.getpid()}.tmp"
     try:

@@ -161,6 +161,38 @@ def test_a_damaged_int8_file_falls_back_to_fp32_and_is_made_again(int8_index, ca
         assert index.text_encoder().tower == "int8"
 
 
+def test_a_damaged_fp32_tower_under_an_int8_one(int8_index, tmp_path, monkeypatch):
+    """The int8 tower answers on; verify reports the fp32 file, --repair exports it again, and an
+    int8 tower is never quantized from a damaged fp32 file."""
+    from searchlib.cli.main import main
+
+    directory = int8_index / "i"
+    with open_index(directory) as index:
+        expected = [h.id for h in index.search("a red circle", k=5)]
+    data = bytearray((directory / ONNX_FILE).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (directory / ONNX_FILE).write_bytes(bytes(data))
+    with open_index(directory) as index:
+        assert index.text_encoder().tower == "int8"
+        assert [h.id for h in index.search("a red circle", k=5)] == expected
+        identity = index.identity
+    with monkeypatch.context() as patched:
+        patched.setenv("SEARCHLIB_CACHE", str(tmp_path / "empty-cache"))  # nothing kept to copy
+        (directory / INT8_NOTE).unlink()  # the int8 tower must be made again, from the damaged file
+        with pytest.raises(ValueError, match="damaged"):
+            textquant.ensure_int8(directory, json.loads((directory / NOTE_FILE).read_text()), identity, 24,
+                                  lambda n: _stored(directory))
+    assert not (directory / INT8_NOTE).exists()
+    found = CliRunner().invoke(main, ["--index", str(directory), "verify"])
+    assert found.exit_code != 0 and "exported text tower does not match its checksum" in found.output
+    out = CliRunner().invoke(main, ["--index", str(directory), "verify", "--repair"])
+    assert out.exit_code == 0, out.output
+    assert CliRunner().invoke(main, ["--index", str(directory), "verify"]).exit_code == 0
+    index_folder(directory, int8_index / "p", device="cpu", workers=0)
+    with open_index(directory) as index:
+        assert index.text_encoder().tower == "int8"
+
+
 def test_int8_and_fp32_vectors_never_mix_in_the_query_cache(int8_index, monkeypatch):
     directory = int8_index / "i"
     fp32, int8 = _towers(directory)
