@@ -102,7 +102,7 @@ class IndexModel:
         from .textquant import ensure_int8
 
         ident = self.identity
-        if ident is None or not self.writable or self.device.startswith("cuda"):
+        if ident is None or not self.writable:  # (made on a GPU run too: CPU queries use it)
             return
         note = read_export_note(self.directory, ident)
         if note is None:

@@ -191,8 +191,8 @@ def ensure_int8(directory: Path, fp32_note: dict, identity: ModelIdentity, store
         stored: how many vectors the index stores now.
         sample: draws about ``n`` of the index's stored vectors.
 
-    Returns the int8 note written (or the current one), None when disabled. A damaged int8 file
-    (its checksum) is made again.
+    Returns the int8 note written (or the current one), None when disabled. An int8 file found
+    damaged (its checksum) when the gate runs is made again.
     """
     from .textenc import atomic_write_text, cache_folder
 
@@ -200,12 +200,14 @@ def ensure_int8(directory: Path, fp32_note: dict, identity: ModelIdentity, store
         return None
     fp32_checksum = fp32_note["checksum"]
     note = read_int8_note(directory)
+    if not _needs_gate(directory, note, fp32_checksum, stored):
+        # No checksum here (an index run with nothing to do stays cheap): a query checks the file
+        # when it loads it, and removes a damaged one's note, so the next run lands below.
+        return note
     if note is not None and file_checksum(directory / INT8_FILE) != note.get("checksum"):
         log.warning("the int8 text tower in %s is damaged: making it again", directory)
         remove_int8(directory)
         note = None
-    if not _needs_gate(directory, note, fp32_checksum, stored):
-        return note
     cached = cache_folder(identity)
     if note is None or note.get("fp32_checksum") != fp32_checksum or not (directory / INT8_FILE).is_file():
         remove_int8(directory)

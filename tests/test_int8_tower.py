@@ -233,6 +233,9 @@ def test_a_tiny_index_gates_on_cosine_then_again_when_it_grows(tmp_path):
     index_folder(tmp_path / "i", tmp_path / "p", model=TINY, device="cpu", workers=0)
     gate = json.loads((tmp_path / "i" / INT8_NOTE).read_text())["gate"]
     assert gate["passed"] and gate["top10_agreement"] is None and gate["k"] == 0
+    before = (tmp_path / "i" / INT8_NOTE).stat().st_mtime_ns
+    index_folder(tmp_path / "i", tmp_path / "p", device="cpu", workers=0)  # nothing changed: no new gate
+    assert (tmp_path / "i" / INT8_NOTE).stat().st_mtime_ns == before
     write_images(tmp_path / "p", 24, seed=9)
     index_folder(tmp_path / "i", tmp_path / "p", device="cpu", workers=0)
     gate = json.loads((tmp_path / "i" / INT8_NOTE).read_text())["gate"]
