@@ -37,6 +37,7 @@ import logging
 import os
 import shutil
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -98,9 +99,20 @@ def read_int8_note(directory: Path) -> dict | None:
         note = json.loads((directory / INT8_NOTE).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(note, dict) or not isinstance(note.get("gate"), dict):
+    if not isinstance(note, dict) or not isinstance(note.get("gate"), dict) or not _whole_gate(note["gate"]):
         return None
     return note
+
+
+def _whole_gate(gate: dict) -> bool:
+    """Whether a gate read back has every figure, of its type (a hand-edited or garbled note is
+    treated as absent: the next index run gates again)."""
+    number = (int, float)
+    kinds = {"passed": bool, "min_cosine": number, "mean_cosine": number, "p1_cosine": number,
+             "top10_agreement": (*number, type(None)), "k": int, "probes": int, "vectors_sampled": int,
+             "stored_vectors": int, "min_cosine_required": number, "min_agreement_required": number,
+             "when": str, "reason": (str, type(None))}
+    return all(isinstance(gate.get(key, ...), kind) for key, kind in kinds.items())
 
 
 def forced() -> bool:
@@ -248,8 +260,11 @@ def _kept_key(folder: Path) -> list | None:
     try:
         with np.load(folder / PROBES_FILE) as kept:
             key = json.loads(str(kept["key"]))
+            shapes = kept["fp32"].shape, kept["int8"].shape
+        if shapes[0] != shapes[1] or len(shapes[0]) != 2:
+            return None
         return key if isinstance(key, list) and len(key) == 3 else None
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
 
 

@@ -286,3 +286,24 @@ def test_an_int8_vector_does_not_depend_on_its_batch(int8_index):
     alone = int8.embed_texts(["a red circle"])[0]
     for batch in (["a red circle", "a blue star"], ["x" * 300, "a red circle", "🐱"]):
         np.testing.assert_array_equal(int8.embed_texts(batch)[batch.index("a red circle")], alone)
+
+
+@pytest.mark.parametrize("garble", ['{"gate": 3}', "{", {}, {"stored_vectors": "many"}, {"passed": "yes"}])
+def test_a_garbled_int8_note_means_fp32_and_a_new_gate(int8_index, garble):
+    from searchlib.cli.main import main
+
+    directory = int8_index / "i"
+    note = json.loads((directory / INT8_NOTE).read_text())
+    if isinstance(garble, dict):  # the right checksums, a gate with a figure missing or of the wrong type
+        note["gate"] = {**note["gate"], **garble} if garble else {}
+        garble = json.dumps(note)
+    (directory / INT8_NOTE).write_text(garble)
+    (directory / textquant.PROBES_FILE).write_bytes(b"PK\x03\x04 not a zip")
+    info = CliRunner().invoke(main, ["--index", str(directory), "info"])
+    assert info.exit_code == 0 and "fp32 ONNX; int8 gate: not run" in info.output
+    with open_index(directory) as index:
+        assert index.text_encoder().tower == "fp32"
+    index_folder(directory, int8_index / "p", device="cpu", workers=0)
+    assert json.loads((directory / INT8_NOTE).read_text())["gate"]["passed"]
+    with open_index(directory) as index:
+        assert index.text_encoder().tower == "int8"
