@@ -17,12 +17,13 @@ model quantizes differently, so the int8 tower answers only where the gate passe
   gate rests on the cosine alone (``top10_agreement`` is None).
 
 The gate runs at the end of an index run (``IndexWriter.finish``: the index's vectors exist then)
-and again when the number of stored vectors has doubled or halved since, or either tower's file
-changed. Its result (passed, the cosines, the agreement, the probe count, when) is written to
-:data:`INT8_NOTE` beside the towers and shown by ``searchlib info``. The probe vectors of both
-towers are kept in :data:`PROBES_FILE`, so a gate run again encodes nothing; the int8 file and
-the probe vectors are also kept in the user cache beside the fp32 export, so a second index of
-the same model quantizes and encodes nothing either.
+and again when the number of stored vectors has doubled or halved since, the fp32 tower changed,
+the int8 file is missing (or found damaged then), or the thresholds changed. Its result (passed,
+the cosines, the agreement, the probe count, when) is written to :data:`INT8_NOTE` beside the
+towers and shown by ``searchlib info``. The probe vectors of both towers are kept in
+:data:`PROBES_FILE`, so a gate run again encodes nothing; the int8 file and the probe vectors are
+also kept in the user cache beside the fp32 export, so a second index of the same model quantizes
+and encodes nothing either.
 
 ``SEARCHLIB_TEXT_INT8=0`` in the environment keeps queries on the fp32 tower and index runs from
 making the int8 one; ``SEARCHLIB_TEXT_INT8=force`` makes queries use the int8 tower even where its
