@@ -9,6 +9,10 @@ machine falls on every step alike), as a ratio to the floor any ONNX query path 
   + the text tower;
 * a whole ``searchlib search`` with a text never asked before (the query vector cache misses) and
   with a repeated one (it hits);
+* where the index has an int8 text tower (it answers queries where its fidelity gate passed; where
+  it failed, ``SEARCHLIB_TEXT_INT8=force`` makes it answer for the measurement, and the failed gate
+  is printed), the text tower and the new-text search again on the fp32 tower
+  (``SEARCHLIB_TEXT_INT8=0``), the gate's figures, and both towers' warm milliseconds per query;
 * with ``--baseline-exe``, the same two searches by another console script (the code before a
   change, installed in another environment) on the same index.
 
@@ -66,14 +70,21 @@ def median_of(reps: int, fn) -> float:
     return statistics.median(fn() for _ in range(reps))
 
 
-def timed_cmd(cmd: list[str]) -> float:
+def timed_cmd(cmd: list[str], env: dict | None = None) -> float:
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
+                   env={**os.environ, **env} if env else None)
     return time.perf_counter() - t0
 
 
-def ladder_steps(index: Path, baseline_exe: str | None) -> list[tuple[str, str, object]]:
-    """``(key, label, command or function of the round number)`` for each rung of the ladder."""
+#: The environment that keeps queries on the fp32 text tower (the int8 one answers where its gate passed).
+FP32 = {"SEARCHLIB_TEXT_INT8": "0"}
+
+
+def ladder_steps(index: Path, baseline_exe: str | None, int8: bool = False) -> list[tuple]:
+    """``(key, label, command or function of the round number[, environment])`` for each rung of
+    the ladder; with ``int8`` (the index's int8 text tower passed its gate, so it answers), the
+    text tower and the new-text search again on the fp32 tower."""
     py = sys.executable
     opened = f"import searchlib; i = searchlib.open_index({str(index)!r}); i.identity; i.generation()"
     steps: list[tuple[str, str, object]] = [
@@ -88,6 +99,11 @@ def ladder_steps(index: Path, baseline_exe: str | None) -> list[tuple[str, str, 
         ("search_hit_s", "searchlib search (repeated text)",
          [EXE, "--index", str(index), "search", "a dog on a beach"]),
     ]
+    if int8:  # the same rungs on the fp32 tower, in the same rounds
+        steps[5:7] = [steps[5], ("text_tower_fp32_s", "+ the text tower, fp32", steps[5][2], FP32),
+                      steps[6], ("search_miss_fp32_s", "searchlib search (new text), fp32",
+                                 lambda r: [EXE, "--index", str(index), "search",
+                                            f"a cat on a beach at {os.getpid()}.{r} o'clock"], FP32)]
     if baseline_exe:
         steps += [("baseline_miss_s", "baseline: searchlib search (new text)",
                    lambda r: [baseline_exe, "--index", str(index), "search", f"a cat on a sofa {os.getpid()}.{r}"]),
@@ -97,21 +113,63 @@ def ladder_steps(index: Path, baseline_exe: str | None) -> list[tuple[str, str, 
 
 
 def run_ladder(index: Path, reps: int, baseline_exe: str | None) -> dict:
-    """Median seconds of each rung, rounds taken in turn; printed as ratios to the floor."""
-    steps = ladder_steps(index, baseline_exe)
-    for _key, _label, cmd in steps:  # warm the page cache and the .pyc files once
-        timed_cmd(cmd(-1) if callable(cmd) else cmd)
-    times: dict[str, list[float]] = {key: [] for key, _, _ in steps}
+    """Median seconds of each rung, rounds taken in turn; printed as ratios to the floor. Where the
+    index's int8 text tower passed its gate, also the fp32 tower's rungs, its gate's figures and
+    both towers' warm milliseconds per query."""
+    from searchlib.textquant import int8_for_queries, read_int8_note
+
+    note = json.loads((index / "text_encoder.json").read_text()) if (index / "text_encoder.json").exists() else {}
+    gate = (read_int8_note(index) or {}).get("gate")
+    if gate and not gate["passed"]:
+        # Measured all the same (random weights quantize unlike trained ones): the failed gate is printed.
+        os.environ["SEARCHLIB_TEXT_INT8"] = "force"
+    int8 = note and int8_for_queries(index, note["checksum"]) is not None
+    steps = ladder_steps(index, baseline_exe, int8=bool(int8))
+    for _key, _label, cmd, *env in steps:  # warm the page cache and the .pyc files once
+        timed_cmd(cmd(-1) if callable(cmd) else cmd, *env)
+    times: dict[str, list[float]] = {step[0]: [] for step in steps}
     for r in range(reps):
-        for key, _label, cmd in steps:
-            times[key].append(timed_cmd(cmd(r) if callable(cmd) else cmd))
-    out = {key: statistics.median(values) for key, values in times.items()}
+        for key, _label, cmd, *env in steps:
+            times[key].append(timed_cmd(cmd(r) if callable(cmd) else cmd, *env))
+    out: dict = {key: statistics.median(values) for key, values in times.items()}
     floor = out["floor_s"]
-    print(f"\ncold query ladder on {index}, medians of {reps} rounds")
+    print(f"\ncold query ladder on {index}, medians of {reps} rounds"
+          + ("; the text tower is int8 unless marked fp32" if int8 else "")
+          + (" (forced: its gate failed)" if int8 and not gate["passed"] else ""))
     print(f"{'step':<44} {'seconds':>8} {'vs floor':>9}")
-    for key, label, _ in steps:
+    for key, label, *_ in steps:
         print(f"{label:<44} {out[key]:>8.3f} {out[key] / floor:>8.2f}x")
+    if gate:
+        out["int8_gate"] = gate
+        print(f"int8 gate {'passed' if gate['passed'] else 'failed: ' + str(gate['reason'])}: min cosine "
+              f"{gate['min_cosine']:.4f}, mean {gate['mean_cosine']:.4f}, 1st percentile {gate['p1_cosine']:.4f}, "
+              f"top-{gate['k']} agreement {gate['top10_agreement']} over {gate['vectors_sampled']} stored vectors, "
+              f"{gate['probes']} probes")
+        out.update(warm_tower_ms(index, note, reps=max(20, 4 * reps)))
     return out
+
+
+def warm_tower_ms(index: Path, note: dict, reps: int) -> dict:
+    """Median milliseconds per single query of the fp32 and the int8 text tower, loaded once and
+    warmed, queries taken in turn (a text never seen before each time)."""
+    from searchlib.textenc import ONNX_FILE, OnnxTextEncoder
+    from searchlib.textquant import INT8_FILE, read_int8_note
+
+    towers = {"fp32": OnnxTextEncoder(index, note),
+              "int8": OnnxTextEncoder(index, note, INT8_FILE, read_int8_note(index)["checksum"])}
+    assert towers["fp32"].file == ONNX_FILE
+    for tower in towers.values():
+        tower.embed_texts(["warm up"])
+    times: dict[str, list[float]] = {name: [] for name in towers}
+    for r in range(reps):
+        for name, tower in towers.items():
+            t0 = time.perf_counter()
+            tower.embed_texts([f"a photo of a dog on a beach number {r}"])
+            times[name].append((time.perf_counter() - t0) * 1000)
+    ms = {name: statistics.median(values) for name, values in times.items()}
+    print(f"warm text tower, median of {reps} single queries: fp32 {ms['fp32']:.1f} ms, int8 {ms['int8']:.1f} ms "
+          f"({ms['fp32'] / ms['int8']:.2f}x faster)")
+    return {"warm_fp32_ms": ms["fp32"], "warm_int8_ms": ms["int8"]}
 
 
 def ladder_index(args, work: Path) -> Path:
@@ -125,7 +183,12 @@ def ladder_index(args, work: Path) -> Path:
         if not (text_dir / ONNX_FILE).exists():
             text_dir.mkdir(parents=True, exist_ok=True)
             export_text_encoder(embedder, text_dir)
-        return build(work, args.ladder_size, embedder, text_dir)
+        index = build(work, args.ladder_size, embedder, text_dir)
+        from searchlib.index import Index
+
+        with Index.open(index) as opened, opened.writer() as writer:
+            writer.finish()  # what an index run ends with: the int8 text tower and its gate
+        return index
     make_corpus(work / "eight", 8, (1600, 1200), 90, 5)
     base = work / f"ladder-{args.model.replace('/', '-')}"
     if not (base / "catalog.sqlite").exists():

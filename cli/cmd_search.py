@@ -157,6 +157,7 @@ def _relevance_cell(relevance: float | None) -> str:
 @click.pass_obj
 def info_cmd(obj: dict, as_json: bool) -> None:
     """Show what the index holds: image and vector counts, model, index type and its measured recall,
+    which text tower answers queries (int8 where its fidelity gate passed) and the gate's figures,
     sizes on disk."""
     with open_from(obj) as index:
         info = index.info()
@@ -187,7 +188,25 @@ def info_cmd(obj: dict, as_json: bool) -> None:
     click.echo(f"memory:      {human_bytes(mem['expected_bytes'])} expected, {where} (budget "
                f"{human_bytes(mem['budget_bytes'])}: {mem['rule']})")
     click.echo(f"model:       {model.get('name', '-')}")
+    click.echo(f"text tower:  {_text_tower_line(info.get('text_tower'))}")
     click.echo(f"on disk:     {human_bytes(total)}" + ("  (read-only)" if info["read_only"] else ""))
+
+
+def _text_tower_line(tower: dict | None) -> str:
+    """Which text tower answers queries, and the int8 tower's fidelity gate."""
+    if not tower:
+        return "-"
+    in_use = {"int8": "int8 ONNX", "fp32": "fp32 ONNX", "model": "the full model (no usable ONNX export)"}
+    line = in_use.get(tower["in_use"], tower["in_use"])
+    gate = tower.get("int8_gate")
+    if not gate:
+        return line + "; int8 gate: not run (the next 'searchlib index' runs it)"
+    agreement = "n/a (under 2 vectors)" if gate["top10_agreement"] is None \
+        else f"{gate['top10_agreement']:.3f}" + (f" (top {gate['k']})" if gate["k"] != 10 else "")
+    verdict = "passed" if gate["passed"] else f"failed: {gate['reason']}"
+    return (f"{line}; int8 gate {verdict} (min cosine {gate['min_cosine']:.4f}, mean {gate['mean_cosine']:.4f}, "
+            f"top-10 agreement {agreement}, {gate['probes']} probes, {gate['stored_vectors']} vectors, "
+            f"{gate['when']})")
 
 
 @click.command("list", short_help="List the indexed images with their metadata.")

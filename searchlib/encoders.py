@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -68,12 +68,16 @@ class IndexModel:
         return self._text or None
 
     def _load_text_encoder(self):
-        from .textenc import OnnxTextEncoder
+        from .textenc import OnnxTextEncoder, read_export_note
+        from .textquant import load_int8
 
         ident = self._require_identity()
         if self.device.startswith("cuda"):
             return None
-        return OnnxTextEncoder.for_index(self.directory, ident)
+        note = read_export_note(self.directory, ident)
+        # The int8 tower where its fidelity gate passed (a damaged one falls back to fp32).
+        int8 = load_int8(self.directory, note, self.writable) if note is not None else None
+        return int8 or OnnxTextEncoder.for_index(self.directory, ident)
 
     def ensure_text_encoder(self, embedder=None) -> None:
         """Export the text tower for fast cold queries if the index has no usable one."""
@@ -86,6 +90,27 @@ class IndexModel:
             export_text_encoder(embedder or self.embedder(), self.directory)
         except Exception as e:  # queries still work through the full model
             log.warning("could not export the text encoder (%s: %s); queries will load the full model",
+                        type(e).__name__, e)
+        with self._lock:
+            self._text = None
+
+    def ensure_int8_tower(self, count: Callable[[], int], sample: Callable[[int], np.ndarray]) -> None:
+        """Make the int8 text tower and run its fidelity gate on the index's vectors, where needed
+        (:func:`searchlib.textquant.ensure_int8`). ``count()`` is how many vectors the index
+        stores, ``sample(n)`` draws about n of them."""
+        from .textenc import read_export_note
+        from .textquant import ensure_int8
+
+        ident = self.identity
+        if ident is None or not self.writable:  # (made on a GPU run too: CPU queries use it)
+            return
+        note = read_export_note(self.directory, ident)
+        if note is None:
+            return
+        try:
+            ensure_int8(self.directory, note, ident, count(), sample)
+        except Exception as e:  # queries use the fp32 tower; indexing is done and must not fail here
+            log.warning("could not make the int8 text tower (%s: %s); queries use the fp32 tower",
                         type(e).__name__, e)
         with self._lock:
             self._text = None
@@ -105,21 +130,32 @@ class IndexModel:
         return np.stack([cached[t] for t in texts])
 
     def _encoder_key(self) -> str:
-        """Which encoder answers texts here (without loading it): the export, by its checksum and
-        its file's size and time (a file rewritten since, even with the same note, is a new key:
-        the next query loads it, and a damaged one is noticed and exported again), or the full
-        model on its device."""
+        """Which encoder answers texts here (without loading it): the exported tower that would
+        load (int8 where its gate passed, else fp32; a key of its own each, so their vectors never
+        mix), by its checksum and its file's size and time (a file rewritten since, even with the
+        same note, is a new key: the next query loads it, and a damaged one is noticed and
+        exported again), or the full model on its device. Once loaded, the tower that did load."""
         if self._text is not False and not self.device.startswith("cuda"):  # False: no usable export
             from .textenc import ONNX_FILE, export_is_current, read_checksum
+            from .textquant import INT8_FILE, int8_for_queries
 
             ident = self._require_identity()
-            if self._text or export_is_current(self.directory, ident):
+            tower = None
+            if self._text:
+                tower = (self._text.tower, self._text.file, self._text.checksum)
+            elif export_is_current(self.directory, ident):
+                fp32 = read_checksum(self.directory)
+                int8 = int8_for_queries(self.directory, str(fp32))
+                tower = ("int8", INT8_FILE, int8["checksum"]) if int8 else ("fp32", ONNX_FILE, fp32)
+            if tower is not None:
+                kind, file, checksum = tower
                 try:
-                    info = (self.directory / ONNX_FILE).stat()
+                    info = (self.directory / file).stat()
                 except OSError:
                     info = None
                 if info is not None:
-                    return encoder_key("onnx", f"{read_checksum(self.directory)}:{info.st_size}:{info.st_mtime_ns}")
+                    return encoder_key("onnx" if kind == "fp32" else "onnx-int8",
+                                       f"{checksum}:{info.st_size}:{info.st_mtime_ns}")
         ident = self._require_identity()
         return encoder_key("model", f"{ident.name}:{ident.weights_sha256 or ident.pretrained}:{self.device}")
 

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .config import CATALOG_FILE, VECTORS_FILE
 from .indexplan import expected_bytes
+from .models import ModelIdentity
 from .store import IndexStore
+
+
+def text_tower(directory: Path, identity: ModelIdentity) -> dict:
+    """Which text tower answers queries here (``int8``, ``fp32`` or ``model``: no usable export;
+    ``SEARCHLIB_TEXT_INT8=0`` and CUDA aside) and the int8 tower's fidelity gate as last run (None
+    when it never ran), without loading either."""
+    from .textenc import export_is_current, read_checksum
+    from .textquant import int8_for_queries, read_int8_note
+
+    if not export_is_current(directory, identity):
+        return {"in_use": "model", "int8_gate": None}
+    note = read_int8_note(directory)
+    gate = note["gate"] if note is not None and note.get("fp32_checksum") == read_checksum(directory) else None
+    in_use = "int8" if int8_for_queries(directory, str(read_checksum(directory))) else "fp32"
+    return {"in_use": in_use, "int8_gate": gate}
 
 
 def index_info(store: IndexStore) -> dict:
@@ -12,18 +30,20 @@ def index_info(store: IndexStore) -> dict:
 
     While an indexer commits, ``vectors`` (read first) may lag ``images`` but never exceeds it.
     ``images`` counts items (a video's segments each count); ``videos`` and ``video_segments`` say
-    how many of them are videos.
+    how many of them are videos. ``text_tower`` says which text tower answers queries and how
+    the int8 tower's fidelity gate went (:func:`text_tower`).
     """
     ident = store.identity
     cache = store.vector_cache() if ident is not None else None
     vectors = cache.get() if cache is not None else None
-    names = [CATALOG_FILE, CATALOG_FILE + "-wal", VECTORS_FILE, "text_encoder.onnx"]
+    names = [CATALOG_FILE, CATALOG_FILE + "-wal", VECTORS_FILE, "text_encoder.onnx", "text_encoder.int8.onnx"]
     sizes = {name: (store.directory / name).stat().st_size for name in names if (store.directory / name).exists()}
     catalog = store.catalog
     out: dict = {"index": str(store.directory), "catalog": catalog.describe(), "images": catalog.count(),
                  "model": ident.to_dict() if ident else None, "index_type_requested": store.index_type,
                  "vector_dtype": catalog.vector_dtype, "schema": catalog.schema_revision(),
-                 "read_only": store.read_only, "bytes_on_disk": sizes}
+                 "read_only": store.read_only, "bytes_on_disk": sizes,
+                 "text_tower": text_tower(store.directory, ident) if ident is not None else None}
     out["videos"], out["video_segments"] = catalog.video_counts()
     if vectors is None or cache is None:
         return {**out, "vectors": 0, "index_type": None, "exact": True, "recall_at_10": None, "nprobe": None,

@@ -39,14 +39,16 @@ def _key(identity: ModelIdentity) -> dict:
             "weights_sha256": identity.weights_sha256, "dim": identity.dim}
 
 
-def _cache_folder(identity: ModelIdentity) -> Path:
+def cache_folder(identity: ModelIdentity) -> Path:
+    """Where exports of this model are kept in the user cache (``SEARCHLIB_CACHE``)."""
     import hashlib
 
     key = hashlib.sha256(json.dumps(_key(identity), sort_keys=True).encode()).hexdigest()[:20]
     return cache_dir() / "text" / f"{identity.arch}-{key}"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half written)."""
     tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -79,7 +81,7 @@ def _export_onnx(embedder, folder: Path, context_length: int) -> None:
             torch.onnx.export(tower, (tokens,), str(tmp), input_names=["tokens"], output_names=["embedding"],
                               dynamic_axes={"tokens": {0: "batch"}, "embedding": {0: "batch"}},
                               opset_version=17, dynamo=False)
-        _optimize(tmp)
+        optimize_onnx(tmp)
         os.replace(tmp, folder / ONNX_FILE)
     finally:
         tmp.unlink(missing_ok=True)
@@ -87,7 +89,7 @@ def _export_onnx(embedder, folder: Path, context_length: int) -> None:
     kind = save_tokenizer(tokenizer, tokenizer_kind(identity.arch), folder)
     note = {**_key(identity), "context_length": context_length, "tokenizer": kind, "optimized": True,
             "checksum": checksum(np.fromfile(folder / ONNX_FILE, dtype=np.uint8))}
-    _atomic_write_text(folder / NOTE_FILE, json.dumps(note))
+    atomic_write_text(folder / NOTE_FILE, json.dumps(note))
 
 
 def export_text_encoder(embedder, directory: Path) -> bool:
@@ -101,7 +103,7 @@ def export_text_encoder(embedder, directory: Path) -> bool:
     kind = tokenizer_kind(identity.arch)
     if kind is None:
         return False
-    cached = _cache_folder(identity)
+    cached = cache_folder(identity)
     note = _read_note(cached, identity)
     if note is not None and file_checksum(cached / ONNX_FILE) != note["checksum"]:
         log.warning("the cached text tower in %s is damaged: exporting it again", cached)
@@ -123,12 +125,12 @@ def export_text_encoder(embedder, directory: Path) -> bool:
             tmp = directory / f".{name}.{os.getpid()}.tmp"
             shutil.copyfile(cached / name, tmp)
             os.replace(tmp, directory / name)
-        _atomic_write_text(directory / NOTE_FILE, (cached / NOTE_FILE).read_text())
+        atomic_write_text(directory / NOTE_FILE, (cached / NOTE_FILE).read_text())
     log.info("text tower of %s is in %s", identity.name, directory / ONNX_FILE)
     return True
 
 
-def _optimize(path: Path) -> None:
+def optimize_onnx(path: Path) -> None:
     """Rewrite the graph with onnxruntime's portable (extended) optimizations applied once, so a
     cold query skips them when it loads the file (271 ms instead of 485 ms for ViT-B-32's tower)."""
     import onnxruntime as ort
@@ -157,6 +159,11 @@ def _read_note(directory: Path, identity: ModelIdentity) -> dict | None:
     return note
 
 
+def read_export_note(directory: Path, identity: ModelIdentity) -> dict | None:
+    """The note of a usable export in ``directory`` for this model (None if there is none)."""
+    return _read_note(directory, identity)
+
+
 def read_checksum(directory: Path) -> str | None:
     """The checksum the note in ``directory`` records for the ONNX file."""
     try:
@@ -177,10 +184,22 @@ def export_is_current(directory: Path, identity: ModelIdentity) -> bool:
 
 
 class OnnxTextEncoder:
-    """Embeds texts with the exported text tower; returns unit-norm float32 rows."""
+    """Embeds texts with the exported text tower; returns unit-norm float32 rows.
 
-    def __init__(self, directory: Path, note: dict):
+    Args:
+        directory: the folder holding the tower and its tokenizer.
+        note: the fp32 export's note (tokenizer, context length).
+        file: which tower file: the fp32 export (:data:`ONNX_FILE`) or the int8 one
+            (:data:`searchlib.textquant.INT8_FILE`).
+        checksum: the checksum ``file`` must have (the note's for the fp32 file).
+    """
+
+    def __init__(self, directory: Path, note: dict, file: str = ONNX_FILE, checksum: str | None = None):
         import onnxruntime as ort
+
+        self.file = file
+        self.checksum = checksum or note["checksum"]
+        self.tower = "fp32" if file == ONNX_FILE else "int8"
 
         options = ort.SessionOptions()
         if note.get("optimized"):  # optimized at export time: loading skips the graph passes
@@ -196,9 +215,9 @@ class OnnxTextEncoder:
             try:
                 # From the path (onnxruntime maps it: faster than handing it bytes), then the
                 # checksum, over pages the session just brought into the cache.
-                session = ort.InferenceSession(str(directory / ONNX_FILE), options,
+                session = ort.InferenceSession(str(directory / file), options,
                                                providers=["CPUExecutionProvider"])
-                if file_checksum(directory / ONNX_FILE) != note["checksum"]:
+                if file_checksum(directory / file) != self.checksum:
                     raise ValueError("the file does not match its checksum (damaged)")
                 created["session"] = session
             except Exception as e:  # re-raised below, in the caller's thread
@@ -216,7 +235,9 @@ class OnnxTextEncoder:
 
     @classmethod
     def for_index(cls, directory: Path, identity: ModelIdentity) -> OnnxTextEncoder | None:
-        """The index's exported encoder if present, whole and made from ``identity``'s model, else None."""
+        """The index's exported (fp32) encoder if present, whole and made from ``identity``'s
+        model, else None. (:class:`searchlib.encoders.IndexModel` first tries the int8 tower,
+        :func:`searchlib.textquant.load_int8`.)"""
         note = _read_note(directory, identity)
         if note is None:
             return None
@@ -231,5 +252,12 @@ class OnnxTextEncoder:
 
         if not texts:
             raise ValueError("no texts")
-        out = self.session.run(None, {"tokens": self.tokenizer(list(texts))})[0]
+        tokens = self.tokenizer(list(texts))
+        if self.tower == "int8":
+            # Dynamic quantization scales activations per tensor, so a text's int8 vector would
+            # depend on the other texts in its batch: one at a time, it is the same in every call
+            # (the query vector cache and the gate rely on that).
+            out = np.concatenate([self.session.run(None, {"tokens": tokens[i:i + 1]})[0] for i in range(len(tokens))])
+        else:
+            out = self.session.run(None, {"tokens": tokens})[0]
         return normalize(out)

@@ -106,6 +106,7 @@ def _faiss_state(index: Index, generation: int, count: int, dim: int, report: Ve
 
 def _text_state(index: Index, report: VerifyReport) -> str:
     from .textenc import ONNX_FILE, export_is_current, read_checksum
+    from .textquant import INT8_FILE, read_int8_note
     from .tokenizing import tokenizer_kind
 
     ident = index.identity
@@ -118,6 +119,10 @@ def _text_state(index: Index, report: VerifyReport) -> str:
         return "missing"
     if file_checksum(index.directory / ONNX_FILE) != read_checksum(index.directory):
         return "corrupt"
+    int8 = read_int8_note(index.directory)
+    if int8 is not None and file_checksum(index.directory / INT8_FILE) != int8.get("checksum"):
+        report.notes.append("the int8 text tower does not match its checksum: queries use the fp32 tower, and "
+                            "the next index run makes it again")
     return "ok"
 
 

@@ -116,7 +116,8 @@ class IndexWriter:
 
     def finish(self, embedder=None, for_queries: bool = True) -> None:
         """After a run: retrain or rebuild the FAISS index if the collection outgrew it, save it, and
-        (``for_queries``) export the text tower if the index has no usable one and embed the
+        (``for_queries``) export the text tower if the index has no usable one, make its int8
+        version and run its fidelity gate where needed (:mod:`searchlib.textquant`), and embed the
         relevance bank. Without ``for_queries`` (a watcher told to stop: seconds count) the first
         query does those two instead."""
         if self._store.identity is None:
@@ -125,6 +126,9 @@ class IndexWriter:
         if not for_queries:
             return
         self._store.model.ensure_text_encoder(embedder)
+        # The int8 text tower's gate needs the index's vectors: they are all stored now.
+        self._store.model.ensure_int8_tower(self.catalog.count,
+                                            lambda n: self.catalog.sample_vectors(n, seed=0, distinct=True))
         try:  # embedded now, so that the first query does not pay for it
             self._store.model.bank_vectors()
         except Exception as e:  # queries embed it later; indexing is done and must not fail here

@@ -57,7 +57,8 @@ def test_unverified_large_faiss_files_are_caught_by_score_checks(tmp_path, monke
         assert [h.id for h in hits] == _brute_ids(index, "a red circle", 5)
 
 
-def test_a_bit_rotted_text_encoder_is_not_used(tmp_path):
+def test_a_bit_rotted_text_encoder_is_not_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEARCHLIB_TEXT_INT8", "0")  # the fp32 tower answers (test_int8_tower: the int8 one)
     write_images(tmp_path / "p", 6)
     index_folder(tmp_path / "i", tmp_path / "p", model=TINY, device="cpu", workers=0)
     with open_index(tmp_path / "i") as index:

@@ -31,10 +31,12 @@ def test_index_exports_the_text_tower_and_search_uses_it(images_dir, index_dir, 
     assert (index_dir / ONNX_FILE).is_file()
     with open_index(index_dir) as index:
         encoder = index.text_encoder()
-        assert isinstance(encoder, OnnxTextEncoder)
-        fast = encoder.embed_texts(TEXTS)
+        assert isinstance(encoder, OnnxTextEncoder) and encoder.tower == "int8"  # its gate passed
+        fp32 = OnnxTextEncoder.for_index(index_dir, index.identity)
+        assert fp32.tower == "fp32"
         slow = index.embedder().embed_texts(TEXTS)
-        assert ((fast * slow).sum(axis=1) > 0.999).all()
+        assert ((fp32.embed_texts(TEXTS) * slow).sum(axis=1) > 0.999).all()
+        assert ((encoder.embed_texts(TEXTS) * slow).sum(axis=1) >= 0.99).all()
 
 
 def test_a_note_for_another_model_is_ignored(images_dir, index_dir):
