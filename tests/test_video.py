@@ -464,3 +464,32 @@ def test_a_video_thumbnail_is_made_only_of_the_indexed_file(tmp_path):
     clip.symlink_to(other)
     with pytest.raises(ImageNotFoundError, match="not the file indexed"):
         thumbnail(tmp_path / "index", str(clip), digest, 128, at=1.5)
+
+
+@pytest.mark.parametrize("turns", [1, 3])
+def test_a_portrait_phone_video_is_read_upright(tmp_path, turns):
+    """A phone stores a portrait video on its side with a display matrix: its frames are embedded,
+    thumbnailed and sized as players show them, not sideways."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    from searchlib.imaging import Preprocess
+    from searchlib.media.video import decode_video, frame_at
+    from tests.videofiles import set_display_rotation, write_video
+
+    coded = np.zeros((64, 128, 3), np.uint8)
+    coded[:, :64] = 255  # stored: white on the left half of a landscape frame
+    path = write_video(tmp_path / "portrait.mp4", [(Image.fromarray(coded), 2.0)], jitter=False)
+    set_display_rotation(path, turns)
+    with av.open(str(path)) as c:
+        assert round(next(c.decode(video=0)).rotation) == (-90 if turns == 1 else 90)
+    shown = np.asarray(frame_at(str(path), 0.5, 256).convert("L"), dtype=float)
+    assert shown.shape == (128, 64)  # portrait, as shown
+    top, bottom = shown[:64].mean(), shown[64:].mean()
+    # A quarter turn clockwise brings the left half to the top; counterclockwise, to the bottom.
+    assert (top > 200 and bottom < 50) if turns == 1 else (top < 50 and bottom > 200), (top, bottom)
+    items = decode_video(str(path), "portrait.mp4", Preprocess(32, resize_mode="squash"))
+    assert (items.metadata.width, items.metadata.height) == (64, 128)
+    model = items.pixels[0].astype(float).mean(axis=2)
+    assert (model[:16].mean() > model[16:].mean()) == (turns == 1)

@@ -61,3 +61,20 @@ def three_scene_video(path: Path, seed: int = 1) -> tuple[Path, list[tuple[str, 
         truth.append((color, shape, t, t + seconds))
         t += seconds
     return write_video(path, scenes), truth
+
+
+def set_display_rotation(path: Path, quarter_turns_clockwise: int) -> Path:
+    """Give an MP4 the display matrix a phone writes for a picture stored on its side (in the video
+    track's ``tkhd`` box), as iPhones and Android cameras do for portrait videos: players show the
+    frames turned ``quarter_turns_clockwise`` times 90 degrees clockwise."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd")
+    assert at > 0, "no track header"
+    matrix_at = at + 4 + 4 + (32 if data[at + 4] == 1 else 20) + 8 + 8
+    one, minus = 0x10000, (-0x10000) & 0xFFFFFFFF
+    a, b, c, d = {1: (0, one, minus, 0), 2: (minus, 0, 0, minus), 3: (0, minus, one, 0)}[quarter_turns_clockwise % 4]
+    data[matrix_at:matrix_at + 36] = struct.pack(">9I", a, b, 0, c, d, 0, 0, 0, 0x40000000)
+    path.write_bytes(bytes(data))
+    return path

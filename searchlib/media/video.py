@@ -230,6 +230,17 @@ def _video_stream(container):
     return container.streams.video[0]
 
 
+#: PIL's exact quarter turns, counterclockwise, by the angle a frame's display matrix asks for.
+_TURNS = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
+
+
+def upright(img: Image.Image, rotation: float | None) -> Image.Image:
+    """``img`` turned as the video's display matrix says (``frame.rotation``: degrees
+    counterclockwise; a phone's portrait video is stored landscape with -90), as players show it."""
+    turn = _TURNS.get(round((rotation or 0) / 90) * 90 % 360)
+    return img.transpose(turn) if turn is not None else img
+
+
 def _check_size(width: int, height: int, max_pixels: int | None) -> None:
     if width <= 0 or height <= 0:
         raise ImageDecodeError("video has no frame size")
@@ -273,16 +284,21 @@ def decode_video(source, name: str, prep: Preprocess, max_pixels: int | None = N
 
         def to_pixels(frame) -> np.ndarray:
             small = scaler.reformat(frame, width=model_w, height=model_h, format="rgb24", interpolation="AREA")
-            return to_model_pixels(Image.fromarray(small.to_ndarray()), prep)
+            # Upright, as shown: a portrait phone video is stored on its side, and CLIP reads
+            # sideways pictures badly.
+            return to_model_pixels(upright(Image.fromarray(small.to_ndarray()), frame.rotation), prep)
 
         pieces: list[_Piece] = []
         longest = max(MAX_SEGMENT_SECONDS, duration / MAX_SEGMENTS)
         next_time, last_time, cut_short = 0.0, 0.0, False
+        sideways: bool | None = None
         try:
             for frame in container.decode(stream):
                 if frame.time is None:
                     continue
                 t = float(frame.time)
+                if sideways is None:  # shown turned a quarter: the picture's shape is the other way
+                    sideways = round((frame.rotation or 0) / 90) % 2 == 1
                 last_time = max(last_time, t)
                 if t + 1e-6 < next_time:
                     continue
@@ -316,6 +332,8 @@ def decode_video(source, name: str, prep: Preprocess, max_pixels: int | None = N
         merged = _merge_static(pieces)
         segments = tuple(Segment(i, round(p.start, 3), round(p.end, 3), round(end, 3)) for i, p in enumerate(merged))
         pixels = np.stack([p.picture[1] for p in merged])
+    if sideways:
+        meta = replace(meta, width=meta.height, height=meta.width)
     return VideoItems(meta, segments, pixels)
 
 
@@ -375,5 +393,6 @@ def frame_at(source, seconds: float, side: int) -> Image.Image:
             raise ImageDecodeError("no video frame could be decoded")
         w, h = best.width, best.height
         scale = min(1.0, side / max(w, h))
-        return best.to_image(width=max(2, math.floor(w * scale)), height=max(2, math.floor(h * scale)))
+        return upright(best.to_image(width=max(2, math.floor(w * scale)), height=max(2, math.floor(h * scale))),
+                       best.rotation)
 
