@@ -10,10 +10,10 @@ from .models import ModelIdentity
 from .store import IndexStore
 
 
-def text_tower(directory: Path, identity: ModelIdentity) -> dict:
-    """Which text tower answers queries here (``int8``, ``fp32`` or ``model``: no usable export;
-    ``SEARCHLIB_TEXT_INT8=0`` and CUDA aside) and the int8 tower's fidelity gate as last run (None
-    when it never ran), without loading either."""
+def text_tower(directory: Path, identity: ModelIdentity, device: str = "cpu") -> dict:
+    """Which text tower answers queries here (``int8``, ``fp32`` or ``model``: no usable export, or
+    queries run on ``device`` CUDA with the full model) and the int8 tower's fidelity gate as last
+    run (None when it never ran), without loading either."""
     from .textenc import export_is_current, read_checksum
     from .textquant import int8_for_queries, read_int8_note
 
@@ -22,6 +22,8 @@ def text_tower(directory: Path, identity: ModelIdentity) -> dict:
     note = read_int8_note(directory)
     gate = note["gate"] if note is not None and note.get("fp32_checksum") == read_checksum(directory) else None
     in_use = "int8" if int8_for_queries(directory, str(read_checksum(directory))) else "fp32"
+    if device.startswith("cuda"):  # as IndexModel does: on a GPU the full model answers texts
+        in_use = "model"
     return {"in_use": in_use, "int8_gate": gate}
 
 
@@ -43,7 +45,7 @@ def index_info(store: IndexStore) -> dict:
                  "model": ident.to_dict() if ident else None, "index_type_requested": store.index_type,
                  "vector_dtype": catalog.vector_dtype, "schema": catalog.schema_revision(),
                  "read_only": store.read_only, "bytes_on_disk": sizes,
-                 "text_tower": text_tower(store.directory, ident) if ident is not None else None}
+                 "text_tower": text_tower(store.directory, ident, store.model.device) if ident is not None else None}
     out["videos"], out["video_segments"] = catalog.video_counts()
     if vectors is None or cache is None:
         return {**out, "vectors": 0, "index_type": None, "exact": True, "recall_at_10": None, "nprobe": None,

@@ -226,6 +226,12 @@ def test_info_shows_the_gate(int8_index):
     line = next(ln for ln in text.stdout.splitlines() if ln.startswith("text tower:"))
     assert "int8 ONNX; int8 gate passed" in line and f"{gate['min_cosine']:.4f}" in line
     assert f"{gate['probes']} probes" in line and gate["when"] in line
+    from searchlib.info import text_tower
+
+    with open_index(directory) as index:
+        identity = index.identity
+    on_gpu = text_tower(directory, identity, device="cuda")  # there the full model answers texts
+    assert on_gpu == {"in_use": "model", "int8_gate": gate}
 
 
 def test_a_tiny_index_gates_on_cosine_then_again_when_it_grows(tmp_path):
