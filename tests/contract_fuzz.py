@@ -20,7 +20,7 @@ from schemathesis.checks import positive_data_acceptance
 #: else refused with a 400 is a schema that promises more than the server takes, and fails.
 SEMANTIC = re.compile(r"offset \+ k must be|date range is empty|not a readable image|cannot be decoded|"
                       r"at least two comma-separated labels|give ids or an image|no image with id|"
-                      r"uploaded file is empty|Expected UploadFile|--within needs --near|"
+                      r"uploaded file is empty|Expected UploadFile|within needs near|"
                       r"can be combined|terms cancel out|the weight of|an empty query term|labels; at most|"
                       r"a label is longer|ids at once")
 HOST = {"Host": "localhost"}
