@@ -70,8 +70,10 @@ class Watcher:
                                      text=True, start_new_session=True)
         self.batches: list[dict] = []
         self.err: list[str] = []
-        threading.Thread(target=self._read, args=(self.proc.stdout, self.batches, True), daemon=True).start()
-        threading.Thread(target=self._read, args=(self.proc.stderr, self.err, False), daemon=True).start()
+        self.readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.batches, True), daemon=True),
+                        threading.Thread(target=self._read, args=(self.proc.stderr, self.err, False), daemon=True)]
+        for reader in self.readers:
+            reader.start()
 
     @staticmethod
     def _read(stream, into: list, parse: bool) -> None:
@@ -85,13 +87,22 @@ class Watcher:
         return self
 
     def total(self, key: str) -> int:
+        """The sum of ``key`` over the batch lines read so far. A batch's line is printed after its
+        commit, so a test that has just seen rows in the catalog waits for the line (``wait_total``)."""
         return sum(b[key] for b in self.batches)
+
+    def wait_total(self, key: str, value: int, what: str = "") -> None:
+        wait_for(lambda: self.total(key) >= value, what=what or f"{key} to reach {value}")
+        assert self.total(key) == value
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> int:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
+            for reader in self.readers:  # the last lines may still be in the pipes
+                reader.join(timeout)
+            return code
         except subprocess.TimeoutExpired:
             raise AssertionError(f"still running {timeout} s after the signal: " + "\n".join(self.err)) from None
         finally:
@@ -165,7 +176,7 @@ def test_folder_rename_keeps_ids_and_vectors(live):
     after = {os.path.relpath(p, folder / "holiday"): i for p, i in indexed(index_dir).items()
              if p.startswith(str(folder / "holiday") + os.sep)}
     assert after == before  # same rows: the stored vectors were reused, nothing embedded again
-    assert w.total("moved") - moved_before == len(files)
+    w.wait_total("moved", moved_before + len(files), what="the moves' report line")
 
 
 def test_exclusions_and_hidden_files(live):
