@@ -81,10 +81,10 @@ class IndexModel:
 
     def ensure_text_encoder(self, embedder=None) -> None:
         """Export the text tower for fast cold queries if the index has no usable one."""
-        from .textenc import export_is_current, export_text_encoder
+        from .textenc import export_is_up_to_date, export_text_encoder
 
         ident = self.identity
-        if ident is None or not self.writable or export_is_current(self.directory, ident):
+        if ident is None or not self.writable or export_is_up_to_date(self.directory, ident):
             return
         try:
             export_text_encoder(embedder or self.embedder(), self.directory)

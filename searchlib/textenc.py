@@ -6,6 +6,11 @@ came from, its tokenizer and the file's checksum; a note that is unreadable, nam
 or whose checksum does not match means the export is not used (the full model answers, and the
 export is made again). Outputs match open_clip's ``encode_text`` (cosine >= 0.999, tested).
 
+Where the tower allows it (causal attention, pooled at the end-of-text or first token: the CLIP
+text towers), the export takes any number of tokens, and a query is run over its tokens only, not
+the padding up to the context length: a position sees only the ones before it, so the padding
+cannot change the vector, and a five-token query costs a fifteenth of the full 77-token pass.
+
 Exports are also kept per model in the user cache (``SEARCHLIB_CACHE``), so a second index of the
 same model copies the file instead of exporting again.
 """
@@ -32,6 +37,12 @@ log = logging.getLogger(__name__)
 
 ONNX_FILE = "text_encoder.onnx"
 NOTE_FILE = "text_encoder.json"
+#: The export's format. 2: the token axis is dynamic where the tower allows cutting the padding
+#: (the note's ``trim``). An older export still answers queries; the next index run exports again.
+EXPORT_VERSION = 2
+#: How close the cut tower must come to ``encode_text`` over the full context before it is
+#: exported that way (float32 both: only rounding differs).
+TRIM_MIN_COSINE = 0.99999
 
 
 def _key(identity: ModelIdentity) -> dict:
@@ -54,33 +65,127 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _export_onnx(embedder, folder: Path, context_length: int) -> None:
-    """Export the text tower of ``embedder`` into ``folder`` (ONNX file, tokenizer files, note)."""
+def _cut_forward(model):
+    """``encode_text`` over tokens cut after the last one that is not padding, for text towers
+    where that gives the same vector, else None.
+
+    That holds where attention is causal (position i sees positions <= i only, so the padding after
+    the text changes nothing before it) and the vector is taken at the end-of-text token (its id is
+    the largest: ``argmax``; or ``eos``) or at the first one: open_clip's CLIP text towers. It does
+    not hold for bidirectional towers (SigLIP's, the bundled model's) or pooling at the last
+    position, nor is it tried for Hugging Face towers: those are exported over the full context.
+    """
     import torch
+    from open_clip.transformer import TextTransformer, text_global_pool
+
+    text = getattr(model, "text", None)
+    if isinstance(text, TextTransformer):  # CustomTextCLIP
+        parts, pool, eos = text, text.pool_type, getattr(text, "eos_id", None)
+        if text.cls_emb is not None or getattr(text, "use_pad_mask", False):
+            return None
+    elif all(hasattr(model, name) for name in ("token_embedding", "positional_embedding", "transformer",
+                                               "ln_final", "text_projection")):  # CLIP: the tower inline
+        parts, pool, eos = model, getattr(model, "text_pool_type", "argmax"), getattr(model, "text_eos_id", None)
+    else:
+        return None
+    mask = getattr(parts, "attn_mask", None)
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 2 or pool not in ("argmax", "eos", "first"):
+        return None
+
+    def forward(tokens):
+        n = tokens.shape[1]
+        cast = parts.transformer.get_cast_dtype()
+        x = parts.token_embedding(tokens).to(cast) + parts.positional_embedding[:n].to(cast)
+        x = parts.transformer(x, attn_mask=mask[:n, :n])
+        x = parts.ln_final(x)
+        x = text_global_pool(x, tokens, pool, eos_token_id=eos)
+        projection = parts.text_projection
+        if projection is None:
+            return x
+        return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
+
+    return forward
+
+
+def _plain_attention(mha):
+    """Self-attention with the weights of ``mha`` (an ``nn.MultiheadAttention``), written with shapes
+    the ONNX tracer keeps dynamic: torch's own code bakes the traced token count into a reshape,
+    so a tower exported through it would take one length only. None where ``mha`` is of a kind
+    this does not cover."""
+    import torch
+    import torch.nn.functional as F
+
+    if not (isinstance(mha, torch.nn.MultiheadAttention) and mha._qkv_same_embed_dim
+            and mha.in_proj_weight is not None and mha.bias_k is None and not mha.add_zero_attn):
+        return None
+
+    class Plain(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mha = mha
+
+        def forward(self, query, key=None, value=None, need_weights=False, attn_mask=None, **_):
+            x = query if mha.batch_first else query.transpose(0, 1)  # (batch, tokens, width)
+            q, k, v = F.linear(x, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
+            q, k, v = (t.unflatten(-1, (mha.num_heads, -1)).transpose(1, 2) for t in (q, k, v))
+            scores = (q @ k.transpose(-2, -1)) * (mha.head_dim ** -0.5)
+            if attn_mask is not None:
+                scores = scores + attn_mask
+            out = mha.out_proj((scores.softmax(dim=-1) @ v).transpose(1, 2).flatten(2))
+            return (out if mha.batch_first else out.transpose(0, 1)), None
+
+    return Plain()
+
+
+def _swap_attention(model) -> list:
+    """Put :func:`_plain_attention` in place of the attention of every block of the text tower.
+    Returns [(block, original)] to put back; empty (nothing swapped) where one does not fit."""
+    swapped = []
+    tower = getattr(model, "text", model)
+    for block in getattr(getattr(tower, "transformer", None), "resblocks", []):
+        plain = _plain_attention(getattr(block, "attn", None))
+        if plain is None:
+            for done, original in swapped:
+                done.attn = original
+            return []
+        swapped.append((block, block.attn))
+        block.attn = plain
+    return swapped
+
+
+def _export_onnx(embedder, folder: Path, context_length: int, allow_cut: bool = True) -> None:
+    """Export the text tower of ``embedder`` into ``folder`` (ONNX file, tokenizer files, note).
+
+    Where :func:`_cut_forward` applies, the tower is exported over any number of tokens, then
+    checked: the ONNX file run over each probe text's own tokens must give ``encode_text``'s vector
+    over the full context (:data:`TRIM_MIN_COSINE`); otherwise (or without ``allow_cut``: the
+    benchmark's before) it is exported over the full context.
+    """
 
     identity = embedder.identity
     model = embedder.reference_model()
-
-    class TextTower(torch.nn.Module):
-        def __init__(self, clip):
-            super().__init__()
-            self.clip = clip
-
-        def forward(self, tokens):
-            return self.clip.encode_text(tokens)
-
     tokenizer = embedder.tokenizer()
-    tokens = torch.as_tensor(np.asarray(tokenizer(["a photo"])), dtype=torch.long)
+    tokens = np.asarray(tokenizer(["a photo"]))
+    pad_id = int(tokens[0, -1])  # what fills a short text's tokens up to the context length
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{ONNX_FILE}.{os.getpid()}.tmp"
     was_device = embedder.device
     try:
-        tower = TextTower(model).to("cpu").float().eval()
-        with torch.no_grad(), mha_fastpath_off(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter's notes about ops it rewrites
-            torch.onnx.export(tower, (tokens,), str(tmp), input_names=["tokens"], output_names=["embedding"],
-                              dynamic_axes={"tokens": {0: "batch"}, "embedding": {0: "batch"}},
-                              opset_version=17, dynamo=False)
+        model = model.to("cpu").float().eval()
+        cut = _cut_forward(model) if allow_cut else None
+        if cut is not None:
+            try:
+                _export_graph(model, cut, tokens, pad_id, tmp)
+                agreement = _check_cut_file(model, tmp, tokenizer, pad_id)
+            except Exception as e:  # a layout this code does not know: the full context
+                log.info("cannot export the text tower over cut tokens (%s: %s)", type(e).__name__, e)
+                agreement = None
+            if agreement is None or agreement < TRIM_MIN_COSINE:
+                log.info("the text tower of %s is exported over the full context (cut tokens: cosine %s)",
+                         identity.name, agreement)
+                cut = None
+        if cut is None:
+            _export_graph(model, None, tokens, pad_id, tmp)
         optimize_onnx(tmp)
         os.replace(tmp, folder / ONNX_FILE)
     finally:
@@ -88,8 +193,75 @@ def _export_onnx(embedder, folder: Path, context_length: int) -> None:
         model.to(was_device)
     kind = save_tokenizer(tokenizer, tokenizer_kind(identity.arch), folder)
     note = {**_key(identity), "context_length": context_length, "tokenizer": kind, "optimized": True,
+            "version": EXPORT_VERSION, "trim": {"pad_id": pad_id} if cut is not None else None,
             "checksum": checksum(np.fromfile(folder / ONNX_FILE, dtype=np.uint8))}
     atomic_write_text(folder / NOTE_FILE, json.dumps(note))
+
+
+def _export_graph(model, cut, tokens: np.ndarray, pad_id: int, path: Path) -> None:
+    """Trace the tower into ``path``: ``cut`` (any number of tokens) or ``encode_text``."""
+    import torch
+
+    class TextTower(torch.nn.Module):
+        def __init__(self, clip):
+            super().__init__()
+            self.clip = clip
+
+        def forward(self, tokens):
+            return cut(tokens) if cut is not None else self.clip.encode_text(tokens)
+
+    axes = {0: "batch", 1: "length"} if cut is not None else {0: "batch"}
+    example = tokens[:, :int(token_lengths(tokens, pad_id)[0])] if cut is not None else tokens
+    swapped = _swap_attention(model) if cut is not None else []
+    try:
+        with torch.no_grad(), mha_fastpath_off(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's notes about ops it rewrites
+            # eval(): the exporter puts the wrapper's training flag back on the whole model after.
+            torch.onnx.export(TextTower(model).eval(), (torch.as_tensor(example, dtype=torch.long),), str(path),
+                              input_names=["tokens"], output_names=["embedding"],
+                              dynamic_axes={"tokens": axes, "embedding": {0: "batch"}},
+                              opset_version=17, dynamo=False)
+    finally:
+        for block, original in swapped:
+            block.attn = original
+
+
+def token_lengths(tokens: np.ndarray, pad_id: int) -> np.ndarray:
+    """Per row of ``tokens``, the count up to and including its last token that is not padding
+    (at least 1)."""
+    content = np.asarray(tokens) != pad_id
+    last = content.shape[1] - np.argmax(content[:, ::-1], axis=1)
+    return np.where(content.any(axis=1), last, 1)
+
+
+def _check_cut_file(model, path: Path, tokenizer, pad_id: int) -> float:
+    """The lowest cosine between the ONNX file at ``path`` run over each probe text's own tokens
+    (alone, and with the others of its length) and the model's ``encode_text`` over the full
+    context: texts of every length, an empty one and one cut at the context length among them."""
+    import onnxruntime as ort
+    import torch
+
+    from .vectormath import normalize
+
+    texts = ["", "a", "a photo", "a red circle", "a red square", "Two dogs on a BEACH at sunset!!",
+             "数字 🐱 &amp; <b>", "a very long caption about a red bicycle leaning against a blue wall " * 2,
+             "x " * 200]
+    tokens = np.asarray(tokenizer(texts))
+    with torch.no_grad():
+        full = normalize(model.encode_text(torch.as_tensor(tokens, dtype=torch.long)).float().numpy())
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    lengths = token_lengths(tokens, pad_id)
+    worst = 1.0
+    for n in np.unique(lengths):
+        rows = np.flatnonzero(lengths == n)
+        together = normalize(session.run(None, {"tokens": np.ascontiguousarray(tokens[rows, :n])})[0])
+        worst = min(worst, float((together * full[rows]).sum(axis=1).min()))
+        for row in rows:
+            alone = normalize(session.run(None, {"tokens": np.ascontiguousarray(tokens[row:row + 1, :n])})[0])
+            worst = min(worst, float((alone[0] * full[row]).sum()))
+    return worst
 
 
 def export_text_encoder(embedder, directory: Path) -> bool:
@@ -108,13 +280,13 @@ def export_text_encoder(embedder, directory: Path) -> bool:
     if note is not None and file_checksum(cached / ONNX_FILE) != note["checksum"]:
         log.warning("the cached text tower in %s is damaged: exporting it again", cached)
         remove_export(cached)
-    if _read_note(cached, identity) is None:
+    if not _current(_read_note(cached, identity)):
         cached.mkdir(parents=True, exist_ok=True)
         with cache_lock(cached, wait=600) as locked:
-            if locked and _read_note(cached, identity) is None:
+            if locked and not _current(_read_note(cached, identity)):
                 log.info("exporting the text tower of %s (once per model)", identity.name)
                 _export_onnx(embedder, cached, context_length_of(identity.arch))
-    if _read_note(cached, identity) is None:  # an unwritable cache: export straight into the index
+    if not _current(_read_note(cached, identity)):  # an unwritable cache: export straight into the index
         _export_onnx(embedder, directory, context_length_of(identity.arch))
         return True
     with cache_lock(directory) as locked:
@@ -183,6 +355,16 @@ def export_is_current(directory: Path, identity: ModelIdentity) -> bool:
     return _read_note(directory, identity) is not None
 
 
+def _current(note: dict | None) -> bool:
+    return note is not None and note.get("version") == EXPORT_VERSION
+
+
+def export_is_up_to_date(directory: Path, identity: ModelIdentity) -> bool:
+    """Whether ``directory`` holds a usable export of this searchlib's format (an older one answers
+    queries, over the full context; the next index run exports again)."""
+    return _current(_read_note(directory, identity))
+
+
 class OnnxTextEncoder:
     """Embeds texts with the exported text tower; returns unit-norm float32 rows.
 
@@ -200,6 +382,9 @@ class OnnxTextEncoder:
         self.file = file
         self.checksum = checksum or note["checksum"]
         self.tower = "fp32" if file == ONNX_FILE else "int8"
+        trim = note.get("trim")
+        #: The padding id when the tower runs over a text's own tokens only (None: the full context).
+        self.pad_id: int | None = int(trim["pad_id"]) if isinstance(trim, dict) else None
 
         options = ort.SessionOptions()
         if note.get("optimized"):  # optimized at export time: loading skips the graph passes
@@ -253,11 +438,20 @@ class OnnxTextEncoder:
         if not texts:
             raise ValueError("no texts")
         tokens = self.tokenizer(list(texts))
+        if self.pad_id is None:
+            lengths = np.full(len(tokens), tokens.shape[1])
+        else:
+            lengths = token_lengths(tokens, self.pad_id)
         if self.tower == "int8":
             # Dynamic quantization scales activations per tensor, so a text's int8 vector would
             # depend on the other texts in its batch: one at a time, it is the same in every call
             # (the query vector cache and the gate rely on that).
-            out = np.concatenate([self.session.run(None, {"tokens": tokens[i:i + 1]})[0] for i in range(len(tokens))])
-        else:
-            out = self.session.run(None, {"tokens": tokens})[0]
+            groups = [np.array([i]) for i in range(len(tokens))]
+        else:  # texts of one length together: a text's vector never depends on a longer one's cut
+            groups = [np.flatnonzero(lengths == n) for n in np.unique(lengths)]
+        parts = [self.session.run(None, {"tokens": np.ascontiguousarray(tokens[rows, :lengths[rows[0]]])})[0]
+                 for rows in groups]
+        out = np.empty((len(tokens), parts[0].shape[1]), dtype=np.float32)
+        for rows, part in zip(groups, parts):
+            out[rows] = part
         return normalize(out)

@@ -77,3 +77,65 @@ def test_console_script_search_exits_cleanly_with_its_output(images_dir, index_d
     table = subprocess.run([str(exe), "--index", str(index_dir), "search", "a red circle", "-k", "2"],
                            capture_output=True, text=True, check=True)
     assert len(table.stdout.strip().splitlines()) == 3
+
+
+def _export(embedder, folder, **kw):
+    from searchlib.textenc import _export_onnx
+    from searchlib.tokenizing import context_length_of
+
+    _export_onnx(embedder, folder, context_length_of(embedder.identity.arch), **kw)
+    return json.loads((folder / NOTE_FILE).read_text())
+
+
+def test_causal_tower_runs_over_each_texts_own_tokens_with_encode_texts_vectors(tiny_embedder, tmp_path):
+    import onnxruntime as ort
+
+    note = _export(tiny_embedder, tmp_path)
+    assert note["version"] == 2 and note["trim"] == {"pad_id": 0}
+    length_axis = ort.InferenceSession(str(tmp_path / ONNX_FILE)).get_inputs()[0].shape[1]
+    assert isinstance(length_axis, str)  # symbolic: any number of tokens
+    encoder = OnnxTextEncoder(tmp_path, note)
+    # Texts of every length up to past the context (32 tokens for the tiny model), in one batch.
+    texts = TEXTS + [" ".join(["word"] * n) for n in range(0, 40, 3)]
+    reference = tiny_embedder.embed_texts(texts)  # torch, over the full context with its padding
+    together = encoder.embed_texts(texts)
+    assert ((together * reference).sum(axis=1) > 0.9999).all()
+    alone = np.concatenate([encoder.embed_texts([t]) for t in texts])
+    assert ((alone * together).sum(axis=1) > 0.99999).all()
+    assert not tiny_embedder.reference_model().training  # the export left the model as it found it
+
+
+def test_bidirectional_tower_is_exported_over_the_full_context(tmp_path):
+    from searchlib.embedding import Embedder
+    from searchlib.models import parse_model_spec
+
+    bundled = Embedder(parse_model_spec("bundled"), device="cpu")
+    note = _export(bundled, tmp_path)  # no causal mask, pooled at the last position: padding matters
+    assert note["version"] == 2 and note["trim"] is None
+    encoder = OnnxTextEncoder(tmp_path, note)
+    assert encoder.pad_id is None
+    assert ((encoder.embed_texts(TEXTS) * bundled.embed_texts(TEXTS)).sum(axis=1) > 0.999).all()
+
+
+def test_a_cut_that_fails_its_check_falls_back_to_the_full_context(tiny_embedder, tmp_path, monkeypatch):
+    import searchlib.textenc as textenc
+
+    monkeypatch.setattr(textenc, "_check_cut_file", lambda *a: 0.98)
+    note = _export(tiny_embedder, tmp_path)
+    assert note["trim"] is None
+    encoder = OnnxTextEncoder(tmp_path, note)
+    assert ((encoder.embed_texts(TEXTS) * tiny_embedder.embed_texts(TEXTS)).sum(axis=1) > 0.9999).all()
+
+
+def test_an_older_export_answers_queries_and_the_next_index_run_exports_again(images_dir, index_dir):
+    index_folder(index_dir, images_dir, model=TINY, device="cpu", workers=0)
+    note = json.loads((index_dir / NOTE_FILE).read_text())
+    old = {k: v for k, v in note.items() if k not in ("version", "trim")}  # what searchlib wrote before
+    (index_dir / NOTE_FILE).write_text(json.dumps(old))
+    with open_index(index_dir) as index:
+        fp32 = OnnxTextEncoder.for_index(index_dir, index.identity)
+        assert fp32 is not None and fp32.pad_id is None  # over the full context, as that export was made
+        assert ((fp32.embed_texts(TEXTS) * index.embedder().embed_texts(TEXTS)).sum(axis=1) > 0.999).all()
+    index_folder(index_dir, images_dir, device="cpu", workers=0)  # nothing new to index: exports again
+    again = json.loads((index_dir / NOTE_FILE).read_text())
+    assert again["version"] == 2 and again["trim"] == {"pad_id": 0}
