@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import checked
 from .locks import build_folder, remove_stale_build_folders
 from .vectors import (
     CHECKSUM_ON_LOAD_MAX,
@@ -112,8 +113,11 @@ def lists_problem(directory: Path, base, stamp: Stamp, full: bool = True) -> str
         return f"cannot be read ({e.strerror or e})"
     if size != expected:
         return f"holds {size} bytes where the index maps {expected}"
-    if (full or size <= CHECKSUM_ON_LOAD_MAX) and stamp.ivfdata_checksum \
-            and file_checksum(path) != stamp.ivfdata_checksum:
+    if full:
+        if stamp.ivfdata_checksum and file_checksum(path) != stamp.ivfdata_checksum:
+            return "does not match its checksum"
+    elif size <= CHECKSUM_ON_LOAD_MAX and stamp.ivfdata_checksum \
+            and not checked.matches(path, stamp.ivfdata_checksum, file_checksum):
         return "does not match its checksum"
     return None
 
@@ -347,7 +351,7 @@ class OnDiskIndex:
         import faiss
 
         try:
-            if file_checksum(path) != stamp.checksum:
+            if not checked.matches(path, stamp.checksum, file_checksum):
                 log.warning("the index header %s does not match its checksum: rebuilding", path)
                 return None
             base = _read(path)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import checked
 from .backends import cache_dir, mha_fastpath_off
 from .locks import cache_lock
 from .models import ModelIdentity
@@ -115,7 +116,7 @@ def _plain_attention(mha):
     import torch
     import torch.nn.functional as F
 
-    if not (isinstance(mha, torch.nn.MultiheadAttention) and mha._qkv_same_embed_dim
+    if not (isinstance(mha, torch.nn.MultiheadAttention) and mha.kdim == mha.vdim == mha.embed_dim
             and mha.in_proj_weight is not None and mha.bias_k is None and not mha.add_zero_attn):
         return None
 
@@ -399,10 +400,11 @@ class OnnxTextEncoder:
         def create() -> None:
             try:
                 # From the path (onnxruntime maps it: faster than handing it bytes), then the
-                # checksum, over pages the session just brought into the cache.
+                # checksum, over pages the session just brought into the cache (or not at all:
+                # the file is unchanged since it last matched, searchlib/checked.py).
                 session = ort.InferenceSession(str(directory / file), options,
                                                providers=["CPUExecutionProvider"])
-                if file_checksum(directory / file) != self.checksum:
+                if not checked.matches(directory / file, self.checksum, file_checksum):
                     raise ValueError("the file does not match its checksum (damaged)")
                 created["session"] = session
             except Exception as e:  # re-raised below, in the caller's thread

@@ -21,13 +21,12 @@ import hashlib
 import io
 import os
 import stat
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from .checked import CheckedFiles
 from .config import THUMBNAILS_DIR
 from .embedding import read_image_file
 from .errors import DecodeBusyError, ImageDecodeError, ImageNotFoundError, QueryError
@@ -35,7 +34,6 @@ from .imaging import DEFAULT_MAX_PIXELS, _is_deep, _to_8bit, decode_budget, held
 from .media import is_video_name
 from .media.raw import is_raw_name, read_raw
 from .records import content_hash as hash_of_bytes
-from .records import content_hasher
 
 #: Sizes a caller may ask for (a fixed set keeps the cache small and URLs cacheable).
 SIZES = (128, 256, 512, 1024)
@@ -101,9 +99,8 @@ def _not_indexed(path: str) -> ImageNotFoundError:
                               "run 'searchlib index' to update")
 
 
-#: Videos whose bytes matched their indexed hash: (path, hash) -> their stat when checked.
-_checked_videos: OrderedDict[tuple[str, str], tuple[int, ...]] = OrderedDict()
-_checked_lock = threading.Lock()
+#: Videos whose bytes matched their indexed hash (hashed again only once changed).
+_checked_videos = CheckedFiles(1024)
 
 
 def _check_video(path: str, digest: str) -> None:
@@ -116,22 +113,9 @@ def _check_video(path: str, digest: str) -> None:
         raise ImageDecodeError(f"{path} cannot be read: {e.strerror or e}") from e
     try:
         st = os.fstat(fd)
-        seen = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        with _checked_lock:
-            if _checked_videos.get((path, digest)) == seen:
-                return
-        if not stat.S_ISREG(st.st_mode):  # a FIFO must not be read
+        # (not a FIFO: it must not be read)
+        if not stat.S_ISREG(st.st_mode) or not _checked_videos.same_bytes(fd, st, path, digest):
             raise _not_indexed(path)
-        sha, offset = content_hasher(), 0
-        while chunk := os.pread(fd, 1 << 20, offset):
-            sha.update(chunk)
-            offset += len(chunk)
-        if sha.hexdigest() != digest:
-            raise _not_indexed(path)
-        with _checked_lock:
-            _checked_videos[(path, digest)] = seen
-            while len(_checked_videos) > 1024:
-                _checked_videos.popitem(last=False)
     except OSError as e:
         raise ImageDecodeError(f"{path} cannot be read: {e.strerror or e}") from e
     finally:

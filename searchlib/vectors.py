@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import checked
 from .errors import ConfigError
 from .indexplan import FLAT_MAX  # noqa: F401  (re-exported; the rule lives in indexplan)
 
@@ -464,7 +465,8 @@ class VectorIndex:
             # and deserializing it held two copies at once (+400 MB RSS at 100k vectors) and lost
             # the memory map. The second pass reads from the page cache.
             try:
-                if file_checksum(path) != stamp.checksum:
+                # (Not hashed again when unchanged since it last matched: searchlib/checked.py.)
+                if not checked.matches(path, stamp.checksum, file_checksum):
                     log.warning("vector index %s does not match its checksum (corrupt): rebuilding", path)
                     return None
             except OSError:

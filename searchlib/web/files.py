@@ -15,14 +15,12 @@ which any rename over the path, link swap or write changes, so a photo viewed ag
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from ..checked import CheckedFiles
 from ..errors import ImageNotFoundError
 from ..records import StoredImage
 
@@ -35,9 +33,7 @@ class VerifiedFiles:
     already hashed (one per app: thread-safe, bounded)."""
 
     def __init__(self, capacity: int = 4096):
-        self.capacity = capacity
-        self._verified: OrderedDict[tuple[str, str], tuple[int, ...]] = OrderedDict()
-        self._lock = threading.Lock()
+        self.checked = CheckedFiles(capacity)
 
     def open(self, row: StoredImage) -> tuple[BinaryIO, os.stat_result]:
         """An open handle on ``row``'s file, at offset 0, and its ``fstat``.
@@ -54,7 +50,7 @@ class VerifiedFiles:
         try:
             st = os.fstat(fd)
             same = stat.S_ISREG(st.st_mode) and st.st_size == rec.size \
-                and self._same_bytes(fd, st, rec.path, rec.content_hash)
+                and self.checked.same_bytes(fd, st, rec.path, rec.content_hash)
         except OSError as e:
             os.close(fd)
             raise ImageNotFoundError(f"image {row.id}'s file cannot be read ({e.strerror or e})") from e
@@ -67,27 +63,6 @@ class VerifiedFiles:
                                      "replaced); run 'searchlib index' to update")
         handle = os.fdopen(fd, "rb", buffering=0)
         return handle, st
-
-    def _same_bytes(self, fd: int, st: os.stat_result, path: str, digest: str) -> bool:
-        key, seen = (path, digest), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        with self._lock:
-            if self._verified.get(key) == seen:
-                self._verified.move_to_end(key)
-                return True
-        sha = hashlib.sha256()
-        offset = 0
-        while chunk := os.pread(fd, CHUNK, offset):
-            sha.update(chunk)
-            offset += len(chunk)
-        if sha.hexdigest() != digest:
-            return False
-        with self._lock:
-            self._verified[key] = seen
-            self._verified.move_to_end(key)
-            while len(self._verified) > self.capacity:
-                self._verified.popitem(last=False)
-        return True
-
 
 def stream(handle: BinaryIO, start: int, end: int) -> Iterator[bytes]:
     """Bytes ``start`` to ``end`` (exclusive) of the open ``handle``, in chunks; closes it."""
