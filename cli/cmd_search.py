@@ -198,6 +198,8 @@ def _text_tower_line(tower: dict | None) -> str:
         return "-"
     in_use = {"int8": "int8 ONNX", "fp32": "fp32 ONNX", "model": "the full model (no usable ONNX export)"}
     line = in_use.get(tower["in_use"], tower["in_use"])
+    if tower.get("tokens"):
+        line += {"own": " over each text's own tokens", "context": " over the full context"}.get(tower["tokens"], "")
     gate = tower.get("int8_gate")
     if not gate:
         return line + "; int8 gate: not run (the next 'searchlib index' runs it)"

@@ -12,19 +12,21 @@ from .store import IndexStore
 
 def text_tower(directory: Path, identity: ModelIdentity, device: str = "cpu") -> dict:
     """Which text tower answers queries here (``int8``, ``fp32`` or ``model``: no usable export, or
-    queries run on ``device`` CUDA with the full model) and the int8 tower's fidelity gate as last
-    run (None when it never ran), without loading either."""
-    from .textenc import export_is_current, read_checksum
+    queries run on ``device`` CUDA with the full model), over which tokens (``tokens``: ``own``,
+    each text's own; ``context``, padded to the context length; None for the full model), and the
+    int8 tower's fidelity gate as last run (None when it never ran), without loading either."""
+    from .textenc import export_is_current, read_checksum, read_export_note
     from .textquant import int8_for_queries, read_int8_note
 
     if not export_is_current(directory, identity):
-        return {"in_use": "model", "int8_gate": None}
+        return {"in_use": "model", "tokens": None, "int8_gate": None}
     note = read_int8_note(directory)
     gate = note["gate"] if note is not None and note.get("fp32_checksum") == read_checksum(directory) else None
     in_use = "int8" if int8_for_queries(directory, str(read_checksum(directory))) else "fp32"
+    tokens = "own" if (read_export_note(directory, identity) or {}).get("trim") else "context"
     if device.startswith("cuda"):  # as IndexModel does: on a GPU the full model answers texts
-        in_use = "model"
-    return {"in_use": in_use, "int8_gate": gate}
+        in_use, tokens = "model", None
+    return {"in_use": in_use, "tokens": tokens, "int8_gate": gate}
 
 
 def index_info(store: IndexStore) -> dict:

@@ -221,17 +221,17 @@ def test_info_shows_the_gate(int8_index):
     assert out.exit_code == 0, out.output
     tower = json.loads(out.stdout)["text_tower"]
     gate = json.loads((directory / INT8_NOTE).read_text())["gate"]
-    assert tower == {"in_use": "int8", "int8_gate": gate}
+    assert tower == {"in_use": "int8", "tokens": "own", "int8_gate": gate}
     text = CliRunner().invoke(main, ["--index", str(directory), "info"])
     line = next(ln for ln in text.stdout.splitlines() if ln.startswith("text tower:"))
-    assert "int8 ONNX; int8 gate passed" in line and f"{gate['min_cosine']:.4f}" in line
+    assert "int8 ONNX over each text's own tokens; int8 gate passed" in line and f"{gate['min_cosine']:.4f}" in line
     assert f"{gate['probes']} probes" in line and gate["when"] in line
     from searchlib.info import text_tower
 
     with open_index(directory) as index:
         identity = index.identity
     on_gpu = text_tower(directory, identity, device="cuda")  # there the full model answers texts
-    assert on_gpu == {"in_use": "model", "int8_gate": gate}
+    assert on_gpu == {"in_use": "model", "tokens": None, "int8_gate": gate}
 
 
 def test_a_tiny_index_gates_on_cosine_then_again_when_it_grows(tmp_path):
@@ -306,7 +306,7 @@ def test_a_garbled_int8_note_means_fp32_and_a_new_gate(int8_index, garble):
     (directory / INT8_NOTE).write_text(garble)
     (directory / textquant.PROBES_FILE).write_bytes(b"PK\x03\x04 not a zip")
     info = CliRunner().invoke(main, ["--index", str(directory), "info"])
-    assert info.exit_code == 0 and "fp32 ONNX; int8 gate: not run" in info.output
+    assert info.exit_code == 0 and "fp32 ONNX over each text's own tokens; int8 gate: not run" in info.output
     with open_index(directory) as index:
         assert index.text_encoder().tower == "fp32"
     index_folder(directory, int8_index / "p", device="cpu", workers=0)
