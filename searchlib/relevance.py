@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,8 @@ BACKGROUND_SAMPLE = 2048
 MIN_BACKGROUND = 64
 #: Where the bank's vectors are kept in an index directory (recomputed when the model changes).
 BANK_FILE = "relevance-bank.npz"
+#: Where the background sample is kept in an index directory (drawn again when the generation moves).
+BACKGROUND_FILE = "relevance-background.npz"
 
 #: Bank captions this close to the query (text cosine) say the same thing and are left out of its
 #: margin: the query "a dog" must not be measured against the bank's own "a dog".
@@ -172,27 +175,59 @@ def _bank_key(model: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def load_bank(directory: Path, model: dict) -> np.ndarray | None:
-    """The bank's vectors saved in ``directory`` for this model (its ``to_dict()``), or None."""
+def _load_vectors(path: Path, key: str) -> np.ndarray | None:
+    """The vectors saved at ``path`` under ``key``; None when absent, unreadable, of another key,
+    or not finite."""
     try:
-        with np.load(directory / BANK_FILE) as saved:
-            if str(saved["key"]) != _bank_key(model):
+        with np.load(path) as saved:
+            if str(saved["key"]) != key:
                 return None
             vectors = np.asarray(saved["vectors"], dtype=np.float32)
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # absent or damaged
         return None
-    if vectors.shape[0] != len(BANK) or not np.isfinite(vectors).all():
-        return None
-    return vectors
+    return vectors if vectors.ndim == 2 and np.isfinite(vectors).all() else None
+
+
+def _save_vectors(path: Path, key: str, vectors: np.ndarray, what: str) -> None:
+    """Keep ``vectors`` at ``path`` under ``key`` (atomically: temp file + rename); a read-only or
+    full disk only means the next process computes them again."""
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, key=np.array(key), vectors=np.asarray(vectors, dtype=np.float32))
+        os.replace(tmp, path)
+    except OSError as e:
+        log.info("could not save the %s in %s: %s", what, path.parent, e)
+        tmp.unlink(missing_ok=True)
+
+
+def load_bank(directory: Path, model: dict) -> np.ndarray | None:
+    """The bank's vectors saved in ``directory`` for this model (its ``to_dict()``), or None."""
+    vectors = _load_vectors(directory / BANK_FILE, _bank_key(model))
+    return vectors if vectors is not None and vectors.shape[0] == len(BANK) else None
 
 
 def save_bank(directory: Path, model: dict, vectors: np.ndarray) -> None:
     """Keep the bank's vectors in ``directory`` (atomically: temp file + rename)."""
-    tmp = directory / f".{BANK_FILE}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, key=np.array(_bank_key(model)), vectors=vectors.astype(np.float32))
-        os.replace(tmp, directory / BANK_FILE)
-    except OSError as e:  # a read-only or full disk: the next process embeds the bank again
-        log.info("could not save the relevance bank in %s: %s", directory, e)
-        tmp.unlink(missing_ok=True)
+    _save_vectors(directory / BANK_FILE, _bank_key(model), vectors, "relevance bank")
+
+
+# -- the background sample, kept in the index directory per catalog generation ------------------
+def background_key(generation: int, model: dict) -> str:
+    """What a kept background sample must match: the catalog's generation (any change to the
+    vectors moves it), the model, and how the sample is drawn."""
+    text = json.dumps({"generation": int(generation), "model": model, "n": BACKGROUND_SAMPLE, "draw": 1},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_background(directory: Path, key: str) -> np.ndarray | None:
+    """The background sample kept in ``directory`` under ``key`` (:func:`background_key`), or None.
+    A cold search reads this instead of drawing some 2,000 vectors from the catalog (a quarter
+    of a second at 100k on 2 cores)."""
+    return _load_vectors(directory / BACKGROUND_FILE, key)
+
+
+def save_background(directory: Path, key: str, vectors: np.ndarray) -> None:
+    """Keep the background sample in ``directory`` under ``key``."""
+    _save_vectors(directory / BACKGROUND_FILE, key, vectors, "relevance background sample")

@@ -38,7 +38,7 @@ from .query import (
     relevance_withheld,
 )
 from .records import content_hash
-from .relevance import BACKGROUND_SAMPLE, RelevanceScorer
+from .relevance import RelevanceScorer
 from .results import ResultPlan
 from .store import IndexStore
 from .vectorcache import VectorCache
@@ -307,7 +307,7 @@ class Searcher:
         with self._lock:
             scorer = self._scorer
         if scorer is None or scorer[0] != generation:
-            background = self.store.catalog.sample_vectors(BACKGROUND_SAMPLE, seed=0, distinct=False)
+            background = self.store.relevance_background(generation)
             scorer = (generation, RelevanceScorer(background, self.store.model.bank_vectors()))
             with self._lock:
                 self._scorer = scorer

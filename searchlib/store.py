@@ -74,6 +74,24 @@ class IndexStore:
                 self._cache = VectorCache(self.directory, self.catalog, ident.dim, writable=not self.read_only)
             return self._cache
 
+    def relevance_background(self, generation: int | None):
+        """Relevance's background: a sample of the index's vectors as of ``generation``
+        (``numpy`` rows), kept in the index directory (:data:`searchlib.relevance.BACKGROUND_FILE`)
+        so that a search in a new process reads one small file instead of drawing it from the
+        catalog."""
+        from .relevance import BACKGROUND_SAMPLE, background_key, load_background, save_background
+
+        identity = self.identity
+        key = background_key(generation, identity.to_dict()) if generation is not None and identity else None
+        if key is not None:
+            kept = load_background(self.directory, key)
+            if kept is not None:
+                return kept
+        background = self.catalog.sample_vectors(BACKGROUND_SAMPLE, seed=0, distinct=False)
+        if key is not None and not self.read_only and len(background):
+            save_background(self.directory, key, background)
+        return background
+
     def close(self) -> None:
         self.model.query_cache.close()
         self.catalog.close()

@@ -149,3 +149,50 @@ def test_the_fixture_pairs_exist_in_the_generator():
     # The fixture's pairs must exist in the generator (a renamed colour would make this test vacuous).
     for color, shape in PRESENT + ABSENT:
         assert color in COLORS and shape in SHAPES
+
+
+def test_the_background_sample_is_kept_per_generation_and_read_by_new_processes(tmp_path, monkeypatch):
+    """The first search keeps the sample; another process reads the file instead of the catalog and
+    gets the same relevance; a changed collection draws it again; a damaged file is drawn again."""
+    from searchlib.catalog.quick import QuickCatalog
+    from searchlib.catalog.reads import CatalogReads
+    from searchlib.relevance import BACKGROUND_FILE, BACKGROUND_SAMPLE, background_key, load_background
+    from tests.conftest import TINY, write_images
+
+    write_images(tmp_path / "p", 30, seed=3)
+    index_folder(tmp_path / "i", tmp_path / "p", model=TINY, device="cpu", workers=0)
+    directory = tmp_path / "i"
+    with open_index(directory) as index:
+        first = [(h.id, h.relevance) for h in index.search("a red circle", k=5)]
+        generation = index.generation()
+        key = background_key(generation, index.identity.to_dict())
+        expected = index.catalog.sample_vectors(BACKGROUND_SAMPLE, seed=0, distinct=False)
+    kept = load_background(directory, key)
+    assert kept is not None and np.array_equal(kept, expected)
+
+    drawn = []
+    for cls in (QuickCatalog, CatalogReads):
+        original = cls.sample_vectors
+
+        def counting(self, *a, _original=original, **k):
+            drawn.append(a)
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(cls, "sample_vectors", counting)
+    with open_index(directory) as index:
+        assert [(h.id, h.relevance) for h in index.search("a red circle", k=5)] == first
+    assert drawn == []  # read from the file
+
+    (directory / BACKGROUND_FILE).write_bytes(b"PK\x03\x04 damaged")
+    with open_index(directory) as index:
+        assert [(h.id, h.relevance) for h in index.search("a red circle", k=5)] == first
+    assert len(drawn) == 1 and load_background(directory, key) is not None  # drawn again, kept again
+
+    write_images(tmp_path / "p" / "more", 10, seed=4)
+    index_folder(directory, tmp_path / "p", device="cpu", workers=0)
+    with open_index(directory) as index:
+        index.search("a red circle", k=5)
+        assert index.generation() != generation
+        new_key = background_key(index.generation(), index.identity.to_dict())
+    assert len(drawn) == 2 and load_background(directory, key) is None
+    assert load_background(directory, new_key) is not None
