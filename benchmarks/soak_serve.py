@@ -23,6 +23,7 @@ same run is the latency of ``/api/v1/info`` (no index work), so p99 is also give
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
 import json
 import os
@@ -116,8 +117,8 @@ class Soak:
             status, retry = e.code, e.headers.get("Retry-After") is not None
             e.read()
             e.close()
-        except OSError as e:
-            status = 599  # no answer at all: counted as a server failure
+        except (OSError, http.client.HTTPException) as e:
+            status = 599  # no answer, or one cut short (IncompleteRead): counted as a server failure
             with self.lock:
                 self.errors.append(f"{kind} {path[:80]}: {e}")
         with self.lock:

@@ -26,6 +26,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
+from .tempfiles import temp_beside
+
 log = logging.getLogger(__name__)
 
 #: Read size for hashing through a file descriptor.
@@ -100,7 +102,7 @@ def matches(path: Path, expected: str, compute: Callable[[Path], str]) -> bool:
     if identity_of(after) == identity_of(before):  # not written while it was read
         try:
             memo.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo.parent / f".{memo.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+            tmp = temp_beside(memo)
             tmp.write_text(json.dumps({"path": os.fsdecode(os.path.realpath(path)), "checksum": expected,
                                        "identity": list(identity_of(after))}))
             os.replace(tmp, memo)

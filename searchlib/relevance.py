@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .tempfiles import temp_beside
+
 log = logging.getLogger(__name__)
 
 #: Vectors drawn from the index to learn what a query scores against the collection at large.
@@ -191,7 +193,7 @@ def _load_vectors(path: Path, key: str) -> np.ndarray | None:
 def _save_vectors(path: Path, key: str, vectors: np.ndarray, what: str) -> None:
     """Keep ``vectors`` at ``path`` under ``key`` (atomically: temp file + rename); a read-only or
     full disk only means the next process computes them again."""
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    tmp = temp_beside(path)
     try:
         with open(tmp, "wb") as handle:
             np.savez(handle, key=np.array(key), vectors=np.asarray(vectors, dtype=np.float32))

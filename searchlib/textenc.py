@@ -31,6 +31,7 @@ from . import checked
 from .backends import cache_dir, mha_fastpath_off
 from .locks import cache_lock
 from .models import ModelIdentity
+from .tempfiles import temp_beside
 from .tokenizing import TOKENIZER_FILES, load_tokenizer, save_tokenizer, tokenizer_kind
 from .vectors import checksum, file_checksum
 
@@ -61,7 +62,7 @@ def cache_folder(identity: ModelIdentity) -> Path:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename (never half written)."""
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    tmp = temp_beside(path)
     tmp.write_text(text)
     os.replace(tmp, path)
 

@@ -34,6 +34,7 @@ from .imaging import DEFAULT_MAX_PIXELS, _is_deep, _to_8bit, decode_budget, held
 from .media import is_video_name
 from .media.raw import is_raw_name, read_raw
 from .records import content_hash as hash_of_bytes
+from .tempfiles import temp_beside
 
 #: Sizes a caller may ask for (a fixed set keeps the cache small and URLs cacheable).
 SIZES = (128, 256, 512, 1024)
@@ -86,7 +87,7 @@ def thumbnail(directory: Path, path: str, content_hash: str, size: int,
         data = make_thumbnail(original, size, max_pixels, name=path)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{key}.{os.getpid()}.tmp"
+        tmp = temp_beside(target)
         tmp.write_bytes(data)
         os.replace(tmp, target)
     except OSError:  # a read-only index

@@ -126,3 +126,46 @@ def test_cli_second_indexer_message(tmp_path):
     with index.writer():
         result = CliRunner().invoke(main, ["--index", str(tmp_path / "i"), "index", str(folder), "--model", TINY])
     assert result.exit_code == 1 and "is indexing into" in result.stderr
+
+
+def test_threads_making_the_same_thumbnail_at_once_each_get_it_whole(tmp_path):
+    """The server's threads can make one thumbnail at once: each must write its own temporary file
+    (with one per process, one thread renamed the file away while another was still writing it,
+    and the thumbnail was served short or kept out of the index)."""
+    import io
+    import threading
+
+    from PIL import Image
+
+    from searchlib.records import content_hash
+    from searchlib.thumbnails import thumbnail
+
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (900, 600), (200, 40, 90)).save(photo, quality=90)
+    digest = content_hash(photo.read_bytes())
+    index_dir = tmp_path / "index"
+    index_dir.mkdir()
+    first = thumbnail(index_dir, str(photo), digest, 256)
+    expected = first.path.read_bytes()
+    start = threading.Barrier(8)
+    problems: list[str] = []
+
+    def worker() -> None:
+        for _ in range(40):
+            start.wait()
+            first.path.unlink(missing_ok=True)  # every round makes it again, all threads at once
+            got = thumbnail(index_dir, str(photo), digest, 256)
+            if got.path != first.path:
+                problems.append(f"kept outside the index: {got.path}")
+            if got.data is not None and got.data != expected:
+                problems.append("different bytes")
+            Image.open(io.BytesIO(got.data if got.data is not None else got.path.read_bytes())).load()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not problems, problems[:5]
+    assert first.path.read_bytes() == expected
+    assert not list(first.path.parent.glob(".*.tmp"))

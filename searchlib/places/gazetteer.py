@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import cache_dir
+from ..tempfiles import temp_beside
 from .distance import bounding_box, haversine_km
 from .names import normalize_name
 
@@ -191,7 +192,7 @@ def _write_compact(path: Path, parts: dict) -> None:
         return np.frombuffer("\n".join(v or "" for v in values).encode("utf-8"), dtype=np.uint8)
 
     flat = [x for pair in sorted(parts["countries"].items()) for x in pair]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_beside(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as handle:
