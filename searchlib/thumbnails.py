@@ -138,7 +138,9 @@ def _outside_index(key: str, data: bytes) -> Thumbnail:
     folder = Path(tempfile.gettempdir()) / f"searchlib-thumbnails-{os.getuid()}"
     folder.mkdir(exist_ok=True)
     target = folder / f"{key}.jpg"
-    target.write_bytes(data)
+    tmp = temp_beside(target)  # other threads may read or write it at the same moment
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
     return Thumbnail(target, key, data)
 
 
