@@ -147,19 +147,27 @@ def test_threads_making_the_same_thumbnail_at_once_each_get_it_whole(tmp_path):
     index_dir.mkdir()
     first = thumbnail(index_dir, str(photo), digest, 256)
     expected = first.path.read_bytes()
-    start = threading.Barrier(8)
+    start, ready = threading.Barrier(8), threading.Barrier(8)
     problems: list[str] = []
 
     def worker() -> None:
-        for _ in range(40):
-            start.wait()
-            first.path.unlink(missing_ok=True)  # every round makes it again, all threads at once
-            got = thumbnail(index_dir, str(photo), digest, 256)
-            if got.path != first.path:
-                problems.append(f"kept outside the index: {got.path}")
-            if got.data is not None and got.data != expected:
-                problems.append("different bytes")
-            Image.open(io.BytesIO(got.data if got.data is not None else got.path.read_bytes())).load()
+        try:
+            for _ in range(40):
+                if start.wait(timeout=60) == 0:
+                    first.path.unlink(missing_ok=True)  # every round makes it again, all threads at once
+                ready.wait(timeout=60)
+                got = thumbnail(index_dir, str(photo), digest, 256)
+                if got.path != first.path:
+                    problems.append(f"kept outside the index: {got.path}")
+                if got.data is not None and got.data != expected:
+                    problems.append("different bytes")
+                Image.open(io.BytesIO(got.data if got.data is not None else got.path.read_bytes())).load()
+        except threading.BrokenBarrierError:
+            pass  # another worker failed: its error is the one reported
+        except Exception as e:
+            problems.append(f"{type(e).__name__}: {e}")
+            start.abort()
+            ready.abort()
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:
