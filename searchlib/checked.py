@@ -89,23 +89,36 @@ def matches(path: Path, expected: str, compute: Callable[[Path], str]) -> bool:
         OSError: the file cannot be read.
     """
     before = os.stat(path)
-    memo = _memo_path(path)
-    try:
-        known = json.loads(memo.read_text())
-        if known.get("checksum") == expected and tuple(known.get("identity", ())) == identity_of(before):
-            return True
-    except (OSError, ValueError, AttributeError, TypeError):
-        pass
+    if known_match(path, expected, before):
+        return True
     if compute(path) != expected:
         return False
-    after = os.stat(path)
-    if identity_of(after) == identity_of(before):  # not written while it was read
-        try:
-            memo.parent.mkdir(parents=True, exist_ok=True)
-            tmp = temp_beside(memo)
-            tmp.write_text(json.dumps({"path": os.fsdecode(os.path.realpath(path)), "checksum": expected,
-                                       "identity": list(identity_of(after))}))
-            os.replace(tmp, memo)
-        except OSError as e:  # a read-only cache: the next run hashes again
-            log.debug("cannot remember the check of %s (%s)", path, e)
+    remember_match(path, expected, before)
     return True
+
+
+def known_match(path: Path, expected: str, st: os.stat_result) -> bool:
+    """Whether the file at ``path`` (``st``: its stat, or the fstat of a descriptor open on it)
+    matched ``expected`` in an earlier run and has not changed since."""
+    try:
+        known = json.loads(_memo_path(path).read_text())
+        return known.get("checksum") == expected and tuple(known.get("identity", ())) == identity_of(st)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
+
+
+def remember_match(path: Path, expected: str, before: os.stat_result) -> None:
+    """Record that the file at ``path`` matched ``expected`` when hashed; ``before`` is its stat
+    from before the hashing (nothing is recorded if it was written meanwhile)."""
+    after = os.stat(path)
+    if identity_of(after) != identity_of(before):  # written while it was read
+        return
+    memo = _memo_path(path)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_beside(memo)
+        tmp.write_text(json.dumps({"path": os.fsdecode(os.path.realpath(path)), "checksum": expected,
+                                   "identity": list(identity_of(after))}))
+        os.replace(tmp, memo)
+    except OSError as e:  # a read-only cache: the next run hashes again
+        log.debug("cannot remember the check of %s (%s)", path, e)

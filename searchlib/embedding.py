@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _gpu_device_nodes() -> bool:
+def gpu_device_present() -> bool:
     """Whether this machine shows an NVIDIA GPU (checked without importing torch)."""
     import glob
 
@@ -47,7 +47,7 @@ def resolve_device(device: str = "auto") -> str:
     device = (device or "auto").lower()
     if device == "cpu":
         return device
-    if device == "auto" and not _gpu_device_nodes():
+    if device == "auto" and not gpu_device_present():
         return "cpu"
     import torch
 

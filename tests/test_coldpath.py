@@ -255,6 +255,51 @@ def test_a_damaged_or_foreign_flat_file_is_not_read(tmp_path):
     assert read_flat_file(tmp_path / "gone.faiss", stamp) is None
 
 
+def test_the_flat_file_is_hashed_once_then_again_only_after_a_change(tmp_path, monkeypatch):
+    """The numpy reader checks the checksum over the bytes it reads, remembers the match for this
+    file as it stands, trusts it while the file is unchanged, and hashes a changed file again."""
+    from searchlib import checked
+    from searchlib.flatscan import read_flat_file
+
+    monkeypatch.setenv("SEARCHLIB_CACHE", str(tmp_path / "cache"))
+    ids, vectors, stamp = _saved_flat(tmp_path)
+    path = tmp_path / "v.faiss"
+    assert not checked.known_match(path, stamp.checksum, os.stat(path))
+    assert read_flat_file(path, stamp) is not None
+    assert checked.known_match(path, stamp.checksum, os.stat(path))
+    got_ids, got = read_flat_file(path, stamp)  # trusted: read without hashing, same arrays
+    np.testing.assert_array_equal(got_ids, ids)
+    np.testing.assert_array_equal(got, vectors)
+    data = bytearray(path.read_bytes())
+    data[300] ^= 0x01  # same size, one bit: a write all the same (mtime, ctime)
+    with open(path, "r+b") as handle:
+        handle.write(bytes(data))
+    assert not checked.known_match(path, stamp.checksum, os.stat(path))
+    assert read_flat_file(path, stamp) is None
+
+
+def test_a_large_flat_index_is_scanned_with_numpy_unless_a_gpu_would_search_it(tmp_path, monkeypatch):
+    """Collections of GPU size go to FAISS only where an NVIDIA GPU is present (it makes the GPU
+    copy); elsewhere numpy scans them too, and finds what brute force finds."""
+    import searchlib.embedding
+    from searchlib.flatscan import FlatScanIndex
+    from searchlib.vectors import GPU_MIN_VECTORS
+
+    ids, vectors, stamp = _saved_flat(tmp_path, n=GPU_MIN_VECTORS + 10, dim=8)
+    path = tmp_path / "v.faiss"
+    monkeypatch.setattr(searchlib.embedding, "gpu_device_present", lambda: False)
+    scan = FlatScanIndex.read(path, stamp)
+    assert scan is not None and scan.ntotal == len(ids)
+    query = _unit(np.random.default_rng(3), 1, 8)
+    sims = (vectors @ query[0])
+    truth = np.argsort(-sims, kind="stable")[:10]
+    np.testing.assert_array_equal(scan.search(query, 10)[1][0], ids[truth])
+    monkeypatch.setattr(searchlib.embedding, "gpu_device_present", lambda: True)
+    assert FlatScanIndex.read(path, stamp) is None
+    monkeypatch.setenv("SEARCHLIB_FAISS_GPU", "0")  # FAISS told to keep off the GPU: numpy again
+    assert FlatScanIndex.read(path, stamp) is not None
+
+
 def test_clean_text_skips_ftfy_only_where_ftfy_changes_nothing():
     import string
 
