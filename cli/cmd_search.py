@@ -101,6 +101,7 @@ def search_cmd(obj: dict, query: str, images: tuple[str, ...], add: tuple[str, .
                                    places, near, within_km, text_words, media)
     query_terms(query, add, subtract, images)  # a bad image term fails before the index opens
     with open_from(obj) as index:
+        index.expect_few_queries()  # one process, one query: the text tower's quick load
         read = index.place_query(query) if query.strip() else None
         if read is not None and read.places:  # "... in Tokyo": the rest is the text, Tokyo a filter
             query, filters = read.text, replace(filters, places=filters.places + read.places)

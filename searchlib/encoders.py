@@ -42,6 +42,8 @@ class IndexModel:
         self._bank: np.ndarray | None = None
         self._lock = threading.Lock()
         self.query_cache = QueryVectorCache(directory if writable else None)
+        #: Load the text tower for a query or two (:meth:`searchlib.index.Index.expect_few_queries`).
+        self.few_queries = False
 
     def _require_identity(self) -> ModelIdentity:
         if self.identity is None:
@@ -76,8 +78,9 @@ class IndexModel:
             return None
         note = read_export_note(self.directory, ident)
         # The int8 tower where its fidelity gate passed (a damaged one falls back to fp32).
-        int8 = load_int8(self.directory, note, self.writable) if note is not None else None
-        return int8 or OnnxTextEncoder.for_index(self.directory, ident)
+        prepack = not self.few_queries
+        int8 = load_int8(self.directory, note, self.writable, prepack) if note is not None else None
+        return int8 or OnnxTextEncoder.for_index(self.directory, ident, prepack)
 
     def ensure_text_encoder(self, embedder=None) -> None:
         """Export the text tower for fast cold queries if the index has no usable one."""
@@ -136,7 +139,7 @@ class IndexModel:
         same note, is a new key: the next query loads it, and a damaged one is noticed and
         exported again), or the full model on its device. Once loaded, the tower that did load."""
         if self._text is not False and not self.device.startswith("cuda"):  # False: no usable export
-            from .textenc import ONNX_FILE, export_is_current, read_checksum
+            from .textenc import ONNX_FILE, WEIGHTS_FILE, export_is_current, read_checksum
             from .textquant import INT8_FILE, int8_for_queries
 
             ident = self._require_identity()
@@ -151,11 +154,16 @@ class IndexModel:
                 kind, file, checksum = tower
                 try:
                     info = (self.directory / file).stat()
+                    stamp = f"{checksum}:{info.st_size}:{info.st_mtime_ns}"
+                    if kind == "fp32" and (self.directory / WEIGHTS_FILE).exists():  # its weights too
+                        weights = (self.directory / WEIGHTS_FILE).stat()
+                        stamp += f":{weights.st_size}:{weights.st_mtime_ns}"
                 except OSError:
-                    info = None
-                if info is not None:
-                    return encoder_key("onnx" if kind == "fp32" else "onnx-int8",
-                                       f"{checksum}:{info.st_size}:{info.st_mtime_ns}")
+                    stamp = None
+                if stamp is not None:
+                    # Unpacked weights sum in another order (vectors differ by ~1e-6): a key of their own.
+                    packing = "" if (self._text.prepack if self._text else not self.few_queries) else "-unpacked"
+                    return encoder_key(("onnx" if kind == "fp32" else "onnx-int8") + packing, stamp)
         ident = self._require_identity()
         return encoder_key("model", f"{ident.name}:{ident.weights_sha256 or ident.pretrained}:{self.device}")
 

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 CACHE_LOCK = "cache.lock"
 #: Temp files that writers of cache files leave behind when killed (see ``_atomic_write_bytes``).
 TEMP_PATTERNS = (".vectors.faiss.*.tmp", ".vectors.stamp.json.*.tmp", ".text_encoder.onnx.*.tmp*",
-                 ".text_encoder.json.*.tmp", ".text_encoder.int8*.tmp*", ".tokenizer*.tmp", "thumbnails/*/.*.tmp")
+                 ".text_encoder.weights.*.tmp", ".text_encoder.json.*.tmp", ".text_encoder.int8*.tmp*",
+                 ".tokenizer*.tmp", "thumbnails/*/.*.tmp")
 
 
 def _open(path: Path) -> int:

@@ -135,17 +135,18 @@ def int8_for_queries(directory: Path, fp32_checksum: str) -> dict | None:
     return note
 
 
-def load_int8(directory: Path, fp32_note: dict, writable: bool = False):
+def load_int8(directory: Path, fp32_note: dict, writable: bool = False, prepack: bool = True):
     """The int8 :class:`~searchlib.textenc.OnnxTextEncoder` where queries should use it
     (:func:`int8_for_queries`), else None. A damaged file (its checksum) gives None, with a log
-    line, and (``writable``) is removed: the next index run makes it again."""
+    line, and (``writable``) is removed: the next index run makes it again. ``prepack``: see
+    :class:`~searchlib.textenc.OnnxTextEncoder`."""
     from .textenc import OnnxTextEncoder
 
     note = int8_for_queries(directory, fp32_note["checksum"])
     if note is None:
         return None
     try:
-        return OnnxTextEncoder(directory, fp32_note, INT8_FILE, note["checksum"])
+        return OnnxTextEncoder(directory, fp32_note, INT8_FILE, note["checksum"], prepack=prepack)
     except Exception as e:  # a damaged file: the fp32 tower answers
         log.warning("cannot use the int8 text tower %s (%s); using the fp32 tower", directory / INT8_FILE, e)
         if writable:
@@ -176,7 +177,26 @@ def quantize(source: Path, target: Path) -> None:
                          extra_options={"DefaultTensorType": 1})
     finally:
         root.setLevel(level)
+    _drop_weights_checksum(target)
     optimize_onnx(target)
+
+
+def _drop_weights_checksum(path: Path) -> None:
+    """Remove the fp32 graph's record of its weights file, which the quantizer copies over: the
+    int8 graph holds its own weights."""
+    import onnx
+
+    from .textenc import WEIGHTS_CHECKSUM_KEY
+
+    model = onnx.load(str(path))
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key != WEIGHTS_CHECKSUM_KEY]
+    if len(kept) == len(model.metadata_props):
+        return
+    del model.metadata_props[:]
+    for key, value in kept:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save_model(model, str(path))
 
 
 def _needs_gate(directory: Path, note: dict | None, fp32_checksum: str, stored: int) -> bool:
@@ -240,10 +260,11 @@ def ensure_int8(directory: Path, fp32_note: dict, identity: ModelIdentity, store
 
 
 def _quantize_into(directory: Path, fp32_checksum: str) -> None:
-    from .textenc import ONNX_FILE
+    from .textenc import ONNX_FILE, tower_problem
 
-    if file_checksum(directory / ONNX_FILE) != fp32_checksum:  # never quantize a damaged tower
-        raise ValueError(f"{directory / ONNX_FILE} does not match its checksum (damaged)")
+    problem = tower_problem(directory, ONNX_FILE, fp32_checksum)  # never quantize a damaged tower
+    if problem is not None:
+        raise ValueError(f"{directory}: {problem} (damaged)")
 
     tmp = directory / f".{INT8_FILE}.{os.getpid()}.tmp"
     try:

@@ -105,7 +105,7 @@ def _faiss_state(index: Index, generation: int, count: int, dim: int, report: Ve
 
 
 def _text_state(index: Index, report: VerifyReport) -> str:
-    from .textenc import ONNX_FILE, export_is_current, read_checksum
+    from .textenc import ONNX_FILE, export_is_current, read_checksum, tower_problem
     from .textquant import INT8_FILE, read_int8_note
     from .tokenizing import tokenizer_kind
 
@@ -117,7 +117,9 @@ def _text_state(index: Index, report: VerifyReport) -> str:
             return "none"
         report.notes.append("no usable exported text tower: the next index run (or query) exports it")
         return "missing"
-    if file_checksum(index.directory / ONNX_FILE) != read_checksum(index.directory):
+    problem = tower_problem(index.directory, ONNX_FILE, str(read_checksum(index.directory)))
+    if problem is not None:
+        report.notes.append(f"the text tower: {problem}")
         return "corrupt"
     int8 = read_int8_note(index.directory)
     if int8 is not None and file_checksum(index.directory / INT8_FILE) != int8.get("checksum"):

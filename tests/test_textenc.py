@@ -8,7 +8,7 @@ import numpy as np
 
 from searchlib import open_index
 from searchlib.indexer import index_folder
-from searchlib.textenc import NOTE_FILE, ONNX_FILE, OnnxTextEncoder
+from searchlib.textenc import EXPORT_VERSION, NOTE_FILE, ONNX_FILE, WEIGHTS_FILE, OnnxTextEncoder
 from searchlib.tokenizing import ClipTokenizer
 from tests.conftest import TINY
 
@@ -91,7 +91,7 @@ def test_causal_tower_runs_over_each_texts_own_tokens_with_encode_texts_vectors(
     import onnxruntime as ort
 
     note = _export(tiny_embedder, tmp_path)
-    assert note["version"] == 2 and note["trim"] == {"pad_id": 0}
+    assert note["version"] == EXPORT_VERSION and note["trim"] == {"pad_id": 0}
     length_axis = ort.InferenceSession(str(tmp_path / ONNX_FILE)).get_inputs()[0].shape[1]
     assert isinstance(length_axis, str)  # symbolic: any number of tokens
     encoder = OnnxTextEncoder(tmp_path, note)
@@ -111,7 +111,7 @@ def test_bidirectional_tower_is_exported_over_the_full_context(tmp_path):
 
     bundled = Embedder(parse_model_spec("bundled"), device="cpu")
     note = _export(bundled, tmp_path)  # no causal mask, pooled at the last position: padding matters
-    assert note["version"] == 2 and note["trim"] is None
+    assert note["version"] == EXPORT_VERSION and note["trim"] is None
     encoder = OnnxTextEncoder(tmp_path, note)
     assert encoder.pad_id is None
     assert ((encoder.embed_texts(TEXTS) * bundled.embed_texts(TEXTS)).sum(axis=1) > 0.999).all()
@@ -127,6 +127,57 @@ def test_a_cut_that_fails_its_check_falls_back_to_the_full_context(tiny_embedder
     assert ((encoder.embed_texts(TEXTS) * tiny_embedder.embed_texts(TEXTS)).sum(axis=1) > 0.9999).all()
 
 
+def test_the_weights_are_kept_beside_the_graph_and_checked(images_dir, index_dir):
+    """Export format 3: the graph names its weights file and that file's checksum (so the graph's
+    checksum covers the weights too); the vectors are those of encode_text."""
+    import onnx
+
+    from searchlib.textenc import WEIGHTS_CHECKSUM_KEY, tower_problem
+    from searchlib.vectors import file_checksum
+
+    index_folder(index_dir, images_dir, model=TINY, device="cpu", workers=0)
+    graph = onnx.load(str(index_dir / ONNX_FILE), load_external_data=False)
+    external = [t for t in graph.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert external and all({e.key: e.value for e in t.external_data}["location"] == WEIGHTS_FILE for t in external)
+    named = {p.key: p.value for p in graph.metadata_props}[WEIGHTS_CHECKSUM_KEY]
+    assert named == file_checksum(index_dir / WEIGHTS_FILE)
+    assert (index_dir / WEIGHTS_FILE).stat().st_size > 4 * (index_dir / ONNX_FILE).stat().st_size
+    note = json.loads((index_dir / NOTE_FILE).read_text())
+    assert tower_problem(index_dir, ONNX_FILE, note["checksum"]) is None
+    with open_index(index_dir) as index:
+        fp32 = OnnxTextEncoder.for_index(index_dir, index.identity)
+        assert ((fp32.embed_texts(TEXTS) * index.embedder().embed_texts(TEXTS)).sum(axis=1) > 0.999).all()
+    (index_dir / WEIGHTS_FILE).unlink()
+    assert "missing" in tower_problem(index_dir, ONNX_FILE, note["checksum"])
+    with open_index(index_dir) as index:
+        assert OnnxTextEncoder.for_index(index_dir, index.identity) is None  # the full model answers
+        assert len(index.search("a red circle", k=3)) == 3
+
+
+def test_an_export_with_the_weights_inside_the_graph_still_answers(images_dir, index_dir):
+    """Export format 2 kept the weights in the graph file: such an index answers as before, and the
+    next index run exports format 3."""
+    import onnx
+
+    from searchlib.vectors import checksum
+
+    index_folder(index_dir, images_dir, model=TINY, device="cpu", workers=0)
+    model = onnx.load(str(index_dir / ONNX_FILE))  # with its weights, from the weights file
+    del model.metadata_props[:]
+    onnx.save_model(model, str(index_dir / ONNX_FILE))
+    (index_dir / WEIGHTS_FILE).unlink()
+    note = json.loads((index_dir / NOTE_FILE).read_text())
+    note.update(version=2, checksum=checksum((index_dir / ONNX_FILE).read_bytes()))
+    (index_dir / NOTE_FILE).write_text(json.dumps(note))
+    with open_index(index_dir) as index:
+        fp32 = OnnxTextEncoder.for_index(index_dir, index.identity)
+        assert fp32 is not None
+        assert ((fp32.embed_texts(TEXTS) * index.embedder().embed_texts(TEXTS)).sum(axis=1) > 0.999).all()
+    index_folder(index_dir, images_dir, device="cpu", workers=0)
+    assert json.loads((index_dir / NOTE_FILE).read_text())["version"] == EXPORT_VERSION
+    assert (index_dir / WEIGHTS_FILE).is_file()
+
+
 def test_an_older_export_answers_queries_and_the_next_index_run_exports_again(images_dir, index_dir):
     index_folder(index_dir, images_dir, model=TINY, device="cpu", workers=0)
     note = json.loads((index_dir / NOTE_FILE).read_text())
@@ -138,4 +189,4 @@ def test_an_older_export_answers_queries_and_the_next_index_run_exports_again(im
         assert ((fp32.embed_texts(TEXTS) * index.embedder().embed_texts(TEXTS)).sum(axis=1) > 0.999).all()
     index_folder(index_dir, images_dir, device="cpu", workers=0)  # nothing new to index: exports again
     again = json.loads((index_dir / NOTE_FILE).read_text())
-    assert again["version"] == 2 and again["trim"] == {"pad_id": 0}
+    assert again["version"] == EXPORT_VERSION and again["trim"] == {"pad_id": 0}
