@@ -44,10 +44,12 @@ STEPS: list[tuple[str, tuple[str, ...]]] = [
     ("text tower: session load", ("InferenceSession.__init__", "_create_inference_session")),
     ("text tower: tokens and run", ("OnnxTextEncoder.embed_texts", "InferenceSession.run")),
     ("relevance calibration", ("(searchlib/relevance.py",)),
+    ("reading a place phrase", ("(searchlib/places/", "place_query (")),
+    ("asking whether videos are held", ("_has_video (",)),
     ("vectors: load and search", ("(searchlib/vectors.py", "(searchlib/flatscan.py", "(searchlib/ondisk.py",
                                   "(faiss/")),
     ("catalog reads", ("(searchlib/catalog/", "(sqlite3/")),
-    ("printing the results", ("(searchlib/cli/", "(cli/cmd_search.py", "(cli/output.py")),
+    ("printing the results", ("(cli/output.py", "(click/utils.py", "(click/termui.py")),
     ("waiting on another thread", ("join (threading.py", "wait (threading.py", "_wait_for_tstate_lock")),
 ]
 
