@@ -31,11 +31,12 @@ from .vectors import GPU_MIN_VECTORS, Stamp, VectorIndex
 
 log = logging.getLogger(__name__)
 
-#: Flat files up to this size are searched with numpy. Reading the file (from the page cache) costs
-#: about what FAISS's first exact search costs in page faults over its map, so the import of FAISS
-#: (~0.2-0.4 s on two cores) is what is saved; the limit bounds the memory a reader holds
-#: (512 MiB: 260k vectors of 512 dimensions; the Flat layout ends at 200k vectors anyway).
-FLATSCAN_MAX_BYTES = 512 << 20
+#: Flat files up to this size are searched with numpy (a 64 MiB file, 32k vectors of 512
+#: dimensions, is read in ~15 ms; importing FAISS takes ~0.1-0.3 s). Larger ones go to FAISS: at
+#: 100k vectors (200 MB) reading the file into fresh memory took 0.05-0.4 s on shared cores, as much
+#: as FAISS's import and map, and a cold search was no faster on numpy, only less steady
+#: (benchmarks/RESULTS.md).
+FLATSCAN_MAX_BYTES = 64 << 20
 
 _HEADER = struct.Struct("<4siqqqBi")  # fourcc, d, ntotal, dummy, dummy, is_trained, metric_type
 _COUNT = struct.Struct("<Q")
