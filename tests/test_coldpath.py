@@ -72,6 +72,27 @@ def test_quick_reads_equal_the_full_catalog(filled, read_only):
     full.close()
 
 
+def test_quick_place_names_equal_the_full_catalog(filled):
+    """A query with "in / at / near ..." reads the index's places: through sqlite3 on a search,
+    the same places as the full catalog's."""
+    path, ids = filled
+    places = [("Paris", "Île-de-France", "France", "FR"), (None, "Bretagne", "France", "FR"),
+              ("São Paulo", None, "Brazil", "BR"), ("Paris", "Texas", "United States", "US")]
+    with sqlite3.connect(path) as conn:
+        for image_id, place in zip(ids[::3], places * 4):
+            conn.execute("UPDATE images SET place_city = ?, place_region = ?, place_country = ?, "
+                         "place_country_code = ? WHERE id = ?", (*place, image_id))
+    quick, full = open_catalog(path, read_only=True), Catalog(path, read_only=True)
+    got, want = quick.place_names(), full.place_names()
+    for name in ("Paris", "paris", "Île-de-France", "ile de france", "Bretagne", "France", "FR", "Sao Paulo",
+                 "Brazil", "Texas", "United States", "US", "Tokyo", "", "x"):
+        assert got.matching(name) == want.matching(name), name
+    assert got.holds("sao paulo") and not got.holds("Tokyo")
+    assert not quick.full_is_open  # answered without opening the full catalog
+    quick.close()
+    full.close()
+
+
 def test_an_empty_catalog_reads_alike(tmp_path):
     path = tmp_path / "catalog.sqlite"
     Catalog(path, create=True).close()

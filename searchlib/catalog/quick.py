@@ -32,11 +32,12 @@ from .changes import chunks
 from .facts import SCHEMA_HEAD, storable_ids
 
 if TYPE_CHECKING:
+    from ..places.names import PlaceNames
     from .full import Catalog
 
 #: What a quick catalog answers itself; everything else goes to the full catalog.
 QUICK_READS = ("get_setting", "generation", "model_identity", "images", "vectors_of", "sample_vectors",
-               "has_media")
+               "has_media", "place_names")
 
 _META = tuple(f.name for f in fields(ImageMetadata))
 _DATETIME_META = frozenset(f.name for f in fields(ImageMetadata) if "datetime" in str(f.type))
@@ -121,6 +122,11 @@ class QuickCatalog:
 
                     self._full = Catalog(self.path, read_only=self.read_only)
         return self._full
+
+    @property
+    def full_is_open(self) -> bool:
+        """Whether something asked for more than the quick reads (the full catalog is open)."""
+        return self._full is not None
 
     def __getattr__(self, name: str):
         # Only reached for names this class lacks: writes, filters, the change log, verify's reads.
@@ -225,6 +231,17 @@ class QuickCatalog:
 
     def _has_media(self, media: str) -> bool:
         return bool(self._query("SELECT 1 FROM images WHERE media = ? LIMIT 1", (media,)))
+
+    def place_names(self) -> PlaceNames:
+        """The places the catalog's images were taken in (a query with "in / at / near ..." asks;
+        through the full catalog it cost a cold search SQLAlchemy's import, ~0.3 s)."""
+        return self._quick("place_names", self._place_names)
+
+    def _place_names(self) -> PlaceNames:
+        from ..places.names import PlaceNames
+
+        return PlaceNames(self._query("SELECT DISTINCT place_city, place_region, place_country, place_country_code "
+                                      "FROM images"))
 
     def sample_vectors(self, n: int, seed: int = 0, distinct: bool = True) -> np.ndarray:
         """About ``n`` stored vectors drawn at random (see :meth:`CatalogReads.sample_vectors`):
