@@ -5,8 +5,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from searchlib.cli.main import main
+from searchlib.cli.main import COMMAND_MODULES, load_all_commands, main
 from tests.conftest import TINY
+
+load_all_commands()
 
 
 @pytest.fixture
@@ -24,6 +26,30 @@ def indexed(runner, images_dir, index_dir):
                  "--workers", "0", "--json")
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+def test_each_command_is_loaded_from_the_module_the_map_names():
+    """A command line imports only its command's module (cli.main.COMMAND_MODULES): the map must
+    name every command, and the right module for each."""
+    assert set(COMMAND_MODULES) == set(main.commands)
+    for name, command in main.commands.items():
+        assert command.callback.__module__.rsplit(".", 1)[-1] == COMMAND_MODULES[name], name
+
+
+def test_a_search_imports_no_other_commands_module():
+    import subprocess
+    import sys
+
+    code = ("import sys; from click.testing import CliRunner; from searchlib.cli.main import main; "
+            "CliRunner().invoke(main, ['search', '--help']); "
+            "print(sorted(m.rsplit('.', 1)[-1] for m in sys.modules if m.startswith('searchlib.cli.cmd_')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['cmd_search']"
+    from pathlib import Path
+
+    exe = str(Path(sys.executable).with_name("searchlib"))
+    helped = subprocess.run([exe, "--help"], capture_output=True, text=True)
+    assert all(name in helped.stdout for name in COMMAND_MODULES), helped.stdout + helped.stderr
 
 
 @pytest.mark.parametrize("command", sorted(main.commands))

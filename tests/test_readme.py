@@ -27,8 +27,9 @@ def test_library_example_runs_as_written(tmp_path):
 
 
 def test_every_documented_command_exists():
-    from searchlib.cli.main import main
+    from searchlib.cli.main import load_all_commands, main
 
+    load_all_commands()
     documented = set(re.findall(r"`searchlib ([a-z-]+)", README.read_text()))
     assert documented <= set(main.commands), documented - set(main.commands)
     assert set(main.commands) <= documented, set(main.commands) - documented
