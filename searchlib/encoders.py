@@ -139,7 +139,7 @@ class IndexModel:
         same note, is a new key: the next query loads it, and a damaged one is noticed and
         exported again), or the full model on its device. Once loaded, the tower that did load."""
         if self._text is not False and not self.device.startswith("cuda"):  # False: no usable export
-            from .textenc import ONNX_FILE, WEIGHTS_FILE, export_is_current, read_checksum
+            from .textenc import ONNX_FILE, export_is_current, read_checksum, weights_file_for
             from .textquant import INT8_FILE, int8_for_queries
 
             ident = self._require_identity()
@@ -155,8 +155,9 @@ class IndexModel:
                 try:
                     info = (self.directory / file).stat()
                     stamp = f"{checksum}:{info.st_size}:{info.st_mtime_ns}"
-                    if kind == "fp32" and (self.directory / WEIGHTS_FILE).exists():  # its weights too
-                        weights = (self.directory / WEIGHTS_FILE).stat()
+                    weights_path = self.directory / weights_file_for(file)
+                    if weights_path.exists():  # its weights too
+                        weights = weights_path.stat()
                         stamp += f":{weights.st_size}:{weights.st_mtime_ns}"
                 except OSError:
                     stamp = None

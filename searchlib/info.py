@@ -41,7 +41,7 @@ def index_info(store: IndexStore) -> dict:
     cache = store.vector_cache() if ident is not None else None
     vectors = cache.get() if cache is not None else None
     names = [CATALOG_FILE, CATALOG_FILE + "-wal", VECTORS_FILE, "text_encoder.onnx", "text_encoder.weights",
-             "text_encoder.int8.onnx"]
+             "text_encoder.int8.onnx", "text_encoder.int8.weights"]
     sizes = {name: (store.directory / name).stat().st_size for name in names if (store.directory / name).exists()}
     catalog = store.catalog
     out: dict = {"index": str(store.directory), "catalog": catalog.describe(), "images": catalog.count(),

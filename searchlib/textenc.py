@@ -44,6 +44,12 @@ ONNX_FILE = "text_encoder.onnx"
 WEIGHTS_FILE = "text_encoder.weights"
 #: Where the graph names its weights file's checksum (covered by the graph file's own checksum).
 WEIGHTS_CHECKSUM_KEY = "searchlib.weights_checksum"
+
+
+def weights_file_for(file: str) -> str:
+    """The weights file beside the tower graph ``file`` (``text_encoder.int8.onnx`` ->
+    ``text_encoder.int8.weights``; the fp32 one's is :data:`WEIGHTS_FILE`)."""
+    return file.removesuffix(".onnx") + ".weights"
 NOTE_FILE = "text_encoder.json"
 #: The export's format. 2: the token axis is dynamic where the tower allows cutting the padding
 #: (the note's ``trim``). 3: the weights are in :data:`WEIGHTS_FILE`. An older export still answers
@@ -251,11 +257,11 @@ def tower_problem(directory: Path, file: str, expected: str) -> str | None:
     model = onnx.load(str(directory / file), load_external_data=False)
     named = {p.key: p.value for p in model.metadata_props}.get(WEIGHTS_CHECKSUM_KEY)
     if named is not None:
-        weights = directory / WEIGHTS_FILE
+        weights = directory / weights_file_for(file)
         if not weights.is_file():
-            return f"{WEIGHTS_FILE} is missing"
+            return f"{weights.name} is missing"
         if file_checksum(weights) != named:
-            return f"{WEIGHTS_FILE} does not match its checksum"
+            return f"{weights.name} does not match its checksum"
     return None
 
 
@@ -477,8 +483,9 @@ class OnnxTextEncoder:
                 if not checked.matches(directory / file, self.checksum, file_checksum):
                     raise ValueError("the file does not match its checksum (damaged)")
                 weights = weights_checksum_of(session)  # named by the graph just checked
-                if weights is not None and not checked.matches(directory / WEIGHTS_FILE, weights, file_checksum):
-                    raise ValueError(f"{WEIGHTS_FILE} does not match its checksum (damaged)")
+                weights_file = directory / weights_file_for(file)
+                if weights is not None and not checked.matches(weights_file, weights, file_checksum):
+                    raise ValueError(f"{weights_file.name} does not match its checksum (damaged)")
                 created["session"] = session
             except Exception as e:  # re-raised below, in the caller's thread
                 created["error"] = e

@@ -50,6 +50,8 @@ from .vectors import file_checksum
 log = logging.getLogger(__name__)
 
 INT8_FILE = "text_encoder.int8.onnx"
+#: Its weights, kept beside the graph as the fp32 tower's are (mapped, not copied, at load).
+INT8_WEIGHTS = "text_encoder.int8.weights"
 INT8_NOTE = "text_encoder.int8.json"
 PROBES_FILE = "text_encoder.int8-probes.npz"
 #: The environment variable that turns the int8 tower off (``0``).
@@ -156,13 +158,15 @@ def load_int8(directory: Path, fp32_note: dict, writable: bool = False, prepack:
 
 def remove_int8(directory: Path) -> None:
     """Delete the int8 tower in ``directory`` (the note first: a half-removed one is never used)."""
-    for name in (INT8_NOTE, INT8_FILE, PROBES_FILE):
+    for name in (INT8_NOTE, INT8_FILE, INT8_WEIGHTS, PROBES_FILE):
         (directory / name).unlink(missing_ok=True)
 
 
-def quantize(source: Path, target: Path) -> None:
+def quantize(source: Path, target: Path, weights: Path | None = None) -> None:
     """Write ``source``'s ONNX graph with int8 weights (dynamic quantization) to ``target``, then
-    apply onnxruntime's portable optimizations once (a query loads it without graph passes)."""
+    apply onnxruntime's portable optimizations once (a query loads it without graph passes).
+    With ``weights`` (a path in ``target``'s folder), the weights go there
+    (:func:`searchlib.textenc.split_weights`)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from .textenc import optimize_onnx
@@ -179,6 +183,10 @@ def quantize(source: Path, target: Path) -> None:
         root.setLevel(level)
     _drop_weights_checksum(target)
     optimize_onnx(target)
+    if weights is not None:
+        from .textenc import split_weights
+
+        split_weights(target, weights)
 
 
 def _drop_weights_checksum(path: Path) -> None:
@@ -237,7 +245,7 @@ def ensure_int8(directory: Path, fp32_note: dict, identity: ModelIdentity, store
         # No checksum here (an index run with nothing to do stays cheap): a query checks the file
         # when it loads it, and removes a damaged one's note, so the next run lands below.
         return note
-    if note is not None and file_checksum(directory / INT8_FILE) != note.get("checksum"):
+    if note is not None and _problem(directory, note.get("checksum")) is not None:
         log.warning("the int8 text tower in %s is damaged: making it again", directory)
         remove_int8(directory)
         note = None
@@ -269,7 +277,7 @@ def _quantize_into(directory: Path, fp32_checksum: str) -> None:
     tmp = directory / f".{INT8_FILE}.{os.getpid()}.tmp"
     try:
         started = time.perf_counter()
-        quantize(directory / ONNX_FILE, tmp)
+        quantize(directory / ONNX_FILE, tmp, directory / INT8_WEIGHTS)
         os.replace(tmp, directory / INT8_FILE)
         log.info("quantized the text tower to int8 in %.1f s", time.perf_counter() - started)
     finally:
@@ -296,9 +304,9 @@ def _copy_kept(cached: Path, directory: Path, fp32_checksum: str) -> bool:
     if key is None or key[0] != fp32_checksum or key[2] != PROBE_SET:
         return False
     try:
-        if file_checksum(cached / INT8_FILE) != key[1]:
+        if _problem(cached, key[1]) is not None:
             return False
-        for name in (INT8_FILE, PROBES_FILE):
+        for name in (*_weights_if_any(cached), INT8_FILE, PROBES_FILE):  # the weights before their graph
             tmp = directory / f".{name}.{os.getpid()}.tmp"
             shutil.copyfile(cached / name, tmp)
             os.replace(tmp, directory / name)
@@ -319,12 +327,26 @@ def _keep(directory: Path, cached: Path, fp32_checksum: str) -> None:
         with cache_lock(cached) as locked:
             if not locked:
                 return
-            for name in (INT8_FILE, PROBES_FILE):  # the probes (with the key) last: they vouch for the file
+            # The weights, their graph, and the probes (with the key) last: they vouch for the files.
+            for name in (*_weights_if_any(directory), INT8_FILE, PROBES_FILE):
                 tmp = cached / f".{name}.{os.getpid()}.tmp"
                 shutil.copyfile(directory / name, tmp)
                 os.replace(tmp, cached / name)
     except OSError as e:  # only a cost: the next index of this model quantizes again
         log.info("could not keep the int8 text tower in %s (%s)", cached, e)
+
+
+def _problem(directory: Path, checksum: str | None) -> str | None:
+    """What is wrong with the int8 tower in ``directory`` (graph and weights), or None."""
+    from .textenc import tower_problem
+
+    if not (directory / INT8_FILE).is_file():
+        return f"{INT8_FILE} is missing"
+    return tower_problem(directory, INT8_FILE, str(checksum))
+
+
+def _weights_if_any(directory: Path) -> tuple[str, ...]:
+    return (INT8_WEIGHTS,) if (directory / INT8_WEIGHTS).is_file() else ()
 
 
 def _probe_vectors(directory: Path, fp32_note: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -122,7 +122,7 @@ def _text_state(index: Index, report: VerifyReport) -> str:
         report.notes.append(f"the text tower: {problem}")
         return "corrupt"
     int8 = read_int8_note(index.directory)
-    if int8 is not None and file_checksum(index.directory / INT8_FILE) != int8.get("checksum"):
+    if int8 is not None and tower_problem(index.directory, INT8_FILE, str(int8.get("checksum"))) is not None:
         report.notes.append("the int8 text tower does not match its checksum: queries use the fp32 tower, and "
                             "the next index run makes it again")
     return "ok"

@@ -15,7 +15,7 @@ from searchlib import open_index, textquant
 from searchlib.indexer import index_folder
 from searchlib.querycache import CACHE_FILE
 from searchlib.textenc import NOTE_FILE, ONNX_FILE, WEIGHTS_FILE, OnnxTextEncoder
-from searchlib.textquant import INT8_FILE, INT8_NOTE, probe_texts, run_gate
+from searchlib.textquant import INT8_FILE, INT8_NOTE, INT8_WEIGHTS, probe_texts, run_gate
 from searchlib.verify import verify
 from tests.conftest import TINY, write_images
 
@@ -103,8 +103,8 @@ def test_a_broken_quantized_file_fails_the_gate(tmp_path, monkeypatch):
     """An int8 file that computes something else (a quantizer gone wrong) is caught by the gate."""
     real = textquant.quantize
 
-    def broken(source, target):
-        real(source, target)
+    def broken(source, target, weights=None):
+        real(source, target, weights)
         import onnx
         from onnx import numpy_helper
 
@@ -139,11 +139,14 @@ def test_a_second_index_of_the_model_copies_the_kept_int8_tower(int8_index, tmp_
         assert index.text_encoder().tower == "int8"
 
 
-def test_a_damaged_int8_file_falls_back_to_fp32_and_is_made_again(int8_index, caplog):
+@pytest.mark.parametrize("name", [INT8_FILE, INT8_WEIGHTS])
+def test_a_damaged_int8_file_falls_back_to_fp32_and_is_made_again(int8_index, caplog, name):
+    """The int8 graph or its weights file."""
     directory = int8_index / "i"
-    data = bytearray((directory / INT8_FILE).read_bytes())
+    assert (directory / INT8_WEIGHTS).stat().st_size > 4 * (directory / INT8_FILE).stat().st_size
+    data = bytearray((directory / name).read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size: only the checksum notices
-    (directory / INT8_FILE).write_bytes(bytes(data))
+    (directory / name).write_bytes(bytes(data))
     fp32 = OnnxTextEncoder(directory, json.loads((directory / NOTE_FILE).read_text()))
     with open_index(directory) as index:
         report = verify(index, check_files=False)
