@@ -155,10 +155,11 @@ class IndexModel:
                 try:
                     info = (self.directory / file).stat()
                     stamp = f"{checksum}:{info.st_size}:{info.st_mtime_ns}"
-                    weights_path = self.directory / weights_file_for(file)
-                    if weights_path.exists():  # its weights too
-                        weights = weights_path.stat()
+                    try:  # its weights too (towers exported before format 3 have none)
+                        weights = (self.directory / weights_file_for(file)).stat()
                         stamp += f":{weights.st_size}:{weights.st_mtime_ns}"
+                    except FileNotFoundError:
+                        pass
                 except OSError:
                     stamp = None
                 if stamp is not None:

@@ -18,3 +18,15 @@ _serial = itertools.count()
 def temp_beside(path: Path, suffix: str = ".tmp") -> Path:
     """A hidden temporary name in ``path``'s folder that no other process, thread or call uses."""
     return path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.{next(_serial)}{suffix}"
+
+
+def replace_with_copy(source: Path, target: Path) -> None:
+    """Copy ``source`` over ``target`` through a temporary file and a rename (never half written)."""
+    import shutil
+
+    tmp = temp_beside(target)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

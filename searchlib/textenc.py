@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import threading
 import warnings
 from pathlib import Path
@@ -31,7 +30,7 @@ from . import checked
 from .backends import cache_dir, mha_fastpath_off
 from .locks import cache_lock
 from .models import ModelIdentity
-from .tempfiles import temp_beside
+from .tempfiles import replace_with_copy, temp_beside
 from .tokenizing import TOKENIZER_FILES, load_tokenizer, save_tokenizer, tokenizer_kind
 from .vectors import checksum, file_checksum
 
@@ -44,12 +43,6 @@ ONNX_FILE = "text_encoder.onnx"
 WEIGHTS_FILE = "text_encoder.weights"
 #: Where the graph names its weights file's checksum (covered by the graph file's own checksum).
 WEIGHTS_CHECKSUM_KEY = "searchlib.weights_checksum"
-
-
-def weights_file_for(file: str) -> str:
-    """The weights file beside the tower graph ``file`` (``text_encoder.int8.onnx`` ->
-    ``text_encoder.int8.weights``; the fp32 one's is :data:`WEIGHTS_FILE`)."""
-    return file.removesuffix(".onnx") + ".weights"
 NOTE_FILE = "text_encoder.json"
 #: The export's format. 2: the token axis is dynamic where the tower allows cutting the padding
 #: (the note's ``trim``). 3: the weights are in :data:`WEIGHTS_FILE`. An older export still answers
@@ -63,6 +56,19 @@ TRIM_MIN_COSINE = 0.99999
 def _key(identity: ModelIdentity) -> dict:
     return {"arch": identity.arch, "pretrained": identity.pretrained,
             "weights_sha256": identity.weights_sha256, "dim": identity.dim}
+
+
+def weights_file_for(file: str) -> str:
+    """The weights file beside the tower graph ``file`` (``text_encoder.int8.onnx`` ->
+    ``text_encoder.int8.weights``; the fp32 one's is :data:`WEIGHTS_FILE`)."""
+    return file.removesuffix(".onnx") + ".weights"
+
+
+def tower_files(directory: Path, graph: str) -> list[str]:
+    """The files of the tower ``graph`` in ``directory``, in the order to copy them: its weights
+    file (towers exported before format 3 have none) before the graph that names it."""
+    weights = weights_file_for(graph)
+    return [weights, graph] if (directory / weights).is_file() else [graph]
 
 
 def cache_folder(identity: ModelIdentity) -> Path:
@@ -233,8 +239,12 @@ def split_weights(graph: Path, weights: Path) -> None:
             for entry in tensor.external_data:
                 if entry.key == "location":
                     entry.value = weights.name
-        stamp = model.metadata_props.add()
-        stamp.key, stamp.value = WEIGHTS_CHECKSUM_KEY, file_checksum(tmp)
+        # Its own record (an int8 graph quantized from the fp32 one arrives with the fp32 record).
+        kept = [(p.key, p.value) for p in model.metadata_props if p.key != WEIGHTS_CHECKSUM_KEY]
+        del model.metadata_props[:]
+        for key, value in [*kept, (WEIGHTS_CHECKSUM_KEY, file_checksum(tmp))]:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
         onnx.save_model(model, str(graph))  # the graph alone: the tensors hold no data now
         os.replace(tmp, weights)
     finally:
@@ -360,12 +370,9 @@ def export_text_encoder(embedder, directory: Path) -> bool:
         if not locked:
             return False
         # The weights before the graph that names them, the note last.
-        names = [*([WEIGHTS_FILE] if (cached / WEIGHTS_FILE).is_file() else []), ONNX_FILE,
-                 *TOKENIZER_FILES.get(_read_note(cached, identity)["tokenizer"], ())]
+        names = [*tower_files(cached, ONNX_FILE), *TOKENIZER_FILES.get(_read_note(cached, identity)["tokenizer"], ())]
         for name in names:
-            tmp = directory / f".{name}.{os.getpid()}.tmp"
-            shutil.copyfile(cached / name, tmp)
-            os.replace(tmp, directory / name)
+            replace_with_copy(cached / name, directory / name)
         atomic_write_text(directory / NOTE_FILE, (cached / NOTE_FILE).read_text())
     log.info("text tower of %s is in %s", identity.name, directory / ONNX_FILE)
     return True

@@ -36,7 +36,6 @@ import functools
 import json
 import logging
 import os
-import shutil
 import time
 import zipfile
 from collections.abc import Callable
@@ -45,13 +44,15 @@ from pathlib import Path
 import numpy as np
 
 from .models import ModelIdentity
+from .tempfiles import replace_with_copy, temp_beside
+from .textenc import tower_files, weights_file_for
 from .vectors import file_checksum
 
 log = logging.getLogger(__name__)
 
 INT8_FILE = "text_encoder.int8.onnx"
 #: Its weights, kept beside the graph as the fp32 tower's are (mapped, not copied, at load).
-INT8_WEIGHTS = "text_encoder.int8.weights"
+INT8_WEIGHTS = weights_file_for(INT8_FILE)
 INT8_NOTE = "text_encoder.int8.json"
 PROBES_FILE = "text_encoder.int8-probes.npz"
 #: The environment variable that turns the int8 tower off (``0``).
@@ -181,17 +182,18 @@ def quantize(source: Path, target: Path, weights: Path | None = None) -> None:
                          extra_options={"DefaultTensorType": 1})
     finally:
         root.setLevel(level)
-    _drop_weights_checksum(target)
     optimize_onnx(target)
     if weights is not None:
         from .textenc import split_weights
 
-        split_weights(target, weights)
+        split_weights(target, weights)  # records the int8 weights' checksum in place of the fp32 one's
+    else:
+        _drop_weights_checksum(target)
 
 
 def _drop_weights_checksum(path: Path) -> None:
-    """Remove the fp32 graph's record of its weights file, which the quantizer copies over: the
-    int8 graph holds its own weights."""
+    """Remove the fp32 graph's record of its weights file, which the quantizer copies over: an
+    int8 graph that keeps its weights inside has no weights file."""
     import onnx
 
     from .textenc import WEIGHTS_CHECKSUM_KEY
@@ -274,7 +276,7 @@ def _quantize_into(directory: Path, fp32_checksum: str) -> None:
     if problem is not None:
         raise ValueError(f"{directory}: {problem} (damaged)")
 
-    tmp = directory / f".{INT8_FILE}.{os.getpid()}.tmp"
+    tmp = temp_beside(directory / INT8_FILE)
     try:
         started = time.perf_counter()
         quantize(directory / ONNX_FILE, tmp, directory / INT8_WEIGHTS)
@@ -306,10 +308,8 @@ def _copy_kept(cached: Path, directory: Path, fp32_checksum: str) -> bool:
     try:
         if _problem(cached, key[1]) is not None:
             return False
-        for name in (*_weights_if_any(cached), INT8_FILE, PROBES_FILE):  # the weights before their graph
-            tmp = directory / f".{name}.{os.getpid()}.tmp"
-            shutil.copyfile(cached / name, tmp)
-            os.replace(tmp, directory / name)
+        for name in (*tower_files(cached, INT8_FILE), PROBES_FILE):  # the weights before their graph
+            replace_with_copy(cached / name, directory / name)
     except OSError as e:
         log.info("could not copy the kept int8 text tower from %s (%s): quantizing", cached, e)
         return False
@@ -328,10 +328,8 @@ def _keep(directory: Path, cached: Path, fp32_checksum: str) -> None:
             if not locked:
                 return
             # The weights, their graph, and the probes (with the key) last: they vouch for the files.
-            for name in (*_weights_if_any(directory), INT8_FILE, PROBES_FILE):
-                tmp = cached / f".{name}.{os.getpid()}.tmp"
-                shutil.copyfile(directory / name, tmp)
-                os.replace(tmp, cached / name)
+            for name in (*tower_files(directory, INT8_FILE), PROBES_FILE):
+                replace_with_copy(directory / name, cached / name)
     except OSError as e:  # only a cost: the next index of this model quantizes again
         log.info("could not keep the int8 text tower in %s (%s)", cached, e)
 
@@ -344,9 +342,6 @@ def _problem(directory: Path, checksum: str | None) -> str | None:
         return f"{INT8_FILE} is missing"
     return tower_problem(directory, INT8_FILE, str(checksum))
 
-
-def _weights_if_any(directory: Path) -> tuple[str, ...]:
-    return (INT8_WEIGHTS,) if (directory / INT8_WEIGHTS).is_file() else ()
 
 
 def _probe_vectors(directory: Path, fp32_note: dict) -> tuple[np.ndarray, np.ndarray]:
